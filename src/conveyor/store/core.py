@@ -1,0 +1,188 @@
+"""The abstract SQL store: transactions, events, migrations; backends fill in connections."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from conveyor import errors
+from conveyor.model import (
+    ComputeEnvironment,
+    Job,
+    JobState,
+    Queue,
+    spec_from_dict,
+)
+from conveyor.store.base import Dialect, Row, Tx, migration_files, split_statements
+
+DEFAULT_ENVIRONMENT = "default"
+DEFAULT_QUEUE = "default"
+
+
+class SqlStoreBase(abc.ABC):
+    d: Dialect
+    url: str
+
+    def __init__(self) -> None:
+        # in-process wake-ups: a submit in this process wakes this process's idle workers at once
+        self._wake = threading.Condition()
+        self._wake_seq = 0
+
+    # -- backends ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def _write(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: a pooled connection)."""
+
+    @abc.abstractmethod
+    def _read(self) -> contextlib.AbstractContextManager[Tx]:
+        """A read-only transaction or snapshot."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds or until jobs may have become runnable.
+
+        Returns True when woken by a signal (not by the timeout). The base version only
+        hears submissions made in this process; PostgreSQL also listens to NOTIFY.
+        """
+        with self._wake:
+            seq = self._wake_seq
+            self._wake.wait_for(lambda: self._wake_seq != seq, timeout=timeout)
+            return self._wake_seq != seq
+
+    def wake(self) -> None:
+        """Wake this process's idle workers."""
+        with self._wake:
+            self._wake_seq += 1
+            self._wake.notify_all()
+
+    # -- helpers ----------------------------------------------------------------------
+    def _events(self, tx: Tx, rows: Sequence[tuple[str, str, str, dict[str, Any]]], now: datetime) -> None:
+        if not rows:
+            return
+        at = self.d.ts(now)
+        tx.many(
+            "INSERT INTO events (at, entity, entity_id, type, data) VALUES (?, ?, ?, ?, ?)",
+            [(at, entity, entity_id, type_, self.d.js(data)) for entity, entity_id, type_, data in rows],
+        )
+
+    def _job(self, r: Row) -> Job:
+        d = self.d
+        return Job(
+            id=int(r["id"]),
+            queue=r["queue"],
+            name=r["name"],
+            definition=r["definition"],
+            definition_revision=r["definition_revision"],
+            spec=spec_from_dict(d.unjs(r["spec"])),
+            state=JobState(r["state"]),
+            status_reason=r["status_reason"],
+            priority=int(r["priority"]),
+            created_at=_req(d.dt(r["created_at"])),
+            updated_at=_req(d.dt(r["updated_at"])),
+            run_at=d.dt(r["run_at"]),
+            started_at=d.dt(r["started_at"]),
+            finished_at=d.dt(r["finished_at"]),
+            attempt=int(r["attempt"]),
+            attempts_counted=int(r["attempts_counted"]),
+            payload=d.unjs(r["payload"]),
+            payload_ref=r["payload_ref"],
+            result=d.unjs(r["result"]),
+            tags=tuple(d.unjs(r["tags"]) or ()),
+            unique_key=r["unique_key"],
+            idempotency_key=r["idempotency_key"],
+            parent_id=r["parent_id"],
+            array_size=r["array_size"],
+            array_index=r["array_index"],
+            array_parent_id=r["array_parent_id"],
+            depends_on=tuple(d.unjs(r["depends_on"]) or ()),
+            worker_id=r["worker_id"],
+            lease_expires_at=d.dt(r["lease_expires_at"]),
+            compute_environment=r["compute_environment"],
+            terminate_requested=bool(r["terminate_requested"]),
+        )
+
+    def _queue(self, r: Row) -> Queue:
+        return Queue(
+            name=r["name"],
+            priority=int(r["priority"]),
+            enabled=bool(r["enabled"]),
+            environments=tuple(self.d.unjs(r["environments"])),
+        )
+
+    @staticmethod
+    def _env(r: Row) -> ComputeEnvironment:
+        return ComputeEnvironment(
+            name=r["name"],
+            max_vcpus=None if r["max_vcpus"] is None else float(r["max_vcpus"]),
+            max_memory_mb=r["max_memory_mb"],
+            enabled=bool(r["enabled"]),
+        )
+
+    # -- migrations -------------------------------------------------------------------
+    def _migrations_table(self, tx: Tx) -> None:
+        tx.x(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+
+    def _lock_migrations(self, tx: Tx) -> None:  # noqa: B027 - a hook, empty on SQLite
+        """Serialise concurrent migrators (PostgreSQL takes an advisory lock)."""
+
+    def migrate(self, now: datetime) -> list[str]:
+        """Apply pending migrations, each in its own transaction; create the defaults."""
+        applied: list[str] = []
+        for version, name, sql in migration_files(self.d.name):
+            with self._write() as tx:
+                self._lock_migrations(tx)
+                self._migrations_table(tx)
+                if tx.one("SELECT version FROM schema_migrations WHERE version = ?", (version,)):
+                    continue
+                for statement in split_statements(sql):
+                    tx.x(statement)
+                tx.x(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now.isoformat()),
+                )
+                applied.append(name)
+        with self._write() as tx:
+            ts = self.d.ts(now)
+            tx.x(
+                "INSERT INTO compute_environments (name, max_vcpus, max_memory_mb, enabled, created_at,"
+                " updated_at) VALUES (?, NULL, NULL, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (DEFAULT_ENVIRONMENT, True, ts, ts),
+            )
+            tx.x(
+                "INSERT INTO queues (name, priority, enabled, environments, created_at, updated_at)"
+                " VALUES (?, 0, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (DEFAULT_QUEUE, True, self.d.js([DEFAULT_ENVIRONMENT]), ts, ts),
+            )
+        return applied
+
+    def schema_status(self) -> tuple[int, int]:
+        """(applied version, latest shipped version)."""
+        latest = max(v for v, _, _ in migration_files(self.d.name))
+        try:
+            with self._read() as tx:
+                row = tx.one("SELECT MAX(version) AS v FROM schema_migrations")
+        except errors.StoreUnavailable:
+            raise
+        except Exception:
+            return (0, latest)
+        return (int(row["v"] or 0) if row else 0, latest)
+
+
+def _req(value: datetime | None) -> datetime:
+    assert value is not None
+    return value
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,1249 @@
+"""Store operations on jobs: every transition is one transaction with its event rows.
+
+Exactly-once decisions are compare-and-set updates (``WHERE id = ? AND state IN ...``) or
+unique constraints; nothing here trusts a leader. See docs/states.md for the diagram.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from conveyor import errors, retry
+from conveyor.model import (
+    Attempt,
+    ClaimRequest,
+    DependencyType,
+    Finish,
+    InsertResult,
+    Job,
+    JobState,
+    NewJob,
+    OutcomeKind,
+    spec_to_dict,
+)
+from conveyor.store.base import Row, Tx, plus
+from conveyor.store.catalog import WORKER_LIVENESS, CatalogOps
+from conveyor.store.core import chunks
+
+ACTIVE = "('STARTING', 'RUNNING')"
+WAITING = "('SUBMITTED', 'PENDING', 'RUNNABLE')"
+TERMINAL = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
+PROMOTE_BATCH = 1000
+
+_JOB_COLUMNS = (
+    "id, queue, name, definition, definition_revision, kind, spec, state, status_reason, priority,"
+    " created_at, updated_at, run_at, attempt, attempts_counted, vcpus, memory_mb, payload, payload_ref,"
+    " tags, unique_key, unique_ttl, idempotency_key, parent_id, array_size, array_index, array_parent_id,"
+    " depends_on, deps_pending, finished_at"
+)
+_INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 30)})"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    owned: frozenset[int]  # jobs this worker still holds
+    terminate: frozenset[int]  # of those, the ones a user asked to terminate
+
+
+@dataclass(slots=True)
+class _Done:
+    """A job that just reached a terminal state; what follows from it is settled in the same tx."""
+
+    id: int
+    state: str
+    unique_key: str | None
+    unique_ttl: float | None
+    has_dependants: bool
+    array_parent_id: int | None
+
+
+def _done(r: Row, state: str | None = None) -> _Done:
+    return _Done(
+        id=int(r["id"]),
+        state=state or r["state"],
+        unique_key=r["unique_key"],
+        unique_ttl=r["unique_ttl"],
+        has_dependants=bool(r["has_dependants"]),
+        array_parent_id=r["array_parent_id"],
+    )
+
+
+class LifecycleOps(CatalogOps):
+    # -- submission -------------------------------------------------------------------------
+    def job_insert_many(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
+        """Insert submissions atomically: all or none. Keys that match return the existing job."""
+        woken: set[str] = set()
+        with self._write() as tx:
+            results = self._insert(tx, jobs, now, woken)
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return results
+
+    def _insert(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[InsertResult]:
+        d = self.d
+        ts = d.ts(now)
+        out: list[InsertResult | None] = [None] * len(jobs)
+        # dependencies of the whole batch, read (and locked) once
+        dep_ids = sorted({dep.job_id for nj in jobs for dep in nj.depends_on})
+        deps: dict[int, Row] = {}
+        for part in chunks(dep_ids, 500):
+            for r in tx.q(
+                "SELECT id, state, array_size FROM jobs WHERE "
+                + d.id_in("id")
+                + " ORDER BY id"
+                + d.for_update,
+                (d.ids(part),),
+            ):
+                deps[int(r["id"])] = r
+        for dep_id in dep_ids:
+            if dep_id not in deps:
+                raise errors.ValidationError(
+                    "depends_on", f"job {dep_id} does not exist", "ids of existing jobs"
+                )
+
+        seen_idem: dict[str, int] = {}
+        seen_unique: dict[str, int] = {}
+        plain_rows: list[tuple[Any, ...]] = []
+        plain_events: list[tuple[str, str, str, dict[str, Any]]] = []
+        plain_index: list[tuple[int, int]] = []  # (position in jobs, id)
+        dep_rows: list[tuple[int, int]] = []
+        ids = d.alloc_job_ids(tx, len(jobs))
+        spec_cache: dict[int, Any] = {}
+
+        for pos, nj in enumerate(jobs):
+            # idempotency and unique keys: an earlier job with the key wins
+            if nj.idempotency_key is not None:
+                if nj.idempotency_key in seen_idem:
+                    out[pos] = InsertResult(
+                        self._job_by_id(tx, seen_idem[nj.idempotency_key]), True, "idempotency key matched"
+                    )
+                    continue
+                row = tx.one("SELECT * FROM jobs WHERE idempotency_key = ?", (nj.idempotency_key,))
+                if row is not None:
+                    out[pos] = InsertResult(
+                        self._job(row),
+                        True,
+                        f"idempotency key {nj.idempotency_key!r} matched job {row['id']}",
+                    )
+                    continue
+            if nj.unique_key is not None:
+                if nj.unique_key in seen_unique:
+                    out[pos] = InsertResult(
+                        self._job_by_id(tx, seen_unique[nj.unique_key]),
+                        True,
+                        "unique key held in the same batch",
+                    )
+                    continue
+                holder = self._unique_holder(tx, nj.unique_key, now)
+                if holder is not None:
+                    out[pos] = InsertResult(holder, True, _held(nj.unique_key, holder))
+                    continue
+
+            job_id = ids[pos]
+            state, reason, pending = self._initial_state(nj, deps, now)
+            if nj.unique_key is not None and state not in ("FAILED",):
+                got = tx.one(
+                    "INSERT INTO unique_keys (key, job_id, expires_at) VALUES (?, ?, NULL)"
+                    " ON CONFLICT (key) DO NOTHING RETURNING key",
+                    (nj.unique_key, job_id),
+                )
+                if got is None:  # a concurrent submission won the key between our read and insert
+                    holder = self._unique_holder(tx, nj.unique_key, now)
+                    if holder is None:
+                        raise errors.Conflict(
+                            f"unique key {nj.unique_key!r} is being released; retry the submission"
+                        )
+                    out[pos] = InsertResult(holder, True, _held(nj.unique_key, holder))
+                    continue
+                seen_unique[nj.unique_key] = job_id
+            spec_json = spec_cache.get(id(nj.spec))
+            if spec_json is None:
+                spec_json = spec_cache[id(nj.spec)] = d.js(spec_to_dict(nj.spec))
+            row_values = (
+                job_id,
+                nj.queue,
+                nj.name,
+                nj.definition,
+                nj.definition_revision,
+                nj.spec.kind,
+                spec_json,
+                state,
+                reason,
+                nj.priority,
+                ts,
+                ts,
+                d.ts(nj.run_at),
+                0,
+                0,
+                nj.spec.vcpus,
+                nj.spec.memory_mb,
+                d.js(nj.payload) if nj.payload is not None else None,
+                nj.payload_ref,
+                d.js(list(nj.tags)) if nj.tags else None,
+                nj.unique_key,
+                nj.unique_ttl_seconds,
+                nj.idempotency_key,
+                nj.parent_id,
+                nj.array_size,
+                None,
+                None,
+                d.js([dep.job_id for dep in nj.depends_on]) if nj.depends_on else None,
+                0 if nj.array_size else len(pending),
+                ts if state == "FAILED" else None,
+            )
+            event = ("job", str(job_id), "job.state", {"to": state, "reason": reason, "queue": nj.queue})
+            if nj.idempotency_key is not None:
+                got = tx.one(
+                    _INSERT_JOB
+                    + " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+                    " RETURNING id",
+                    row_values,
+                )
+                if got is None:
+                    row = tx.one("SELECT * FROM jobs WHERE idempotency_key = ?", (nj.idempotency_key,))
+                    assert row is not None
+                    out[pos] = InsertResult(self._job(row), True, f"idempotency key matched job {row['id']}")
+                    continue
+                seen_idem[nj.idempotency_key] = job_id
+                self._events(tx, [event], now)
+                out[pos] = InsertResult(self._placeholder(job_id))
+            elif nj.array_size:
+                tx.x(_INSERT_JOB, row_values)
+                self._events(tx, [event], now)
+                out[pos] = InsertResult(self._placeholder(job_id))
+            else:
+                plain_rows.append(row_values)
+                plain_events.append(event)
+                plain_index.append((pos, job_id))
+            if state == "RUNNABLE":
+                woken.add(nj.queue)
+            if nj.array_size and state != "FAILED":
+                self._insert_children(tx, job_id, nj, deps, now, woken)
+            elif not nj.array_size:
+                dep_rows.extend((job_id, dep_id) for dep_id in pending)
+
+        if plain_rows:
+            tx.many(_INSERT_JOB, plain_rows)
+            self._events(tx, plain_events, now)
+            for pos, job_id in plain_index:
+                out[pos] = InsertResult(self._placeholder(job_id))
+        if dep_rows:
+            self._add_dependencies(tx, dep_rows)
+        # read back the inserted jobs so callers get complete, stored values
+        fresh_ids = [res.job.id for res in out if res is not None and not res.existing]
+        fresh: dict[int, Job] = {}
+        for part in chunks(fresh_ids, 500):
+            for got_row in tx.q("SELECT * FROM jobs WHERE " + d.id_in("id"), (d.ids(part),)):
+                fresh[int(got_row["id"])] = self._job(got_row)
+        final: list[InsertResult] = []
+        for res in out:
+            assert res is not None
+            final.append(res if res.existing else InsertResult(fresh[res.job.id], False, ""))
+        return final
+
+    @staticmethod
+    def _placeholder(job_id: int) -> Job:
+        return _Stub(job_id)  # type: ignore[return-value]
+
+    def _initial_state(self, nj: NewJob, deps: dict[int, Row], now: datetime) -> tuple[str, str, list[int]]:
+        """(state, reason, unfinished dependency ids) of a new job (or array parent)."""
+        pending: list[int] = []
+        for dep in nj.depends_on:
+            r = deps[dep.job_id]
+            if dep.type is DependencyType.N_TO_N and (not nj.array_size or r["array_size"] != nj.array_size):
+                raise errors.ValidationError(
+                    "depends_on",
+                    f"an N_TO_N dependency needs two array jobs of the same size; job {dep.job_id} has"
+                    f" size {r['array_size'] or 'none'}, this job {nj.array_size or 'none'}",
+                )
+            if r["state"] in ("FAILED", "CANCELLED"):
+                return "FAILED", f"dependency job {dep.job_id} ended {r['state']}", []
+            if r["state"] != "SUCCEEDED" and dep.type is DependencyType.STANDARD:
+                pending.append(dep.job_id)
+        if nj.array_size:
+            return "PENDING", f"array job: 0 of {nj.array_size} children finished", pending
+        if pending:
+            return "PENDING", _waiting_for(pending), pending
+        if nj.run_at is not None and nj.run_at > now:
+            return "SUBMITTED", f"scheduled for {nj.run_at.isoformat()}", []
+        return "RUNNABLE", "waiting for a worker", []
+
+    def _insert_children(
+        self, tx: Tx, parent_id: int, nj: NewJob, deps: dict[int, Row], now: datetime, woken: set[str]
+    ) -> None:
+        d = self.d
+        size = nj.array_size
+        assert size is not None
+        ts = d.ts(now)
+        ids = d.alloc_job_ids(tx, size)
+        spec_json = d.js(spec_to_dict(nj.spec))
+        standard = [
+            dep.job_id
+            for dep in nj.depends_on
+            if dep.type is DependencyType.STANDARD and deps[dep.job_id]["state"] != "SUCCEEDED"
+        ]
+        n_to_n: dict[int, dict[int, tuple[int, str]]] = {}
+        for dep in nj.depends_on:
+            if dep.type is DependencyType.N_TO_N:
+                n_to_n[dep.job_id] = {
+                    int(r["array_index"]): (int(r["id"]), r["state"])
+                    for r in tx.q(
+                        "SELECT id, array_index, state FROM jobs WHERE array_parent_id = ?" + d.for_update,
+                        (dep.job_id,),
+                    )
+                }
+        rows: list[tuple[Any, ...]] = []
+        events: list[tuple[str, str, str, dict[str, Any]]] = []
+        dep_rows: list[tuple[int, int]] = []
+        failed = 0
+        previous_failed = False
+        for index in range(size):
+            child_id = ids[index]
+            pending = list(standard)
+            failed_by: str | None = None
+            for other in n_to_n.values():
+                other_id, other_state = other[index]
+                if other_state in ("FAILED", "CANCELLED"):
+                    failed_by = f"dependency job {other_id} ended {other_state}"
+                elif other_state != "SUCCEEDED":
+                    pending.append(other_id)
+            if nj.array_sequential and index > 0:
+                if previous_failed:
+                    failed_by = failed_by or f"dependency job {ids[index - 1]} ended FAILED"
+                else:
+                    pending.append(ids[index - 1])
+            if failed_by:
+                state, reason = "FAILED", failed_by
+                failed += 1
+                pending = []
+            elif pending:
+                state, reason = "PENDING", _waiting_for(pending)
+            elif nj.run_at is not None and nj.run_at > now:
+                state, reason = "SUBMITTED", f"scheduled for {nj.run_at.isoformat()}"
+            else:
+                state, reason = "RUNNABLE", "waiting for a worker"
+                woken.add(nj.queue)
+            previous_failed = state == "FAILED"
+            rows.append(
+                (
+                    child_id,
+                    nj.queue,
+                    nj.name,
+                    nj.definition,
+                    nj.definition_revision,
+                    nj.spec.kind,
+                    spec_json,
+                    state,
+                    reason,
+                    nj.priority,
+                    ts,
+                    ts,
+                    d.ts(nj.run_at),
+                    0,
+                    0,
+                    nj.spec.vcpus,
+                    nj.spec.memory_mb,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    nj.parent_id,
+                    None,
+                    index,
+                    parent_id,
+                    None,
+                    len(pending),
+                    ts if state == "FAILED" else None,
+                )
+            )
+            events.append(
+                ("job", str(child_id), "job.state", {"to": state, "reason": reason, "queue": nj.queue})
+            )
+            dep_rows.extend((child_id, dep_id) for dep_id in pending)
+        tx.many(_INSERT_JOB, rows)
+        self._events(tx, events, now)
+        if dep_rows:
+            self._add_dependencies(tx, dep_rows)
+        if failed:
+            self._count_children(tx, parent_id, failed, failed, now, woken)
+
+    def _add_dependencies(self, tx: Tx, dep_rows: list[tuple[int, int]]) -> None:
+        tx.many(
+            "INSERT INTO job_dependencies (job_id, depends_on_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            dep_rows,
+        )
+        targets = sorted({dep for _, dep in dep_rows})
+        for part in chunks(targets, 500):
+            tx.x(
+                "UPDATE jobs SET has_dependants = ? WHERE " + self.d.id_in("id") + " AND has_dependants = ?",
+                (True, self.d.ids(part), False),
+            )
+
+    def _unique_holder(self, tx: Tx, key: str, now: datetime) -> Job | None:
+        """The job holding ``key`` now, or None (a stale entry is removed)."""
+        row = tx.one("SELECT job_id, expires_at FROM unique_keys WHERE key = ?" + self.d.for_update, (key,))
+        if row is None:
+            return None
+        job_row = tx.one("SELECT * FROM jobs WHERE id = ?", (row["job_id"],))
+        expires = self.d.dt(row["expires_at"])
+        if job_row is not None:
+            terminal = job_row["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+            if not terminal or (expires is not None and expires > now):
+                return self._job(job_row)
+        tx.x("DELETE FROM unique_keys WHERE key = ? AND job_id = ?", (key, row["job_id"]))
+        return None
+
+    def _job_by_id(self, tx: Tx, job_id: int) -> Job:
+        row = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            return _Stub(job_id)  # type: ignore[return-value]
+        return self._job(row)
+
+    # -- reading --------------------------------------------------------------------------
+    def job_get(self, job_id: int) -> Job | None:
+        with self._read() as tx:
+            row = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._job(row) if row else None
+
+    def job_list(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        queue: str | None = None,
+        tag: str | None = None,
+        array_parent_id: int | None = None,
+        include_children: bool = False,
+        before_id: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs, newest first; ``before_id`` pages on."""
+        sql = "SELECT * FROM jobs WHERE 1 = 1"
+        params: list[Any] = []
+        if states:
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+            params.extend(s.value for s in states)
+        if queue is not None:
+            sql += " AND queue = ?"
+            params.append(queue)
+        if array_parent_id is not None:
+            sql += " AND array_parent_id = ?"
+            params.append(array_parent_id)
+        elif not include_children:
+            sql += " AND array_parent_id IS NULL"
+        if before_id is not None:
+            sql += " AND id < ?"
+            params.append(before_id)
+        if created_after is not None:
+            sql += " AND created_at >= ?"
+            params.append(self.d.ts(created_after))
+        if created_before is not None:
+            sql += " AND created_at < ?"
+            params.append(self.d.ts(created_before))
+        if tag is not None:
+            sql += " AND tags LIKE ?"
+            params.append(f'%"{tag}"%')
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self._read() as tx:
+            return [self._job(r) for r in tx.q(sql, params)]
+
+    def job_dependency_states(self, job_id: int) -> list[tuple[int, JobState]]:
+        with self._read() as tx:
+            rows = tx.q(
+                "SELECT j.id, j.state FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on_id"
+                " WHERE d.job_id = ? ORDER BY j.id",
+                (job_id,),
+            )
+        return [(int(r["id"]), JobState(r["state"])) for r in rows]
+
+    def job_attempts(self, job_id: int) -> list[Attempt]:
+        with self._read() as tx:
+            rows = tx.q("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,))
+        out = []
+        for r in rows:
+            started = self.d.dt(r["started_at"])
+            assert started is not None
+            out.append(
+                Attempt(
+                    job_id=int(r["job_id"]),
+                    number=int(r["number"]),
+                    worker_id=r["worker_id"],
+                    host=r["host"],
+                    pid=r["pid"],
+                    started_at=started,
+                    stopped_at=self.d.dt(r["stopped_at"]),
+                    exit_code=r["exit_code"],
+                    reason=r["reason"],
+                    compute_environment=r["compute_environment"],
+                    counted=bool(r["counted"]),
+                )
+            )
+        return out
+
+    def job_queue_position(self, job: Job) -> int:
+        """How many runnable jobs of the same queue are ahead of ``job``."""
+        with self._read() as tx:
+            row = tx.one(
+                "SELECT COUNT(*) AS n FROM jobs WHERE queue = ? AND state = 'RUNNABLE'"
+                " AND (priority > ? OR (priority = ? AND id < ?))",
+                (job.queue, job.priority, job.priority, job.id),
+            )
+        return int(row["n"]) if row else 0
+
+    # -- claiming ---------------------------------------------------------------------------
+    def job_claim(self, req: ClaimRequest, now: datetime) -> list[Job]:
+        """Claim up to ``req.limit`` runnable jobs that fit, with a lease; promote due jobs first."""
+        d = self.d
+        ts = d.ts(now)
+        woken: set[str] = set()
+        with self._write() as tx:
+            self._promote_due(tx, now, woken)
+            if req.limit <= 0:
+                return []
+            env_row = tx.one(
+                "SELECT * FROM compute_environments WHERE name = ?" + d.for_update, (req.environment,)
+            )
+            if env_row is None or not bool(env_row["enabled"]):
+                return []
+            env = self._env(env_row)
+            queues = [
+                q
+                for q in (self._queue(r) for r in tx.q("SELECT * FROM queues"))
+                if q.enabled and env.name in q.environments and (req.queues is None or q.name in req.queues)
+            ]
+            if not queues:
+                return []
+            queues.sort(key=lambda q: (-q.priority, q.name))
+            limited = env.max_vcpus is not None or env.max_memory_mb is not None
+            free_v, free_m = float("inf"), float("inf")
+            if limited:
+                used = tx.one(
+                    "SELECT COALESCE(SUM(vcpus), 0) AS v, COALESCE(SUM(memory_mb), 0) AS m FROM jobs"
+                    f" WHERE compute_environment = ? AND state IN {ACTIVE}",
+                    (env.name,),
+                )
+                assert used is not None
+                if env.max_vcpus is not None:
+                    free_v = env.max_vcpus - float(used["v"])
+                if env.max_memory_mb is not None:
+                    free_m = env.max_memory_mb - float(used["m"])
+            earlier = self._earlier_capacity(tx, queues, env.name, now)
+            picked: list[int] = []
+            remaining = req.limit
+            for q in queues:
+                if remaining <= 0:
+                    break
+                fetch = remaining if not limited and q.name not in earlier else remaining * 4 + 16
+                rows = tx.q(
+                    "SELECT id, vcpus, memory_mb FROM jobs WHERE queue = ? AND state = 'RUNNABLE'"
+                    " ORDER BY priority DESC, id LIMIT ?" + d.skip_locked,
+                    (q.name, fetch),
+                )
+                for r in rows:
+                    v, m = float(r["vcpus"]), int(r["memory_mb"])
+                    if v > free_v or m > free_m:
+                        continue
+                    if any(fv >= v and fm >= m for fv, fm in earlier.get(q.name, ())):
+                        continue  # an earlier environment of this queue has room: leave it there
+                    picked.append(int(r["id"]))
+                    free_v -= v
+                    free_m -= m
+                    remaining -= 1
+                    if remaining <= 0:
+                        break
+            if not picked:
+                return []
+            lease = d.ts(plus(now, req.lease_seconds))
+            rows = tx.q(
+                "UPDATE jobs SET state = CASE WHEN kind = 'function' THEN 'RUNNING' ELSE 'STARTING' END,"
+                " status_reason = ?, worker_id = ?, lease_expires_at = ?, attempt = attempt + 1,"
+                " attempts_counted = attempts_counted + 1, started_at = COALESCE(started_at, ?),"
+                " updated_at = ?, compute_environment = ?, terminate_requested = ?"
+                " WHERE " + d.id_in("id") + " AND state = 'RUNNABLE' RETURNING *",
+                (
+                    f"started on worker {req.worker_id}",
+                    req.worker_id,
+                    lease,
+                    ts,
+                    ts,
+                    env.name,
+                    False,
+                    d.ids(picked),
+                ),
+            )
+            jobs = sorted((self._job(r) for r in rows), key=lambda j: picked.index(j.id))
+            tx.many(
+                "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(j.id, j.attempt, req.worker_id, req.host, req.pid, ts, env.name) for j in jobs],
+            )
+            self._events(
+                tx,
+                [
+                    (
+                        "job",
+                        str(j.id),
+                        "job.state",
+                        {
+                            "from": "RUNNABLE",
+                            "to": j.state.value,
+                            "attempt": j.attempt,
+                            "worker": req.worker_id,
+                        },
+                    )
+                    for j in jobs
+                ],
+                now,
+            )
+        if woken:
+            self.wake()
+        return jobs
+
+    def _earlier_capacity(
+        self, tx: Tx, queues: list[Any], env_name: str, now: datetime
+    ) -> dict[str, list[tuple[float, float]]]:
+        """For queues where ``env_name`` is a fallback: free (vcpus, memory) of each earlier live environment."""
+        need: dict[str, list[str]] = {}
+        for q in queues:
+            position = q.environments.index(env_name)
+            if position > 0:
+                need[q.name] = list(q.environments[:position])
+        if not need:
+            return {}
+        envs = {r["name"]: self._env(r) for r in tx.q("SELECT * FROM compute_environments")}
+        live = {
+            r["environment"]
+            for r in tx.q(
+                "SELECT DISTINCT environment FROM workers WHERE stopped_at IS NULL AND heartbeat_at > ?",
+                (self.d.ts(now - WORKER_LIVENESS),),
+            )
+        }
+        used = {
+            r["compute_environment"]: (float(r["v"] or 0), float(r["m"] or 0))
+            for r in tx.q(
+                f"SELECT compute_environment, SUM(vcpus) AS v, SUM(memory_mb) AS m FROM jobs WHERE state IN {ACTIVE}"
+                " GROUP BY compute_environment"
+            )
+        }
+        out: dict[str, list[tuple[float, float]]] = {}
+        for qname, names in need.items():
+            caps = []
+            for name in names:
+                e = envs.get(name)
+                if e is None or not e.enabled or name not in live:
+                    continue
+                uv, um = used.get(name, (0.0, 0.0))
+                fv = float("inf") if e.max_vcpus is None else e.max_vcpus - uv
+                fm = float("inf") if e.max_memory_mb is None else e.max_memory_mb - um
+                caps.append((fv, fm))
+            out[qname] = caps
+        return out
+
+    def _promote_due(self, tx: Tx, now: datetime, woken: set[str]) -> int:
+        d = self.d
+        rows = tx.q(
+            "UPDATE jobs SET state = 'RUNNABLE', status_reason = 'waiting for a worker', updated_at = ?"
+            " WHERE id IN (SELECT id FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ? ORDER BY run_at LIMIT ?"
+            + d.skip_locked
+            + ") AND state = 'SUBMITTED' RETURNING id, queue",
+            (d.ts(now), d.ts(now), PROMOTE_BATCH),
+        )
+        if rows:
+            self._events(
+                tx,
+                [
+                    (
+                        "job",
+                        str(r["id"]),
+                        "job.state",
+                        {"from": "SUBMITTED", "to": "RUNNABLE", "reason": "run time reached"},
+                    )
+                    for r in rows
+                ],
+                now,
+            )
+            woken.update(r["queue"] for r in rows)
+        return len(rows)
+
+    def job_mark_running(self, items: Sequence[tuple[int, int, int | None]], now: datetime) -> None:
+        """Child processes started: (job_id, attempt, pid) move STARTING -> RUNNING."""
+        if not items:
+            return
+        ts = self.d.ts(now)
+        with self._write() as tx:
+            moved = []
+            for job_id, attempt, pid in items:
+                if tx.x(
+                    "UPDATE jobs SET state = 'RUNNING', updated_at = ? WHERE id = ? AND attempt = ? AND state = 'STARTING'",
+                    (ts, job_id, attempt),
+                ):
+                    moved.append((job_id, attempt, pid))
+            tx.many(
+                "UPDATE attempts SET pid = ? WHERE job_id = ? AND number = ?",
+                [(p, j, a) for j, a, p in moved],
+            )
+            self._events(
+                tx,
+                [
+                    (
+                        "job",
+                        str(j),
+                        "job.state",
+                        {"from": "STARTING", "to": "RUNNING", "attempt": a, "pid": p},
+                    )
+                    for j, a, p in moved
+                ],
+                now,
+            )
+
+    # -- leases -----------------------------------------------------------------------------
+    def lease_renew(self, worker_id: str, lease_seconds: float, now: datetime) -> LeaseStatus:
+        """Extend every lease the worker holds; also its heartbeat. Says which jobs to terminate."""
+        d = self.d
+        with self._write() as tx:
+            tx.x("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (d.ts(now), worker_id))
+            rows = tx.q(
+                f"UPDATE jobs SET lease_expires_at = ? WHERE worker_id = ? AND state IN {ACTIVE}"
+                " RETURNING id, terminate_requested",
+                (d.ts(plus(now, lease_seconds)), worker_id),
+            )
+        return LeaseStatus(
+            owned=frozenset(int(r["id"]) for r in rows),
+            terminate=frozenset(int(r["id"]) for r in rows if r["terminate_requested"]),
+        )
+
+    def job_rescue_expired(self, now: datetime, limit: int = 500) -> list[int]:
+        """Fail the attempts whose lease expired ("worker lost"); the retry strategy decides what follows."""
+        d = self.d
+        woken: set[str] = set()
+        with self._write() as tx:
+            rows = tx.q(
+                f"SELECT id, attempt, worker_id, terminate_requested, lease_expires_at FROM jobs WHERE state IN {ACTIVE}"
+                " AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?" + d.skip_locked,
+                (d.ts(now), limit),
+            )
+            finishes = [
+                Finish(
+                    job_id=int(r["id"]),
+                    attempt=int(r["attempt"]),
+                    worker_id=r["worker_id"],
+                    kind=OutcomeKind.TERMINATED if r["terminate_requested"] else OutcomeKind.FAILED,
+                    reason="terminated (worker lost)" if r["terminate_requested"] else "worker lost",
+                )
+                for r in rows
+            ]
+            done = [f.job_id for f in finishes if self._finish_one(tx, f, now, woken)]
+            if woken:
+                d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return done
+
+    # -- finishing --------------------------------------------------------------------------
+    def job_finish_many(self, finishes: Sequence[Finish], now: datetime) -> list[bool]:
+        """Record attempt outcomes; each is applied only if the worker still holds that attempt."""
+        d = self.d
+        ts = d.ts(now)
+        woken: set[str] = set()
+        applied: dict[int, bool] = {}
+        with self._write() as tx:
+            fast: dict[str, list[Finish]] = {}
+            slow: list[Finish] = []
+            for f in finishes:
+                if f.kind is OutcomeKind.SUCCEEDED:
+                    fast.setdefault(f.worker_id, []).append(f)
+                else:
+                    slow.append(f)
+            for worker_id, group in fast.items():
+                pairs = [(f.job_id, f.attempt) for f in group]
+                rows = tx.q(
+                    "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?,"
+                    " finished_at = ?, lease_expires_at = NULL WHERE "
+                    + d.pair_in("id", "attempt")
+                    + f" AND worker_id = ? AND state IN {ACTIVE} AND terminate_requested = ?"
+                    " RETURNING id, attempt, unique_key, unique_ttl, has_dependants, array_parent_id",
+                    (ts, ts, d.pairs(pairs), worker_id, False),
+                )
+                got = {int(r["id"]) for r in rows}
+                ok = [f for f in group if f.job_id in got]
+                tx.x(
+                    "UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' WHERE "
+                    + d.pair_in("job_id", "number"),
+                    (ts, d.pairs([(f.job_id, f.attempt) for f in ok])),
+                )
+                results = [(d.js(f.result), f.job_id) for f in ok if f.result is not None]
+                if results:
+                    tx.many("UPDATE jobs SET result = ? WHERE id = ?", results)
+                self._events(
+                    tx,
+                    [
+                        (
+                            "job",
+                            str(f.job_id),
+                            "job.state",
+                            {"from": "RUNNING", "to": "SUCCEEDED", "attempt": f.attempt},
+                        )
+                        for f in ok
+                    ],
+                    now,
+                )
+                follow = [
+                    _done(r, "SUCCEEDED")
+                    for r in rows
+                    if r["unique_key"] or r["has_dependants"] or r["array_parent_id"]
+                ]
+                if follow:
+                    self._settle(tx, follow, now, woken)
+                for f in group:
+                    if f.job_id in got:
+                        applied[f.job_id] = True
+                    else:
+                        slow.append(f)  # maybe terminate requested, or not ours any more: decide one by one
+            for f in slow:
+                if f.job_id not in applied:
+                    applied[f.job_id] = self._finish_one(tx, f, now, woken)
+            if woken:
+                d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return [applied.get(f.job_id, False) for f in finishes]
+
+    def _finish_one(self, tx: Tx, f: Finish, now: datetime, woken: set[str]) -> bool:
+        d = self.d
+        row = tx.one(
+            f"SELECT * FROM jobs WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN {ACTIVE}"
+            + d.for_update,
+            (f.job_id, f.attempt, f.worker_id),
+        )
+        if row is None:
+            return False
+        job = self._job(row)
+        kind = f.kind
+        reason = f.reason
+        if job.terminate_requested and kind is not OutcomeKind.SUCCEEDED:
+            kind = OutcomeKind.TERMINATED
+        if job.terminate_requested and kind is OutcomeKind.TERMINATED and not reason.startswith("terminated"):
+            reason = "terminated" + (f" ({reason})" if reason else "")
+        counted = True
+        run_at = None
+        if kind is OutcomeKind.SUCCEEDED:
+            state, status = "SUCCEEDED", "succeeded"
+        elif kind is OutcomeKind.CANCEL:
+            state, status = "CANCELLED", reason or "cancelled by the job"
+        elif kind is OutcomeKind.TERMINATED:
+            state, status = "FAILED", reason or "terminated"
+        elif kind is OutcomeKind.SNOOZE:
+            counted = False
+            delay = f.delay_seconds or 0.0
+            run_at = plus(now, delay)
+            state, status = ("SUBMITTED" if delay > 0 else "RUNNABLE"), reason or f"snoozed for {delay:g} s"
+        else:
+            decision = retry.decide(
+                job.spec.retry,
+                job.attempts_counted,
+                f.exit_code,
+                reason,
+                requested_delay=f.delay_seconds if kind is OutcomeKind.RETRY else None,
+                seed=str(job.id),
+            )
+            if decision.retry:
+                run_at = plus(now, decision.delay_seconds)
+                state = "SUBMITTED" if decision.delay_seconds > 0 else "RUNNABLE"
+                status = f"attempt {job.attempt} failed: {reason}; {decision.why}" + (
+                    f" in {decision.delay_seconds:.1f} s" if decision.delay_seconds > 0 else ""
+                )
+            else:
+                state = "FAILED"
+                status = reason if job.spec.retry.attempts <= 1 else f"{reason} ({decision.why})"
+        terminal = state in ("SUCCEEDED", "FAILED", "CANCELLED")
+        ts = d.ts(now)
+        tx.x(
+            "UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ?, run_at = COALESCE(?, run_at),"
+            " attempts_counted = attempts_counted - ?, lease_expires_at = NULL, terminate_requested = ?,"
+            " result = COALESCE(?, result) WHERE id = ?",
+            (
+                state,
+                status,
+                ts,
+                ts if terminal else None,
+                d.ts(run_at),
+                0 if counted else 1,
+                False,
+                d.js(f.result) if f.result is not None else None,
+                job.id,
+            ),
+        )
+        tx.x(
+            "UPDATE attempts SET stopped_at = ?, exit_code = ?, reason = ?, counted = ? WHERE job_id = ? AND number = ?",
+            (ts, f.exit_code, reason or state.lower(), counted, job.id, f.attempt),
+        )
+        self._events(
+            tx,
+            [
+                (
+                    "job",
+                    str(job.id),
+                    "job.state",
+                    {
+                        "from": job.state.value,
+                        "to": state,
+                        "reason": status,
+                        "attempt": f.attempt,
+                        "exit_code": f.exit_code,
+                    },
+                )
+            ],
+            now,
+        )
+        if state == "RUNNABLE":
+            woken.add(job.queue)
+        if terminal:
+            self._settle(tx, [_done(row, state)], now, woken)
+        return True
+
+    # -- what follows a terminal state ------------------------------------------------------
+    def _settle(self, tx: Tx, items: list[_Done], now: datetime, woken: set[str]) -> None:
+        """Release unique keys, release or fail dependants, count array children; cascades."""
+        d = self.d
+        ts = d.ts(now)
+        work = deque(items)
+        while work:
+            it = work.popleft()
+            if it.unique_key:
+                if it.state == "SUCCEEDED" and it.unique_ttl:
+                    tx.x(
+                        "UPDATE unique_keys SET expires_at = ? WHERE key = ? AND job_id = ?",
+                        (d.ts(plus(now, it.unique_ttl)), it.unique_key, it.id),
+                    )
+                else:
+                    tx.x("DELETE FROM unique_keys WHERE key = ? AND job_id = ?", (it.unique_key, it.id))
+            if it.has_dependants:
+                if it.state == "SUCCEEDED":
+                    rows = tx.q(
+                        "UPDATE jobs SET deps_pending = deps_pending - 1, updated_at = ? WHERE state = 'PENDING'"
+                        " AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on_id = ?)"
+                        " RETURNING id, deps_pending, run_at, queue",
+                        (ts, it.id),
+                    )
+                    ready = [r for r in rows if int(r["deps_pending"]) <= 0]
+                    for r in ready:
+                        run_at = d.dt(r["run_at"])
+                        later = run_at is not None and run_at > now
+                        state = "SUBMITTED" if later else "RUNNABLE"
+                        reason = (
+                            f"scheduled for {run_at.isoformat()}"
+                            if later and run_at
+                            else "waiting for a worker"
+                        )
+                        tx.x(
+                            "UPDATE jobs SET state = ?, status_reason = ? WHERE id = ? AND state = 'PENDING'",
+                            (state, reason, r["id"]),
+                        )
+                        if not later:
+                            woken.add(r["queue"])
+                    self._events(
+                        tx,
+                        [
+                            (
+                                "job",
+                                str(r["id"]),
+                                "job.state",
+                                {
+                                    "from": "PENDING",
+                                    "to": "RUNNABLE",
+                                    "reason": f"dependency job {it.id} succeeded",
+                                },
+                            )
+                            for r in ready
+                        ],
+                        now,
+                    )
+                else:
+                    reason = f"dependency job {it.id} ended {it.state}"
+                    rows = tx.q(
+                        "UPDATE jobs SET state = 'FAILED', status_reason = ?, updated_at = ?, finished_at = ?"
+                        " WHERE state = 'PENDING' AND array_size IS NULL"
+                        " AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on_id = ?)"
+                        " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id",
+                        (reason, ts, ts, it.id),
+                    )
+                    self._events(
+                        tx,
+                        [
+                            (
+                                "job",
+                                str(r["id"]),
+                                "job.state",
+                                {"from": "PENDING", "to": "FAILED", "reason": reason},
+                            )
+                            for r in rows
+                        ],
+                        now,
+                    )
+                    work.extend(_done(r, "FAILED") for r in rows)
+            if it.array_parent_id:
+                parent = self._count_children(
+                    tx, it.array_parent_id, 1, 0 if it.state == "SUCCEEDED" else 1, now, woken
+                )
+                if parent is not None:
+                    work.append(parent)
+
+    def _count_children(
+        self, tx: Tx, parent_id: int, done: int, failed: int, now: datetime, woken: set[str]
+    ) -> _Done | None:
+        """Count finished children of an array job; the last one settles the parent."""
+        d = self.d
+        ts = d.ts(now)
+        row = tx.one(
+            "UPDATE jobs SET array_done = array_done + ?, array_failed = array_failed + ?, updated_at = ?,"
+            " status_reason = 'array job: ' || CAST(array_done + ? AS TEXT) || ' of ' || CAST(array_size AS TEXT)"
+            " || ' children finished' WHERE id = ? AND state = 'PENDING'"
+            " RETURNING id, array_done, array_failed, array_size, unique_key, unique_ttl, has_dependants, array_parent_id",
+            (done, failed, ts, done, parent_id),
+        )
+        if row is None or int(row["array_done"]) < int(row["array_size"]):
+            return None
+        nfailed = int(row["array_failed"])
+        state = "SUCCEEDED" if nfailed == 0 else "FAILED"
+        reason = (
+            "all children succeeded"
+            if nfailed == 0
+            else f"{nfailed} of {row['array_size']} children did not succeed"
+        )
+        tx.x(
+            "UPDATE jobs SET state = ?, status_reason = ?, finished_at = ? WHERE id = ? AND state = 'PENDING'",
+            (state, reason, ts, parent_id),
+        )
+        self._events(
+            tx,
+            [("job", str(parent_id), "job.state", {"from": "PENDING", "to": state, "reason": reason})],
+            now,
+        )
+        return _done(row, state)
+
+    # -- user actions -----------------------------------------------------------------------
+    def job_cancel(self, job_id: int, reason: str, now: datetime) -> tuple[Job, bool]:
+        """Cancel a job that has not started (an array job: its waiting children). Idempotent."""
+        return self._stop(job_id, reason or "cancelled by user", now, terminate=False)
+
+    def job_terminate(self, job_id: int, reason: str, now: datetime) -> tuple[Job, bool]:
+        """Terminate: a running job's process group is killed by its worker; a waiting job fails."""
+        return self._stop(job_id, reason or "terminated by user", now, terminate=True)
+
+    def _stop(self, job_id: int, reason: str, now: datetime, terminate: bool) -> tuple[Job, bool]:
+        d = self.d
+        ts = d.ts(now)
+        woken: set[str] = set()
+        with self._write() as tx:
+            row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+            if row is None:
+                raise errors.UnknownJob(job_id)
+            job = self._job(row)
+            if job.state.terminal:
+                return job, False
+            target = "FAILED" if terminate else "CANCELLED"
+            status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
+            if job.array_size:
+                where = "array_parent_id = ?"
+                ids_param: Any = job.id
+            else:
+                where = "id = ?"
+                ids_param = job.id
+            if job.state.active and not terminate:
+                raise errors.Conflict(
+                    f"job {job_id} is {job.state.value}; use terminate to stop a running job"
+                )
+            rows = tx.q(
+                f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {where}"
+                f" AND state IN {WAITING} AND array_size IS NULL"
+                " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
+                (target, status, ts, ts, ids_param),
+            )
+            self._events(
+                tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
+            )
+            self._settle(tx, [_done(r, target) for r in rows], now, woken)
+            changed = bool(rows)
+            if terminate:
+                flagged = tx.q(
+                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
+                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                    (True, f"terminate requested: {reason}", ts, ids_param, False),
+                )
+                self._events(
+                    tx,
+                    [("job", str(r["id"]), "job.terminate_requested", {"reason": reason}) for r in flagged],
+                    now,
+                )
+                changed = changed or bool(flagged)
+            if woken:
+                d.notify_jobs(tx, woken)
+            fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            assert fresh is not None
+        if woken:
+            self.wake()
+        return self._job(fresh), changed
+
+    def job_retry(self, job_id: int, now: datetime) -> Job:
+        """Run a FAILED or CANCELLED job again with a fresh set of attempts (an array job: its failed children)."""
+        d = self.d
+        ts = d.ts(now)
+        with self._write() as tx:
+            row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+            if row is None:
+                raise errors.UnknownJob(job_id)
+            job = self._job(row)
+            if job.state not in (JobState.FAILED, JobState.CANCELLED):
+                raise errors.Conflict(
+                    f"job {job_id} is {job.state.value}; only FAILED or CANCELLED jobs can be retried"
+                )
+            if job.array_parent_id is not None:
+                raise errors.Conflict(
+                    f"job {job_id} is a child of array job {job.array_parent_id}; retry the array job"
+                )
+            if job.unique_key:
+                holder = self._unique_holder(tx, job.unique_key, now)
+                if holder is not None and holder.id != job.id:
+                    raise errors.Conflict(_held(job.unique_key, holder))
+                tx.x(
+                    "INSERT INTO unique_keys (key, job_id, expires_at) VALUES (?, ?, NULL) ON CONFLICT (key) DO NOTHING",
+                    (job.unique_key, job.id),
+                )
+            reason = "retried by user"
+            if job.array_size:
+                children = tx.q(
+                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+                    " updated_at = ? WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED') RETURNING id",
+                    (reason, ts, job.id),
+                )
+                n = len(children)
+                tx.x(
+                    "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, updated_at = ?,"
+                    " array_done = array_done - ?, array_failed = 0 WHERE id = ?",
+                    (f"array job: {n} children retried", ts, n, job.id),
+                )
+                self._events(
+                    tx,
+                    [
+                        ("job", str(r["id"]), "job.state", {"to": "RUNNABLE", "reason": reason})
+                        for r in children
+                    ],
+                    now,
+                )
+            else:
+                tx.x(
+                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+                    " updated_at = ?, terminate_requested = ? WHERE id = ?",
+                    (reason, ts, False, job.id),
+                )
+            self._events(
+                tx,
+                [
+                    (
+                        "job",
+                        str(job.id),
+                        "job.state",
+                        {"from": job.state.value, "to": "RUNNABLE", "reason": reason},
+                    )
+                ],
+                now,
+            )
+            d.notify_jobs(tx, {job.queue})
+            fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            assert fresh is not None
+        self.wake()
+        return self._job(fresh)
+
+    def job_release(
+        self, worker_id: str, jobs: Sequence[tuple[int, int]], reason: str, now: datetime
+    ) -> list[int]:
+        """Give jobs back (worker shutting down): RUNNABLE again, the attempt does not count."""
+        d = self.d
+        ts = d.ts(now)
+        released: list[int] = []
+        with self._write() as tx:
+            for job_id, attempt in jobs:
+                row = tx.one(
+                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, updated_at = ?, lease_expires_at = NULL,"
+                    f" attempts_counted = attempts_counted - 1 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN {ACTIVE}"
+                    " RETURNING id, queue",
+                    (f"requeued: {reason}", ts, job_id, attempt, worker_id),
+                )
+                if row is None:
+                    continue
+                released.append(job_id)
+                tx.x(
+                    "UPDATE attempts SET stopped_at = ?, reason = ?, counted = ? WHERE job_id = ? AND number = ?",
+                    (ts, f"requeued: {reason}", False, job_id, attempt),
+                )
+                self._events(
+                    tx,
+                    [("job", str(job_id), "job.state", {"to": "RUNNABLE", "reason": f"requeued: {reason}"})],
+                    now,
+                )
+            if released:
+                d.notify_jobs(tx, {"*"})
+        return released
+
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: datetime, now: datetime, batch: int = 1000) -> dict[str, int]:
+        """Delete finished jobs (with attempts, logs, dependencies) and events older than ``before``."""
+        d = self.d
+        counts = {"jobs": 0, "events": 0}
+        cutoff = d.ts(before)
+        while True:
+            with self._write() as tx:
+                rows = tx.q(
+                    f"SELECT id FROM jobs WHERE finished_at < ? AND state IN {TERMINAL}"
+                    " AND (array_parent_id IS NULL OR array_parent_id NOT IN"
+                    f" (SELECT id FROM jobs WHERE state NOT IN {TERMINAL})) LIMIT ?",
+                    (cutoff, batch),
+                )
+                ids = [int(r["id"]) for r in rows]
+                if ids:
+                    p = d.ids(ids)
+                    tx.x("DELETE FROM attempts WHERE " + d.id_in("job_id"), (p,))
+                    tx.x("DELETE FROM job_logs WHERE " + d.id_in("job_id"), (p,))
+                    tx.x("DELETE FROM job_dependencies WHERE " + d.id_in("job_id"), (p,))
+                    tx.x(
+                        "DELETE FROM unique_keys WHERE " + d.id_in("job_id") + " AND expires_at < ?",
+                        (p, d.ts(now)),
+                    )
+                    tx.x("DELETE FROM jobs WHERE " + d.id_in("id"), (p,))
+                    counts["jobs"] += len(ids)
+            if len(ids) < batch:
+                break
+        with self._write() as tx:
+            counts["events"] = tx.x("DELETE FROM events WHERE at < ?", (cutoff,))
+            tx.x("DELETE FROM workers WHERE stopped_at < ?", (cutoff,))
+        return counts
+
+
+class _Stub:
+    """An id-only stand-in while a batch is being inserted (replaced before returning)."""
+
+    def __init__(self, job_id: int) -> None:
+        self.id = job_id
+
+
+def _waiting_for(pending: list[int]) -> str:
+    if len(pending) == 1:
+        return f"waiting for job {pending[0]}"
+    shown = ", ".join(str(p) for p in pending[:5]) + (", ..." if len(pending) > 5 else "")
+    return f"waiting for {len(pending)} jobs ({shown})"
+
+
+def _held(key: str, holder: Job) -> str:
+    if holder.state.terminal:
+        return f"unique key {key!r} is kept by job {holder.id} ({holder.state.value}) until its TTL ends"
+    return f"unique key {key!r} is held by job {holder.id} ({holder.state.value})"

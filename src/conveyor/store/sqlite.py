@@ -1,0 +1,191 @@
+"""SQLite backend: the embedded default. WAL mode, short ``BEGIN IMMEDIATE`` write transactions.
+
+Safe for several processes on one machine: SQLite serialises writers, so a claim or a
+finish is atomic without row locks. ``synchronous=NORMAL`` in WAL mode survives a crash of
+any process; only a power loss can drop the last transactions (use ``?synchronous=full``
+in the URL to trade speed for that too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from conveyor import errors
+from conveyor.store.base import Row, Tx
+from conveyor.store.lifecycle import LifecycleOps
+
+
+class SQLiteDialect:
+    name = "sqlite"
+    skip_locked = ""
+    for_update = ""
+
+    def ts(self, value: datetime | None) -> Any:
+        return None if value is None else value.timestamp()
+
+    def dt(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+    def js(self, value: Any) -> Any:
+        return json.dumps(value, separators=(",", ":"))
+
+    def unjs(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def id_in(self, column: str) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def ids(self, values: Sequence[int]) -> Any:
+        return json.dumps(list(values))
+
+    def pair_in(self, a: str, b: str) -> str:
+        return f"({a}, {b}) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+
+    def pairs(self, values: Sequence[tuple[int, int]]) -> Any:
+        return json.dumps([list(v) for v in values])
+
+    def alloc_job_ids(self, tx: Tx, n: int) -> list[int]:
+        if n <= 0:
+            return []
+        row = tx.one("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'jobs' RETURNING seq", (n,))
+        if row is None:
+            top = tx.one("SELECT COALESCE(MAX(id), 0) AS m FROM jobs")
+            last = int(top["m"] if top else 0) + n
+            tx.x("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (last,))
+        else:
+            last = int(row["seq"])
+        return list(range(last - n + 1, last + 1))
+
+    def notify_jobs(self, tx: Tx, queues: set[str]) -> None:
+        """Other processes find new work by their bounded backoff (at most 1 s)."""
+
+
+class _SQLiteTx:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def q(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = self.conn.execute(sql, params)
+        row: Row | None = cur.fetchone()
+        if row is not None:
+            cur.fetchall()  # finish RETURNING statements completely
+        return row
+
+    def x(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.executemany(sql, rows)
+
+
+def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a plain path -> (path, options)."""
+    if not url.startswith("sqlite:"):
+        return url, {}
+    parts = urlsplit(url)
+    path = parts.path
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :].split("?", 1)[0]
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if not path:
+        raise errors.ValidationError("database", f"{url!r} names no file", "sqlite:///path/to/file.db")
+    return path, options
+
+
+class SQLiteStore(LifecycleOps):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.d = SQLiteDialect()
+        self.path, options = sqlite_path(url)
+        sync = options.get("synchronous", "normal").upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise errors.ValidationError(
+                "database", f"synchronous={sync.lower()} is not known", "normal, full, extra, off"
+            )
+        self._synchronous = sync
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        parent = Path(self.path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise errors.StoreUnavailable(
+                f"cannot open SQLite database {self.path!r}: folder {str(parent)!r} does not exist"
+            )
+        self._conn()  # fail now, not at first use
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                conn.execute("PRAGMA busy_timeout = 30000")
+            except sqlite3.Error as exc:
+                raise errors.StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self, begin: str) -> Iterator[Tx]:
+        conn = self._conn()
+        try:
+            conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            raise errors.StoreUnavailable(f"SQLite database {self.path!r} is not available: {exc}") from exc
+        try:
+            yield _SQLiteTx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _write(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._translated(self._tx("BEGIN IMMEDIATE"))
+
+    def _read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._translated(self._tx("BEGIN"))
+
+    @contextlib.contextmanager
+    def _translated(self, inner: contextlib.AbstractContextManager[Tx]) -> Iterator[Tx]:
+        try:
+            with inner as tx:
+                yield tx
+        except sqlite3.IntegrityError as exc:
+            raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise errors.StoreUnavailable(
+                    f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
+                ) from exc
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -77,3 +77,7 @@ class Conflict(ConveyorError):
 
 class StoreUnavailable(ConveyorError):
     """The store cannot be reached."""
+
+
+class Forbidden(ConveyorError):
+    """The caller may not do this."""

@@ -242,7 +242,9 @@ def parse_eventbridge(inner: str) -> ParsedCron:
     for name, token in (("minute", minute_t), ("hour", hour_t), ("month", month_t), ("year", year_t)):
         if "?" in token:
             raise errors.ValidationError(
-                f"expression.{name}", f'"{token}": ? is only allowed in day-of-month or day-of-week'
+                f"expression.{name}",
+                f'"{token}": ? is only allowed in day-of-month or day-of-week',
+                "*" if name != "year" else "*, 1970-2199",
             )
     if dom_t == "?" and dow_t == "?":
         raise errors.ValidationError(
@@ -258,7 +260,7 @@ def parse_eventbridge(inner: str) -> ParsedCron:
         )
     for name, token in (("day-of-month", dom_t), ("day-of-week", dow_t)):
         if "?" in token and token != "?":
-            raise errors.ValidationError(f"expression.{name}", f'"{token}": ? must stand alone')
+            raise errors.ValidationError(f"expression.{name}", f'"{token}": ? must stand alone', "? on its own")
     minutes = f.MINUTE.parse(minute_t)
     hours = f.HOUR.parse(hour_t)
     months = f.MONTH.parse(month_t)

@@ -54,7 +54,7 @@ def parse(text: str) -> Expression:
             head = prefix[:-1]
             if not lower.endswith(")"):
                 raise errors.ValidationError(
-                    "expression", f'{head}(): "{stripped}" is missing its closing parenthesis', FORMS
+                    "expression", f'{head}(): "{stripped}" is missing its closing parenthesis', f"{head}(...)"
                 )
             inner = stripped[stripped.index("(") + 1 : -1]
             if head == "cron":

@@ -91,6 +91,8 @@ class FieldDef:
     def value(self, token: str, whole: str) -> int:
         """One number or name, range-checked."""
         upper = token.upper()
+        if not token:
+            raise self.error(f'"{whole}" is incomplete')
         if self.names and upper in self.names:
             return self.name_base + self.names.index(upper)
         if not token.isdigit() or not token.isascii():
@@ -123,6 +125,8 @@ class FieldDef:
         elif "-" in base:
             first, _, last = base.partition("-")
             lo, hi = self.value(first, item), self.value(last, item)
+            if lo > hi and self.wrap_to == hi and last.upper() == self.names[0]:
+                hi = self.hi  # crontab "FRI-SUN": SUN closing a range is 7
             if lo > hi:
                 raise self.error(f'range "{item}" goes backwards', f"{self.allowed}, low-high")
         else:
@@ -145,19 +149,18 @@ class FieldDef:
         minute/hour), so canonical text keeps that bit and drops everything else.
         """
         full = self.full()
-        if star:
+        if star or (self.name not in STAR_SENSITIVE and mask.bit_count() > 1):
             if mask == full:
                 return "*"
             for step in range(2, self.hi - self.lo + 2):
                 if self.fold(span_mask(self.lo, self.hi, step)) == mask:
                     return f"*/{step}"
+        if star:
             # A starred list such as "*/5,7": "*/<span>" selects just the lowest value, which
             # a starred field always contains; the rest follows as a plain list.
             rest = mask & ~(1 << self.lo)
             head = f"*/{self.hi - self.lo + 1}"
             return f"{head},{render_ranges(rest)}" if rest else head
-        if mask == full and self.wrap_to is None and self.name not in STAR_SENSITIVE:
-            return "*"
         return render_ranges(mask)
 
 

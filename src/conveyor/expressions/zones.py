@@ -49,7 +49,7 @@ def validate_timezone(name: str) -> ZoneInfo:
             pass
     raise errors.ValidationError(
         "timezone",
-        f"{name!r} is not an IANA time zone name",
+        f'"{name}" is not an IANA time zone name',
         "IANA names such as UTC, Europe/Berlin, America/New_York",
     )
 

@@ -540,20 +540,26 @@ class LifecycleOps(CatalogOps):
             earlier = self._earlier_capacity(tx, queues, env.name, now)
             picked: list[int] = []
             remaining = req.limit
+            # queues of equal priority form one line: job priority, then FIFO, across all of them
+            groups: dict[int, list[str]] = {}
             for q in queues:
+                groups.setdefault(q.priority, []).append(q.name)
+            for names in groups.values():
                 if remaining <= 0:
                     break
-                fetch = remaining if not limited and q.name not in earlier else remaining * 4 + 16
+                plain = not limited and not any(n in earlier for n in names)
+                fetch = remaining if plain else remaining * 4 + 16
                 rows = tx.q(
-                    "SELECT id, vcpus, memory_mb FROM jobs WHERE queue = ? AND state = 'RUNNABLE'"
+                    "SELECT id, queue, vcpus, memory_mb FROM jobs WHERE queue IN"
+                    f" ({', '.join('?' * len(names))}) AND state = 'RUNNABLE'"
                     " ORDER BY priority DESC, id LIMIT ?" + d.skip_locked,
-                    (q.name, fetch),
+                    (*names, fetch),
                 )
                 for r in rows:
                     v, m = float(r["vcpus"]), int(r["memory_mb"])
                     if v > free_v or m > free_m:
                         continue
-                    if any(fv >= v and fm >= m for fv, fm in earlier.get(q.name, ())):
+                    if any(fv >= v and fm >= m for fv, fm in earlier.get(r["queue"], ())):
                         continue  # an earlier environment of this queue has room: leave it there
                     picked.append(int(r["id"]))
                     free_v -= v

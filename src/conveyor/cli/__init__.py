@@ -1,0 +1,176 @@
+"""The ``conveyor`` command. Edges only parse, validate and render; the engine decides."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from conveyor import errors
+from conveyor.cli import catalog, jobs, render
+from conveyor.cli.common import Formatter, add_db, csv, open_app
+
+EXIT_USAGE = 2
+EXIT_STORE = 3
+
+MAIN_EPILOG = """first steps:
+  conveyor submit -- echo hello       queue a job (SQLite ./conveyor.db by default)
+  conveyor worker --burst             run what is runnable, then exit
+  conveyor jobs list                  see what happened
+  conveyor jobs show 1                state, why it waits, attempts
+
+many machines: export CONVEYOR_DATABASE_URL=postgresql://user@db-host/conveyor
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conveyor",
+        description="Conveyor: scheduled and on-demand batch jobs on SQLite or PostgreSQL.",
+        epilog=MAIN_EPILOG,
+        formatter_class=Formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    m = sub.add_parser("migrate", help="create or upgrade the schema (also done automatically at start)")
+    add_db(m)
+    m.set_defaults(func=cmd_migrate)
+    w = sub.add_parser(
+        "worker",
+        help="run jobs: claims what fits, renews leases, retries, times out",
+        epilog=(
+            "examples:\n"
+            "  conveyor worker                                  all queues of the default environment\n"
+            "  conveyor worker --queues speedy,default --concurrency 8\n"
+            "  conveyor worker --environment gpu --import myapp.jobs\n"
+            "  conveyor worker --burst                          drain what is runnable, exit 0\n"
+            "SIGTERM/SIGINT: stop claiming, finish running jobs within --grace, requeue the rest;\n"
+            "a second signal requeues at once."
+        ),
+        formatter_class=Formatter,
+    )
+    add_db(w)
+    w.add_argument(
+        "--queues", metavar="A,B", help="serve only these queues (default: all of the environment)"
+    )
+    w.add_argument("--environment", default="default", help="compute environment served (default: default)")
+    w.add_argument(
+        "--concurrency", "-c", type=int, default=os.cpu_count() or 2, help="jobs at once (default: CPU count)"
+    )
+    w.add_argument(
+        "--import", dest="imports", action="append", metavar="MODULE", help="import at start (repeat)"
+    )
+    w.add_argument("--burst", action="store_true", help="exit 0 once nothing is runnable")
+    w.add_argument(
+        "--lease-seconds", type=float, default=30.0, help="lease length; renewed while jobs run (default 30)"
+    )
+    w.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, wait this long for running jobs",
+    )
+    w.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    w.set_defaults(func=cmd_worker)
+    jobs.add(sub)
+    catalog.add(sub)
+    return parser
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    with open_app(args) as app:
+        current, latest = app.store.schema_status()
+        sys.stdout.write(f"schema version {current} (latest {latest})\n")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from conveyor.app import WorkerConfig
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in args.imports or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise errors.ValidationError(
+                "import", f"cannot import {module!r}: {exc}", "an importable module"
+            ) from None
+    config = WorkerConfig(
+        environment=args.environment,
+        queues=csv(args.queues),
+        concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+        burst=args.burst,
+        grace_seconds=args.grace,
+    )
+    with open_app(args) as app:
+        if app.store.environment_get(args.environment) is None:
+            known = ", ".join(e.name for e in app.store.environment_list())
+            raise errors.ValidationError(
+                "environment", f"compute environment {args.environment!r} does not exist", known
+            )
+        worker = app.worker(config)
+        signals = {"count": 0}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            signals["count"] += 1
+            logging.getLogger("conveyor.worker").info(
+                "%s: %s",
+                signal.Signals(signum).name,
+                "stopping" if signals["count"] == 1 else "requeueing now",
+            )
+            worker.request_stop(immediate=signals["count"] > 1)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        stats = worker.run()
+        if args.json:
+            render.emit_json(
+                {
+                    "worker": worker.id,
+                    "claimed": stats.claimed,
+                    "succeeded": stats.succeeded,
+                    "failed": stats.failed,
+                }
+            )
+        else:
+            sys.stderr.write(
+                f"conveyor: worker {worker.id} ran {stats.claimed} attempt(s): {stats.succeeded} succeeded, {stats.failed} failed\n"
+            )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except errors.StoreUnavailable as exc:
+        sys.stderr.write(f"conveyor: {exc}\n")
+        return EXIT_STORE
+    except (errors.ValidationError, errors.NotFound, errors.Conflict, errors.Forbidden) as exc:
+        sys.stderr.write(f"conveyor: {exc}\n")
+        return EXIT_USAGE
+    except errors.ConveyorError as exc:
+        sys.stderr.write(f"conveyor: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Argument helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor import errors
+from conveyor.app import App
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="sqlite:///path.db or postgresql://... (default: $CONVEYOR_DATABASE_URL or ./conveyor.db)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+
+
+def open_app(args: argparse.Namespace) -> App:
+    return App.open(getattr(args, "database", None))
+
+
+def key_values(field: str, items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.ValidationError(
+                field, f"{item!r} is not KEY=VALUE", "--" + field.replace("_", "-") + " name=value"
+            )
+        out[key] = value
+    return out
+
+
+def json_arg(field: str, text: str | None) -> Any:
+    """A JSON value given inline or as ``@file``."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise errors.ValidationError(field, f"cannot read {text[1:]!r}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.ValidationError(
+            field, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "a JSON value"
+        ) from None
+
+
+def iso_time(field: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise errors.ValidationError(
+            field, f"{text!r} is not an ISO-8601 time", "e.g. 2026-05-01T12:00:00+00:00"
+        ) from None
+    if value.tzinfo is None:
+        raise errors.ValidationError(
+            field, f"{text!r} has no UTC offset", "e.g. 2026-05-01T12:00:00+00:00 or ...Z"
+        )
+    return value
+
+
+def csv(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -1,0 +1,438 @@
+"""``conveyor submit`` and ``conveyor jobs ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from conveyor import errors
+from conveyor.cli import render
+from conveyor.cli.common import Formatter, add_db, csv, iso_time, json_arg, key_values, open_app
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.model import Dependency, DependencyType, Job, JobState
+
+SUBMIT_EPILOG = """examples:
+  conveyor submit -- echo hello                         an ad-hoc command on the default queue
+  conveyor submit --queue reports --definition nightly-report --param day=2026-05-01
+  conveyor submit --function myapp.jobs:resize --payload '{"args": [42]}' --attempts 3
+  conveyor submit --array-size 100 -- python shard.py   CONVEYOR_ARRAY_INDEX is 0..99
+  conveyor submit --depends-on 41 --depends-on 42 -- ./report.sh
+  conveyor submit --unique-key sync:client-7 --queue speedy --wait -- ./sync.sh 7
+  conveyor submit --from-file jobs.jsonl                many jobs in one transaction
+"""
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="submit a job (prints its id)",
+        description="Submit a job: a registered definition, an ad-hoc command after --, or a Python function.",
+        epilog=SUBMIT_EPILOG,
+        formatter_class=Formatter,
+    )
+    add_db(p)
+    p.add_argument("--queue", "-q", default="default", help="queue name (default: default)")
+    p.add_argument("--definition", "-d", help="job definition name (its active revision)")
+    p.add_argument("--revision", type=int, help="a specific revision of the definition")
+    p.add_argument(
+        "--function", "-f", metavar="MODULE:CALLABLE", help="run a Python callable on an inline worker"
+    )
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        metavar="NAME=VALUE",
+        help="parameter for {NAME} in the command (repeat)",
+    )
+    p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload (>256 KiB goes to the blob store)")
+    p.add_argument(
+        "--priority", type=int, default=0, help="priority within the queue, higher first (default 0)"
+    )
+    p.add_argument("--delay", type=float, metavar="SECONDS", help="run no earlier than SECONDS from now")
+    p.add_argument("--run-at", metavar="ISO-TIME", help="run no earlier than this time (with offset)")
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="ID[:N_TO_N]",
+        help="wait for this job to succeed (repeat); :N_TO_N pairs array children",
+    )
+    p.add_argument("--array-size", type=int, metavar="N", help="array job of N children (2..10000)")
+    p.add_argument("--sequential", action="store_true", help="array children run one after another")
+    p.add_argument(
+        "--unique-key",
+        metavar="KEY",
+        help="at most one unfinished job per key; a second submit returns the first",
+    )
+    p.add_argument(
+        "--unique-ttl", type=float, metavar="SECONDS", help="keep the unique key this long after success"
+    )
+    p.add_argument("--idempotency-key", metavar="KEY", help="the same key always returns the same job")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the attempt after this long")
+    p.add_argument("--attempts", type=int, help="attempts in all, 1..10 (retry strategy)")
+    p.add_argument(
+        "--retry",
+        metavar="JSON",
+        help='full retry strategy, e.g. \'{"attempts": 3, "evaluate_on_exit": [{"action": "EXIT", "on_exit_code": "2"}]}\'',
+    )
+    p.add_argument("--vcpus", type=float, help="vCPUs the job needs")
+    p.add_argument("--memory", type=int, metavar="MB", help="memory the job needs (also its limit)")
+    p.add_argument(
+        "--env", "-e", action="append", metavar="NAME=VALUE", help="environment variable for the job (repeat)"
+    )
+    p.add_argument("--tag", action="append", help="tag (repeat)")
+    p.add_argument("--name", help="a name to recognise the job by")
+    p.add_argument(
+        "--from-file", metavar="FILE", help="JSON lines, one submission object per line ('-' for stdin)"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job and exit with its outcome (0 succeeded, 1 otherwise)",
+    )
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command to run")
+    p.set_defaults(func=cmd_submit)
+
+    jobs = sub.add_parser("jobs", help="list, show, follow logs of, cancel, terminate and retry jobs")
+    js = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lp = js.add_parser(
+        "list",
+        help="jobs, newest first",
+        epilog="example: conveyor jobs list --state FAILED --queue reports",
+        formatter_class=Formatter,
+    )
+    add_db(lp)
+    lp.add_argument("--state", action="append", type=str.upper, help="filter by state (repeat)")
+    lp.add_argument("--queue", help="filter by queue")
+    lp.add_argument("--tag", help="filter by tag")
+    lp.add_argument("--array", type=int, metavar="ID", help="the children of this array job")
+    lp.add_argument("--limit", type=int, default=50)
+    lp.add_argument("--before", type=int, metavar="ID", help="page on: jobs with a smaller id")
+    lp.set_defaults(func=cmd_list)
+    sp = js.add_parser(
+        "show",
+        help="one job: state, why it waits, attempts",
+        epilog="example: conveyor jobs show 42",
+        formatter_class=Formatter,
+    )
+    add_db(sp)
+    sp.add_argument("id", type=int)
+    sp.set_defaults(func=cmd_show)
+    gp = js.add_parser(
+        "logs",
+        help="a job's captured output",
+        epilog="example: conveyor jobs logs 42 --follow",
+        formatter_class=Formatter,
+    )
+    add_db(gp)
+    gp.add_argument("id", type=int)
+    gp.add_argument("--attempt", type=int, help="only this attempt (default: all)")
+    gp.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
+    gp.set_defaults(func=cmd_logs)
+    for name, helptext in (
+        ("cancel", "cancel a job that has not started (idempotent)"),
+        ("terminate", "stop a running job: its process group is killed; it ends FAILED"),
+        ("retry", "run a FAILED or CANCELLED job again"),
+    ):
+        ap = js.add_parser(
+            name, help=helptext, epilog=f"example: conveyor jobs {name} 42", formatter_class=Formatter
+        )
+        add_db(ap)
+        ap.add_argument("id", type=int)
+        if name != "retry":
+            ap.add_argument("--reason", default="", help="recorded as the status reason")
+        ap.set_defaults(func=cmd_action, action_name=name)
+    pp = js.add_parser("prune", help="delete finished jobs older than N days (workers do this hourly too)")
+    add_db(pp)
+    pp.add_argument("--older-than", type=float, default=14.0, metavar="DAYS")
+    pp.set_defaults(func=cmd_prune)
+
+
+def _request(args: argparse.Namespace) -> SubmitRequest:
+    argv = list(args.argv or [])
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    deps: list[int | Dependency] = []
+    for text in args.depends_on or []:
+        job_id, _, kind = text.partition(":")
+        try:
+            dep_id = int(job_id)
+        except ValueError:
+            raise errors.ValidationError(
+                "depends_on", f"{text!r} is not a job id", "ID or ID:N_TO_N"
+            ) from None
+        if kind and kind.upper() != "N_TO_N":
+            raise errors.ValidationError("depends_on", f"dependency type {kind!r} is not known", "N_TO_N")
+        deps.append(Dependency(dep_id, DependencyType.N_TO_N if kind else DependencyType.STANDARD))
+    retry: Any = json_arg("retry", args.retry)
+    if args.attempts is not None:
+        retry = {**(retry or {}), "attempts": args.attempts}
+    return SubmitRequest(
+        queue=args.queue,
+        definition=args.definition,
+        definition_revision=args.revision,
+        command=argv or None,
+        function=args.function,
+        parameters=key_values("param", args.param),
+        payload=json_arg("payload", args.payload),
+        priority=args.priority,
+        run_at=iso_time("run_at", args.run_at),
+        delay_seconds=args.delay,
+        depends_on=deps,
+        array_size=args.array_size,
+        array_sequential=args.sequential,
+        unique_key=args.unique_key,
+        unique_ttl_seconds=args.unique_ttl,
+        idempotency_key=args.idempotency_key,
+        timeout_seconds=args.timeout,
+        retry=retry,
+        vcpus=args.vcpus,
+        memory_mb=args.memory,
+        environment=key_values("env", args.env),
+        tags=args.tag or (),
+        name=args.name,
+    )
+
+
+FIELDS = {f for f in SubmitRequest.__dataclass_fields__ if f != "extra"}
+
+
+def request_from_dict(data: Any, where: str) -> SubmitRequest:
+    if not isinstance(data, dict):
+        raise errors.ValidationError(where, "must be a JSON object", '{"queue": ..., "command": [...]}')
+    for k in data:
+        if k not in FIELDS:
+            raise errors.ValidationError(f"{where}.{k}", "is not a known field", ", ".join(sorted(FIELDS)))
+    values = dict(data)
+    if "run_at" in values:
+        values["run_at"] = iso_time(f"{where}.run_at", values["run_at"])
+    if "depends_on" in values:
+        deps: list[int | Dependency] = []
+        for d in values["depends_on"] or []:
+            if isinstance(d, dict):
+                deps.append(
+                    Dependency(int(d["job_id"]), DependencyType(str(d.get("type", "STANDARD")).upper()))
+                )
+            else:
+                deps.append(d)
+        values["depends_on"] = deps
+    return SubmitRequest(**values)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    with open_app(args) as app:
+        if args.from_file:
+            fh = sys.stdin if args.from_file == "-" else open(args.from_file)  # noqa: SIM115
+            with fh:
+                reqs = []
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            data = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise errors.ValidationError(
+                                f"line {n}", f"malformed JSON: {exc.msg} at column {exc.colno}"
+                            ) from None
+                        reqs.append(request_from_dict(data, f"line {n}"))
+            results = app.jobs.submit_many(reqs)
+            if args.json:
+                render.emit_json(
+                    [{"id": r.job.id, "existing": r.existing, "state": r.job.state} for r in results]
+                )
+            else:
+                sys.stdout.write(
+                    f"submitted {sum(not r.existing for r in results)} job(s), {sum(r.existing for r in results)} existing\n"
+                )
+            return 0
+        result = app.jobs.submit(_request(args))
+        job = result.job
+        if args.json:
+            render.emit_json(
+                {"id": job.id, "existing": result.existing, "reason": result.reason, "state": job.state}
+            )
+        else:
+            sys.stdout.write(f"{job.id}\n")
+            if result.existing:
+                sys.stderr.write(f"conveyor: existing job {job.id} returned: {result.reason}\n")
+        if not args.wait:
+            return 0
+        while True:
+            job = app.jobs.get(job.id)
+            if job.state.terminal:
+                break
+            time.sleep(0.2)
+        sys.stderr.write(f"conveyor: job {job.id} {job.state.value}: {job.status_reason}\n")
+        return 0 if job.state is JobState.SUCCEEDED else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    states = []
+    for s in args.state or []:
+        try:
+            states.append(JobState(s))
+        except ValueError:
+            raise errors.ValidationError(
+                "state", f"{s!r} is not a job state", ", ".join(x.value for x in JobState)
+            ) from None
+    with open_app(args) as app:
+        jobs = app.store.job_list(
+            states=states,
+            queue=args.queue,
+            tag=args.tag,
+            array_parent_id=args.array,
+            before_id=args.before,
+            limit=args.limit,
+        )
+        if args.json:
+            render.emit_json(jobs)
+            return 0
+        render.table(
+            ["id", "state", "queue", "what", "attempt", "created", "reason"],
+            [
+                (
+                    j.id,
+                    j.state.value,
+                    j.queue,
+                    _what(j),
+                    j.attempt,
+                    render.when(j.created_at),
+                    j.status_reason,
+                )
+                for j in jobs
+            ],
+        )
+    return 0
+
+
+def _what(job: Job) -> str:
+    label = job.name or job.definition or job.spec.function or " ".join(job.spec.command or ())
+    if job.array_size:
+        label += f" [array {job.array_size}]"
+    elif job.array_index is not None:
+        label += f" [{job.array_index}]"
+    return label
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_app(args) as app:
+        job = app.jobs.get(args.id)
+        why = app.jobs.explain(job)
+        attempts = app.store.job_attempts(job.id)
+        if args.json:
+            render.emit_json({"job": job, "explanation": why, "attempts": attempts})
+            return 0
+        spec = job.spec
+        render.fields(
+            [
+                ("id", job.id),
+                ("state", job.state.value),
+                ("why", why),
+                ("queue", job.queue),
+                ("definition", f"{job.definition}:{job.definition_revision}" if job.definition else None),
+                ("command", " ".join(spec.command) if spec.command else None),
+                ("function", spec.function),
+                ("parameters", json.dumps(spec.parameters) if spec.parameters else None),
+                ("priority", job.priority),
+                ("attempts", f"{job.attempts_counted} of {spec.retry.attempts} used ({job.attempt} started)"),
+                ("timeout", f"{spec.timeout_seconds:g} s" if spec.timeout_seconds else None),
+                (
+                    "resources",
+                    f"{spec.vcpus:g} vCPU, {spec.memory_mb} MB" if spec.memory_mb else f"{spec.vcpus:g} vCPU",
+                ),
+                ("depends on", ", ".join(map(str, job.depends_on)) if job.depends_on else None),
+                (
+                    "array",
+                    f"{job.array_size} children (conveyor jobs list --array {job.id})"
+                    if job.array_size
+                    else None,
+                ),
+                (
+                    "array parent",
+                    f"{job.array_parent_id} index {job.array_index}" if job.array_parent_id else None,
+                ),
+                ("unique key", job.unique_key),
+                ("tags", ", ".join(job.tags) if job.tags else None),
+                ("created", render.when(job.created_at)),
+                ("run at", render.when(job.run_at) if job.state is JobState.SUBMITTED else None),
+                ("started", render.when(job.started_at)),
+                ("finished", render.when(job.finished_at)),
+                ("worker", job.worker_id),
+                ("result", json.dumps(job.result) if job.result is not None else None),
+            ]
+        )
+        if attempts:
+            sys.stdout.write("\n")
+            render.table(
+                ["attempt", "worker", "pid", "started", "stopped", "exit", "reason"],
+                [
+                    (
+                        a.number if a.counted else f"{a.number} (not counted)",
+                        a.worker_id,
+                        a.pid,
+                        render.when(a.started_at),
+                        render.when(a.stopped_at),
+                        a.exit_code,
+                        a.reason,
+                    )
+                    for a in attempts
+                ],
+            )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with open_app(args) as app:
+        job = app.jobs.get(args.id)
+        pos = (0, -1)
+        out = sys.stdout.buffer
+        while True:
+            chunks = app.store.log_read(job.id, args.attempt, pos)
+            for attempt, seq, data in chunks:
+                if args.attempt is None and attempt != pos[0] and job.attempt > 1:
+                    out.write(f"--- attempt {attempt} ---\n".encode())
+                out.write(data)
+                pos = (attempt, seq)
+            out.flush()
+            if not args.follow:
+                return 0
+            if job.state.terminal and not chunks:
+                return 0
+            time.sleep(0.5)
+            job = app.jobs.get(job.id)
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    with open_app(args) as app:
+        if args.action_name == "retry":
+            job = app.jobs.retry(args.id)
+            changed = True
+        elif args.action_name == "cancel":
+            job, changed = app.jobs.cancel(args.id, args.reason)
+        else:
+            job, changed = app.jobs.terminate(args.id, args.reason)
+        if args.json:
+            render.emit_json(
+                {"id": job.id, "state": job.state, "changed": changed, "reason": job.status_reason}
+            )
+        else:
+            note = "" if changed else " (nothing to do)"
+            sys.stdout.write(f"job {job.id}: {job.state.value}{note}: {job.status_reason}\n")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    with open_app(args) as app:
+        now = app.clock.now()
+        counts = app.store.prune(now - timedelta(days=args.older_than), now)
+        if args.json:
+            render.emit_json(counts)
+        else:
+            sys.stdout.write(f"pruned {counts['jobs']} job(s) and {counts['events']} event(s)\n")
+    return 0
+
+
+__all__ = ["add", "csv"]

@@ -1,0 +1,1 @@
+"""Business rules: validation, submission, explanations. No SQL, no HTTP."""

@@ -1,0 +1,371 @@
+"""Submitting and managing jobs: the rules between the edges and the store."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from conveyor import errors, templates
+from conveyor.clock import Clock
+from conveyor.engine import validate
+from conveyor.model import (
+    Attempt,
+    DefinitionSpec,
+    Dependency,
+    DependencyType,
+    InsertResult,
+    Job,
+    JobState,
+    NewJob,
+    Queue,
+)
+from conveyor.store import Store
+from conveyor.store.blobs import DirectoryBlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int = 16 * 1024 * 1024  # larger payloads are refused
+    inline_payload_bytes: int = 256 * 1024  # larger payloads go to the blob store
+    max_batch: int = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """One submission as the edges hand it over (plain values, not yet validated)."""
+
+    queue: str = "default"
+    definition: str | None = None
+    definition_revision: int | None = None
+    command: Sequence[str] | None = None
+    function: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    payload: Any = None
+    priority: int = 0
+    run_at: datetime | None = None
+    delay_seconds: float | None = None
+    depends_on: Sequence[int | Dependency] = ()
+    array_size: int | None = None
+    array_sequential: bool = False
+    unique_key: str | None = None
+    unique_ttl_seconds: float | None = None
+    idempotency_key: str | None = None
+    timeout_seconds: float | None = None
+    retry: Any = None  # attempts (int) or a retry strategy object
+    vcpus: float | None = None
+    memory_mb: int | None = None
+    environment: Mapping[str, str] | None = None
+    tags: Sequence[str] = ()
+    name: str | None = None
+    parent_id: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class JobService:
+    def __init__(
+        self, store: Store, clock: Clock, blobs: DirectoryBlobStore, limits: Limits = Limits()
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.blobs = blobs
+        self.limits = limits
+
+    # -- submission -----------------------------------------------------------------------
+    def submit(self, req: SubmitRequest) -> InsertResult:
+        return self.submit_many([req])[0]
+
+    def submit_many(self, reqs: Sequence[SubmitRequest]) -> list[InsertResult]:
+        """Validate every submission, then insert them all in one transaction (all or none)."""
+        if not reqs:
+            return []
+        if len(reqs) > self.limits.max_batch:
+            raise errors.ValidationError(
+                "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
+            )
+        now = self.clock.now()
+        queues = {q.name: q for q in self.store.queue_list()}
+        envs = {e.name: e for e in self.store.environment_list()}
+        definitions: dict[tuple[str, int | None], Any] = {}
+        parents: dict[int, Job] = {}
+        built = []
+        for i, req in enumerate(reqs):
+            prefix = f"jobs[{i}]." if len(reqs) > 1 else ""
+            built.append(self._build(req, prefix, now, queues, envs, definitions, parents))
+        return self.store.job_insert_many(built, now)
+
+    def _build(
+        self,
+        req: SubmitRequest,
+        prefix: str,
+        now: datetime,
+        queues: dict[str, Queue],
+        envs: dict[str, Any],
+        definitions: dict[tuple[str, int | None], Any],
+        parents: dict[int, Job],
+    ) -> NewJob:
+        if req.queue not in queues:
+            raise errors.ValidationError(
+                f"{prefix}queue",
+                f"queue {req.queue!r} does not exist",
+                ", ".join(sorted(queues)) or "create one first",
+            )
+        queue = queues[req.queue]
+        # what to run: a definition (with overrides) or an ad-hoc command/function
+        if req.definition is not None:
+            if req.command is not None or req.function is not None:
+                raise errors.ValidationError(
+                    f"{prefix}definition", "give a definition or a command/function, not both"
+                )
+            key = (req.definition, req.definition_revision)
+            if key not in definitions:
+                found = self.store.definition_get(req.definition, req.definition_revision)
+                if found is None:
+                    raise errors.ValidationError(
+                        f"{prefix}definition",
+                        f"job definition {req.definition!r}"
+                        + (f" revision {req.definition_revision}" if req.definition_revision else "")
+                        + " does not exist or is inactive",
+                        "see `conveyor definitions list`",
+                    )
+                definitions[key] = found
+            definition = definitions[key]
+            spec: DefinitionSpec = definition.spec
+            def_name, def_rev = definition.name, definition.revision
+        else:
+            if req.command is None and req.function is None:
+                raise errors.ValidationError(
+                    f"{prefix}command", "nothing to run", "a definition, a command (argv) or a function"
+                )
+            spec = validate.definition_spec(
+                {"command": list(req.command)} if req.command is not None else {"function": req.function},
+                field=prefix.rstrip(".") or "job",
+            )
+            def_name, def_rev = None, None
+        params = {**spec.parameters, **validate.parameters(f"{prefix}parameters", req.parameters)}
+        if spec.command is not None:
+            templates.render_command(spec.command, params)
+        spec = replace(
+            spec,
+            parameters=params,
+            timeout_seconds=spec.timeout_seconds
+            if req.timeout_seconds is None
+            else validate.number(f"{prefix}timeout", req.timeout_seconds, 0, 30 * 86_400, low_open=True),
+            retry=validate.retry_strategy(f"{prefix}retry", req.retry, spec.retry),
+            vcpus=spec.vcpus
+            if req.vcpus is None
+            else validate.number(f"{prefix}vcpus", req.vcpus, 0, 1024, low_open=True),
+            memory_mb=spec.memory_mb
+            if req.memory_mb is None
+            else validate.integer(f"{prefix}memory_mb", req.memory_mb, 0, 16_777_216),
+            environment={**spec.environment, **validate.environment(f"{prefix}environment", req.environment)},
+        )
+        self._check_fits(prefix, spec, queue, envs)
+        # when
+        run_at = req.run_at
+        if req.delay_seconds is not None:
+            delay = validate.number(f"{prefix}delay", req.delay_seconds, 0, 366 * 86_400)
+            run_at = now + timedelta(seconds=delay)
+        if run_at is not None and run_at.tzinfo is None:
+            raise errors.ValidationError(
+                f"{prefix}run_at",
+                "has no time zone",
+                "an ISO-8601 time with offset, e.g. 2026-05-01T12:00:00+00:00",
+            )
+        # relations
+        deps = tuple(
+            d
+            if isinstance(d, Dependency)
+            else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
+            for d in req.depends_on
+        )
+        if len({d.job_id for d in deps}) != len(deps):
+            raise errors.ValidationError(f"{prefix}depends_on", "lists a job twice", "distinct job ids")
+        array_size = None
+        if req.array_size is not None:
+            array_size = validate.integer(
+                f"{prefix}array_size", req.array_size, validate.MIN_ARRAY, validate.MAX_ARRAY
+            )
+        elif req.array_sequential or any(d.type is DependencyType.N_TO_N for d in deps):
+            raise errors.ValidationError(
+                f"{prefix}array_size",
+                "SEQUENTIAL and N_TO_N dependencies need an array job",
+                "--array-size 2..10000",
+            )
+        if req.parent_id is not None:
+            self._check_follow_up(prefix, req.parent_id, queue.name, parents)
+        # payload
+        payload, payload_ref = req.payload, None
+        if payload is not None:
+            raw = validate.payload_bytes(f"{prefix}payload", payload)
+            if len(raw) > self.limits.max_payload_bytes:
+                raise errors.ValidationError(
+                    f"{prefix}payload",
+                    f"is {len(raw):,} bytes",
+                    f"at most {self.limits.max_payload_bytes:,} bytes",
+                )
+            if len(raw) > self.limits.inline_payload_bytes:
+                payload, payload_ref = None, self.blobs.put(raw)
+        unique_key = req.unique_key
+        if unique_key is not None:
+            if "{" in unique_key:
+                try:
+                    unique_key = unique_key.format_map(params)
+                except (KeyError, ValueError) as exc:
+                    raise errors.ValidationError(
+                        f"{prefix}unique_key", f"cannot fill {req.unique_key!r}: {exc}", "{param} of this job"
+                    ) from None
+            if not unique_key or len(unique_key) > 512:
+                raise errors.ValidationError(f"{prefix}unique_key", "must be 1-512 characters")
+        ttl = None
+        if req.unique_ttl_seconds is not None:
+            ttl = validate.number(f"{prefix}unique_ttl", req.unique_ttl_seconds, 0, 366 * 86_400)
+        tags = tuple(str(t) for t in req.tags)
+        for t in tags:
+            if not t or len(t) > 128 or '"' in t:
+                raise errors.ValidationError(
+                    f"{prefix}tags", f"{t!r} is not a valid tag", "1-128 characters, no double quotes"
+                )
+        return NewJob(
+            queue=queue.name,
+            spec=spec,
+            definition=def_name,
+            definition_revision=def_rev,
+            payload=payload,
+            payload_ref=payload_ref,
+            priority=validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
+            run_at=run_at,
+            depends_on=deps,
+            array_size=array_size,
+            array_sequential=req.array_sequential,
+            unique_key=unique_key,
+            unique_ttl_seconds=ttl,
+            idempotency_key=req.idempotency_key,
+            tags=tags,
+            parent_id=req.parent_id,
+            name=req.name,
+        )
+
+    @staticmethod
+    def _check_fits(prefix: str, spec: DefinitionSpec, queue: Queue, envs: dict[str, Any]) -> None:
+        """Refuse a job that could never run: bigger than every environment of its queue."""
+        candidates = [envs[n] for n in queue.environments if n in envs]
+        for env in candidates:
+            if (env.max_vcpus is None or spec.vcpus <= env.max_vcpus) and (
+                env.max_memory_mb is None or spec.memory_mb <= env.max_memory_mb
+            ):
+                return
+        biggest = ", ".join(
+            f"{e.name}: {e.max_vcpus:g} vCPUs / {e.max_memory_mb or 'any'} MB" for e in candidates
+        )
+        raise errors.ValidationError(
+            f"{prefix}vcpus",
+            f"{spec.vcpus:g} vCPUs / {spec.memory_mb} MB fits no compute environment of queue {queue.name!r}",
+            biggest or "the queue has no environments",
+        )
+
+    def _check_follow_up(self, prefix: str, parent_id: int, queue: str, parents: dict[int, Job]) -> None:
+        if parent_id not in parents:
+            parent = self.store.job_get(parent_id)
+            if parent is None:
+                raise errors.ValidationError(f"{prefix}parent_id", f"job {parent_id} does not exist")
+            parents[parent_id] = parent
+        allowed = parents[parent_id].spec.follow_up_queues
+        if not any(fnmatch.fnmatchcase(queue, pattern) for pattern in allowed):
+            raise errors.Forbidden(
+                f"job {parent_id} may not submit follow-up jobs to queue {queue!r}; its definition allows: "
+                + (", ".join(allowed) if allowed else "no queues (set follow_up_queues)")
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job:
+        job = self.store.job_get(job_id)
+        if job is None:
+            raise errors.UnknownJob(job_id)
+        return job
+
+    def payload(self, job: Job) -> Any:
+        """The job's payload, fetched from the blob store when it lives there (array children: the parent's)."""
+        if job.payload_ref:
+            return json.loads(self.blobs.get(job.payload_ref))
+        if job.payload is None and job.array_parent_id is not None:
+            parent = self.store.job_get(job.array_parent_id)
+            if parent is not None:
+                return self.payload(parent)
+        return job.payload
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        self.get(job_id)
+        return self.store.job_attempts(job_id)
+
+    def explain(self, job: Job) -> str:
+        """Why the job is where it is, in words a person understands."""
+        now = self.clock.now()
+        if job.state is JobState.SUBMITTED and job.run_at is not None:
+            wait = (job.run_at - now).total_seconds()
+            when = f"in {wait:.0f} s" if wait > 0 else "now: promoted at the next claim"
+            return f"{job.status_reason} (runs {when})"
+        if job.state is JobState.PENDING:
+            if job.array_size:
+                return job.status_reason
+            deps = [
+                (i, s) for i, s in self.store.job_dependency_states(job.id) if s is not JobState.SUCCEEDED
+            ]
+            if deps:
+                shown = ", ".join(f"job {i} ({s.value})" for i, s in deps[:5])
+                return f"waiting for {shown}" + (f" and {len(deps) - 5} more" if len(deps) > 5 else "")
+            return job.status_reason
+        if job.state is not JobState.RUNNABLE:
+            return job.status_reason
+        queue = self.store.queue_get(job.queue)
+        if queue is None:
+            return f"queue {job.queue!r} no longer exists"
+        if not queue.enabled:
+            return f"queue `{queue.name}` is disabled (enable it: conveyor queues enable {queue.name})"
+        usage = self.store.environment_usage(now)
+        envs = {e.name: e for e in self.store.environment_list()}
+        reasons = []
+        for name in queue.environments:
+            env = envs.get(name)
+            if env is None:
+                continue
+            if not env.enabled:
+                reasons.append(f"environment `{name}` is disabled")
+                continue
+            u = usage.get(name)
+            if u is None or u.live_workers == 0:
+                reasons.append(
+                    f"no worker is serving environment `{name}` (start one: conveyor worker --environment {name})"
+                )
+                continue
+            if env.max_vcpus is not None and job.spec.vcpus > env.max_vcpus - u.used_vcpus:
+                free = max(0.0, env.max_vcpus - u.used_vcpus)
+                reasons.append(
+                    f"waiting for {job.spec.vcpus:g} vCPUs in environment `{name}` ({free:g} of {env.max_vcpus:g} free)"
+                )
+                continue
+            if env.max_memory_mb is not None and job.spec.memory_mb > env.max_memory_mb - u.used_memory_mb:
+                free_m = max(0, env.max_memory_mb - u.used_memory_mb)
+                reasons.append(
+                    f"waiting for {job.spec.memory_mb} MB in environment `{name}` ({free_m} of {env.max_memory_mb} MB free)"
+                )
+                continue
+            ahead = self.store.job_queue_position(job)
+            return (
+                f"waiting for a free worker slot in environment `{name}`: {ahead} job(s) ahead in queue `{queue.name}`,"
+                f" {u.running} running on {u.live_workers} worker(s)"
+            )
+        return "; ".join(reasons) if reasons else job.status_reason
+
+    # -- actions ------------------------------------------------------------------------------
+    def cancel(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
+        return self.store.job_cancel(job_id, reason, self.clock.now())
+
+    def terminate(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
+        return self.store.job_terminate(job_id, reason, self.clock.now())
+
+    def retry(self, job_id: int) -> Job:
+        return self.store.job_retry(job_id, self.clock.now())

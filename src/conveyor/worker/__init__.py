@@ -1,0 +1,1 @@
+"""Workers: the claim loop and the executors that run jobs."""

@@ -1,0 +1,23 @@
+"""What a running Python job can know about itself."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    job_id: int
+    attempt: int
+    queue: str
+    array_index: int | None
+    worker_id: str
+
+
+current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("conveyor_job", default=None)
+
+
+def current_job() -> JobContext | None:
+    """The job this code runs in (inline executor), or None."""
+    return current.get()

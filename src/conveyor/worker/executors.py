@@ -1,0 +1,375 @@
+"""Executors: run one attempt and say how it ended.
+
+``inline``: a Python callable in a worker thread (sync or async). ``process``: a child
+process in its own session and working directory; a timeout or terminate signals the
+whole process group (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor import outcomes
+from conveyor.model import Finish, Job, OutcomeKind
+from conveyor.worker.context import JobContext, current
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    kill_grace_seconds: float = 5.0
+    log_cap_bytes: int = 1024 * 1024
+    log_flush_seconds: float = 1.0
+    enforce_memory: bool = True
+    database_url: str = ""
+    blob_dir: str = ""
+
+
+LogSink = Callable[[int, int, list[tuple[int, bytes]]], None]
+
+
+@dataclass(eq=False)
+class Execution:
+    """One attempt in progress; other threads may ask it to stop."""
+
+    job: Job
+    worker_id: str
+    started: float = field(default_factory=time.monotonic)
+    deadline: float | None = None
+    pid: int | None = None
+    stop_reason: str | None = None
+    stop_kind: OutcomeKind | None = None
+    abandoned: bool = False
+    reported: bool = False
+    _proc: subprocess.Popen[bytes] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _task: asyncio.Future[Any] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self, reason: str, kind: OutcomeKind) -> None:
+        """Ask the attempt to stop: a child process group gets SIGTERM; an async function is cancelled."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason, self.stop_kind = reason, kind
+            proc, loop, task = self._proc, self._loop, self._task
+        if proc is not None and proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class LogBuffer:
+    """Collects output and hands it to the store in chunks, up to a cap."""
+
+    def __init__(self, sink: LogSink, job_id: int, attempt: int, cap: int, flush_seconds: float) -> None:
+        self.sink, self.job_id, self.attempt, self.cap = sink, job_id, attempt, cap
+        self.flush_seconds = flush_seconds
+        self.seq = 0
+        self.kept = 0
+        self.dropped = 0
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.last_flush = time.monotonic()
+
+    def write(self, data: bytes) -> None:
+        room = self.cap - self.kept
+        if room <= 0:
+            self.dropped += len(data)
+            return
+        if len(data) > room:
+            self.dropped += len(data) - room
+            data = data[:room]
+        self.kept += len(data)
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= 64 * 1024:
+            self.flush()
+
+    def tick(self) -> None:
+        if self.pending and time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        if final and self.dropped:
+            self.pending.append(
+                f"\n[conveyor: {self.dropped:,} more bytes dropped; log cap is {self.cap:,} bytes]\n".encode()
+            )
+        if self.pending:
+            chunk = b"".join(self.pending)
+            self.pending, self.pending_size = [], 0
+            try:
+                self.sink(self.job_id, self.attempt, [(self.seq, chunk)])
+                self.seq += 1
+            except Exception:
+                self.pending = [b"[conveyor: a log chunk could not be stored]\n"]
+        self.last_flush = time.monotonic()
+
+
+# -- inline ---------------------------------------------------------------------------------
+
+
+class FunctionCache:
+    def __init__(self) -> None:
+        self._cache: dict[str, Callable[..., Any]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, path: str) -> Callable[..., Any]:
+        fn = self._cache.get(path)
+        if fn is None:
+            module_name, _, attr = path.partition(":")
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+            if not callable(target):
+                raise TypeError(f"{path} is not callable")
+            # the @task decorator wraps a function; call the original
+            fn = getattr(target, "__conveyor_wrapped__", target)
+            with self._lock:
+                self._cache[path] = fn
+        return fn
+
+
+_thread_loops = threading.local()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loops.loop = loop
+    return loop
+
+
+def call_arguments(payload: Any, parameters: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
+    """How a function job is called: ``fn(*args, **kwargs)`` (see the README's "Python jobs")."""
+    if isinstance(payload, dict) and payload and set(payload) <= {"args", "kwargs"}:
+        return list(payload.get("args") or []), {**parameters, **(payload.get("kwargs") or {})}
+    if payload is None:
+        return [], dict(parameters)
+    return [payload], dict(parameters)
+
+
+def run_function(ex: Execution, functions: FunctionCache, payload: Any, log: LogBuffer) -> Finish:
+    job = ex.job
+    assert job.spec.function is not None
+
+    def finish(kind: OutcomeKind, reason: str = "", **kw: Any) -> Finish:
+        return Finish(job.id, job.attempt, ex.worker_id, kind, reason, **kw)
+
+    token = current.set(JobContext(job.id, job.attempt, job.queue, job.array_index, ex.worker_id))
+    try:
+        fn = functions.resolve(job.spec.function)
+        args, kwargs = call_arguments(payload, job.spec.parameters)
+        if inspect.iscoroutinefunction(fn):
+            value = _run_async(ex, fn(*args, **kwargs))
+        else:
+            value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = _run_async(ex, value)
+    except outcomes.Outcome as raised:
+        return _outcome_finish(raised, finish)
+    except (asyncio.CancelledError, TimeoutError) as exc:
+        if ex.stop_kind is not None:
+            return finish(ex.stop_kind, ex.stop_reason or "stopped")
+        return finish(OutcomeKind.FAILED, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        log.write(traceback.format_exc().encode())
+        return finish(OutcomeKind.FAILED, _short(f"{type(exc).__name__}: {exc}"))
+    finally:
+        current.reset(token)
+        log.flush(final=True)
+    if isinstance(value, outcomes.Outcome):
+        return _outcome_finish(value, finish)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return finish(OutcomeKind.FAILED, _short(f"result is not JSON-serialisable: {exc}"))
+    return finish(OutcomeKind.SUCCEEDED, "", exit_code=0, result=value)
+
+
+def _run_async(ex: Execution, awaitable: Any) -> Any:
+    loop = _loop()
+    timeout = None if ex.deadline is None else max(0.0, ex.deadline - time.monotonic())
+
+    async def runner() -> Any:
+        return await asyncio.wait_for(awaitable, timeout)
+
+    task = loop.create_task(runner())
+    with ex._lock:
+        ex._loop, ex._task = loop, task
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        with ex._lock:
+            ex._loop, ex._task = None, None
+
+
+def _outcome_finish(o: outcomes.Outcome, finish: Callable[..., Finish]) -> Finish:
+    if isinstance(o, outcomes.Retry):
+        return finish(OutcomeKind.RETRY, o.reason, delay_seconds=o.delay)
+    if isinstance(o, outcomes.Snooze):
+        return finish(OutcomeKind.SNOOZE, o.reason, delay_seconds=o.delay)
+    if isinstance(o, outcomes.Cancel):
+        return finish(OutcomeKind.CANCEL, o.reason)
+    return finish(OutcomeKind.FAILED, f"unknown outcome {o!r}")
+
+
+def _short(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- process --------------------------------------------------------------------------------
+
+
+def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(job.spec.environment)
+    env["CONVEYOR_JOB_ID"] = str(job.id)
+    env["CONVEYOR_ATTEMPT"] = str(job.attempt)
+    env["CONVEYOR_QUEUE"] = job.queue
+    if job.array_index is not None:
+        env["CONVEYOR_ARRAY_INDEX"] = str(job.array_index)
+        env["CONVEYOR_ARRAY_PARENT_ID"] = str(job.array_parent_id)
+    else:
+        env.pop("CONVEYOR_ARRAY_INDEX", None)
+    if config.database_url:
+        env["CONVEYOR_DATABASE_URL"] = config.database_url
+    if config.blob_dir:
+        env["CONVEYOR_BLOB_DIR"] = config.blob_dir
+    return env
+
+
+def run_process(
+    ex: Execution,
+    argv: list[str],
+    config: ExecutorConfig,
+    log: LogBuffer,
+    on_started: Callable[[Execution], None],
+) -> Finish:
+    job = ex.job
+
+    def finish(kind: OutcomeKind, reason: str = "", exit_code: int | None = None) -> Finish:
+        return Finish(job.id, job.attempt, ex.worker_id, kind, reason, exit_code=exit_code)
+
+    own_dir = job.spec.working_dir is None
+    workdir = job.spec.working_dir or tempfile.mkdtemp(prefix=f"conveyor-job-{job.id}-{job.attempt}-")
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=job_environment(job, config),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return finish(
+                OutcomeKind.FAILED, f"cannot start {argv[0]!r}: {exc.strerror or exc}", exit_code=127
+            )
+        if config.enforce_memory and job.spec.memory_mb > 0:
+            limit = job.spec.memory_mb * 1024 * 1024
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+        with ex._lock:
+            ex._proc, ex.pid = proc, proc.pid
+            stop_now = ex.stop_reason is not None
+        if stop_now:
+            _signal_group(proc.pid, signal.SIGTERM)
+        on_started(ex)
+        timed_out = _pump(ex, proc, config, log)
+        code = proc.returncode
+        log.flush(final=True)
+    finally:
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    exit_code = code if code >= 0 else 128 - code
+    if timed_out:
+        return finish(OutcomeKind.FAILED, f"timed out after {job.spec.timeout_seconds:g} s", exit_code)
+    if ex.stop_kind is not None:
+        return finish(ex.stop_kind, ex.stop_reason or "stopped", exit_code)
+    if code == 0:
+        return finish(OutcomeKind.SUCCEEDED, "", 0)
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        return finish(OutcomeKind.FAILED, f"killed by {name}", exit_code)
+    return finish(OutcomeKind.FAILED, f"exit code {code}", exit_code)
+
+
+def _pump(ex: Execution, proc: subprocess.Popen[bytes], config: ExecutorConfig, log: LogBuffer) -> bool:
+    """Copy output to the log until the process exits; enforce the deadline. True if it timed out."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    timed_out = False
+    kill_at: float | None = None
+    eof = False
+    exited_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if ex.deadline is not None and now >= ex.deadline and not timed_out and ex.stop_reason is None:
+            timed_out = True
+            _signal_group(proc.pid, signal.SIGTERM)
+        if (timed_out or ex.stop_reason is not None) and kill_at is None:
+            kill_at = now + config.kill_grace_seconds
+        if kill_at is not None and now >= kill_at:
+            _signal_group(proc.pid, signal.SIGKILL)
+        if not eof:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    data = b""
+                    continue
+                if data:
+                    log.write(data)
+                else:
+                    eof = True
+        else:
+            time.sleep(0.02)
+        log.tick()
+        if proc.poll() is not None:
+            if exited_at is None:
+                exited_at = time.monotonic()
+            # the leader exited: take what is left, but do not wait for grandchildren holding the pipe
+            if eof or time.monotonic() - exited_at > 0.5:
+                if not eof:
+                    _drain(fd, log)
+                    _signal_group(proc.pid, signal.SIGKILL)
+                break
+    proc.stdout.close()
+    return timed_out
+
+
+def _drain(fd: int, log: LogBuffer) -> None:
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            return
+        log.write(data)

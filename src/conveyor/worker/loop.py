@@ -1,0 +1,387 @@
+"""The worker: claim what fits, run it, renew leases, report outcomes in batches.
+
+One loop thread claims and reports; a pool of ``concurrency`` threads runs the attempts;
+a heartbeat thread renews leases, carries terminate requests to running jobs and rescues
+expired leases (the reaper is in every worker: idempotent, so any number may run it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from conveyor import errors
+from conveyor.clock import Clock
+from conveyor.model import ClaimRequest, Finish, Job, OutcomeKind, WorkerInfo
+from conveyor.store import Store
+from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
+from conveyor.templates import render_argv
+from conveyor.worker.executors import (
+    Execution,
+    ExecutorConfig,
+    FunctionCache,
+    LogBuffer,
+    run_function,
+    run_process,
+)
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    environment: str = "default"
+    queues: tuple[str, ...] | None = None
+    concurrency: int = 4
+    lease_seconds: float = 30.0
+    burst: bool = False
+    grace_seconds: float = 30.0
+    max_idle_wait: float = 1.0
+    retention: timedelta = timedelta(days=14)
+    maintenance_interval: float = 3600.0
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+
+@dataclass(slots=True)
+class RunStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    other: int = 0
+
+
+class Worker:
+    def __init__(self, store: Store, clock: Clock, blobs: DirectoryBlobStore, config: WorkerConfig) -> None:
+        if config.concurrency < 1:
+            raise errors.ValidationError("concurrency", f"{config.concurrency} is too small", "1 or more")
+        if config.lease_seconds < 2:
+            raise errors.ValidationError(
+                "lease_seconds", f"{config.lease_seconds:g} is too short", "2 s or more"
+            )
+        self.store, self.clock, self.blobs, self.config = store, clock, blobs, config
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.host = socket.gethostname()
+        self.functions = FunctionCache()
+        self.stats = RunStats()
+        self._running: dict[int, Execution] = {}
+        self._abandoned: set[Execution] = set()
+        self._lock = threading.Lock()
+        self._done: queue.SimpleQueue[Finish] = queue.SimpleQueue()
+        self._started: queue.SimpleQueue[Execution] = queue.SimpleQueue()
+        self._unsent: list[Finish] = []
+        self._signal = threading.Event()
+        self._stopping = threading.Event()
+        self._immediate = threading.Event()
+        self._threads_done = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="conveyor-job")
+
+    # -- control ----------------------------------------------------------------------------
+    def request_stop(self, immediate: bool = False) -> None:
+        """Stop claiming; running jobs get the grace period (none when ``immediate``)."""
+        self._stopping.set()
+        if immediate:
+            self._immediate.set()
+        self._signal.set()
+
+    def run(self) -> RunStats:
+        """Serve until stopped (or, with ``burst``, until nothing is runnable). Blocks."""
+        now = self.clock.now()
+        self.store.worker_register(
+            WorkerInfo(
+                id=self.id,
+                host=self.host,
+                pid=os.getpid(),
+                environment=self.config.environment,
+                queues=self.config.queues or (),
+                concurrency=self.config.concurrency,
+                started_at=now,
+                heartbeat_at=now,
+                stopped_at=None,
+            )
+        )
+        log.info("worker %s serving environment %s", self.id, self.config.environment)
+        beat = threading.Thread(target=self._heartbeat_loop, name="conveyor-heartbeat", daemon=True)
+        listen = threading.Thread(target=self._listen_loop, name="conveyor-listen", daemon=True)
+        beat.start()
+        listen.start()
+        try:
+            self._loop()
+            self._shutdown()
+        finally:
+            self._threads_done.set()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                self.store.worker_stop(self.id, self.clock.now())
+            except errors.ConveyorError as exc:
+                log.warning("could not record the worker's stop: %s", exc)
+        return self.stats
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        idle_wait = 0.02
+        store_down_since: float | None = None
+        while True:
+            self._signal.clear()
+            try:
+                self._flush()
+                if self._stopping.is_set():
+                    return
+                claimed = self._claim()
+                store_down_since = None
+            except errors.StoreUnavailable as exc:
+                if store_down_since is None:
+                    store_down_since = time.monotonic()
+                    log.error("store unavailable, retrying: %s", exc)
+                self._signal.wait(min(2.0, idle_wait * 4))
+                continue
+            self._check_deadlines()
+            if claimed:
+                idle_wait = 0.02
+                continue
+            with self._lock:
+                busy = bool(self._running)
+            if not busy and not self._unsent and self._done.empty():
+                if self.config.burst:
+                    return
+                self._signal.wait(idle_wait)
+                idle_wait = min(idle_wait * 2, self.config.max_idle_wait)
+            else:
+                self._signal.wait(0.25)
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            alive_abandoned = sum(1 for ex in self._abandoned if not ex.reported)
+            return self.config.concurrency - len(self._running) - alive_abandoned
+
+    def _claim(self) -> int:
+        free = self._free_slots()
+        if free <= 0:
+            return 0
+        jobs = self.store.job_claim(
+            ClaimRequest(
+                worker_id=self.id,
+                environment=self.config.environment,
+                queues=self.config.queues,
+                limit=free,
+                lease_seconds=self.config.lease_seconds,
+                host=self.host,
+                pid=os.getpid(),
+            ),
+            self.clock.now(),
+        )
+        for job in jobs:
+            self._start(job)
+        self.stats.claimed += len(jobs)
+        return len(jobs)
+
+    def _start(self, job: Job) -> None:
+        ex = Execution(job=job, worker_id=self.id)
+        if job.spec.timeout_seconds:
+            ex.deadline = ex.started + job.spec.timeout_seconds
+        with self._lock:
+            self._running[job.id] = ex
+        self._pool.submit(self._execute, ex)
+
+    def _execute(self, ex: Execution) -> None:
+        job = ex.job
+        logbuf = LogBuffer(
+            self._log_sink,
+            job.id,
+            job.attempt,
+            self.config.executor.log_cap_bytes,
+            self.config.executor.log_flush_seconds,
+        )
+        try:
+            if job.spec.function is not None:
+                payload = resolve_payload(self.store, self.blobs, job)
+                result = run_function(ex, self.functions, payload, logbuf)
+            else:
+                argv = render_argv(job)
+                result = run_process(ex, argv, self.config.executor, logbuf, self._started.put)
+        except Exception as exc:
+            log.exception("job %s: the worker failed to run it", job.id)
+            result = Finish(
+                job.id, job.attempt, self.id, OutcomeKind.FAILED, f"worker error: {type(exc).__name__}: {exc}"
+            )
+        with self._lock:
+            ex.reported = True
+            if ex.abandoned:
+                self._abandoned.discard(ex)
+                self._signal.set()
+                return
+        self._done.put(result)
+        self._signal.set()
+
+    def _log_sink(self, job_id: int, attempt: int, chunks: list[tuple[int, bytes]]) -> None:
+        self.store.log_append(job_id, attempt, chunks)
+
+    def _flush(self) -> None:
+        """Report started processes and finished attempts, in batches. Kept and retried if the store is down."""
+        started: list[Execution] = []
+        while True:
+            try:
+                started.append(self._started.get_nowait())
+            except queue.Empty:
+                break
+        if started:
+            self.store.job_mark_running(
+                [(ex.job.id, ex.job.attempt, ex.pid) for ex in started], self.clock.now()
+            )
+        while True:
+            try:
+                self._unsent.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        if not self._unsent:
+            return
+        batch = self._unsent
+        self.store.job_finish_many(batch, self.clock.now())
+        self._unsent = []
+        with self._lock:
+            for f in batch:
+                self._running.pop(f.job_id, None)
+        for f in batch:
+            if f.kind is OutcomeKind.SUCCEEDED:
+                self.stats.succeeded += 1
+            elif f.kind in (OutcomeKind.FAILED, OutcomeKind.TERMINATED):
+                self.stats.failed += 1
+            else:
+                self.stats.other += 1
+
+    def _check_deadlines(self) -> None:
+        """Inline sync functions cannot be killed: report the timeout and stop waiting for them."""
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                ex
+                for ex in self._running.values()
+                if ex.deadline is not None
+                and now >= ex.deadline + 0.05
+                and ex.job.spec.function is not None
+                and not ex.abandoned
+            ]
+        for ex in late:
+            self._abandon(ex, OutcomeKind.FAILED, f"timed out after {ex.job.spec.timeout_seconds:g} s")
+
+    def _abandon(self, ex: Execution, kind: OutcomeKind, reason: str) -> None:
+        ex.stop(reason, kind)
+        with self._lock:
+            if ex.reported or ex.abandoned:
+                return
+            ex.abandoned = True
+            self._abandoned.add(ex)
+        self._done.put(Finish(ex.job.id, ex.job.attempt, self.id, kind, reason))
+        self._signal.set()
+
+    # -- background threads -----------------------------------------------------------------
+    def _listen_loop(self) -> None:
+        while not self._threads_done.is_set() and not self._stopping.is_set():
+            try:
+                if self.store.wait_for_jobs(5.0):
+                    self._signal.set()
+            except Exception:
+                time.sleep(1.0)
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(0.5, min(self.config.lease_seconds / 4, 5.0))
+        rescue_every = max(1.0, self.config.lease_seconds / 2)
+        last_rescue = 0.0
+        last_maintenance = time.monotonic()
+        while not self._threads_done.wait(interval):
+            try:
+                status = self.store.lease_renew(self.id, self.config.lease_seconds, self.clock.now())
+                with self._lock:
+                    running = dict(self._running)
+                for job_id in status.terminate:
+                    ex = running.get(job_id)
+                    if ex is not None:
+                        log.info("job %s: terminate requested", job_id)
+                        if ex.job.spec.function is not None and not _is_async(ex):
+                            self._abandon(ex, OutcomeKind.TERMINATED, "terminated")
+                        else:
+                            ex.stop("terminated", OutcomeKind.TERMINATED)
+                for job_id, ex in running.items():
+                    if (
+                        job_id not in status.owned
+                        and not ex.reported
+                        and time.monotonic() - ex.started > interval * 2
+                    ):
+                        log.warning("job %s: lease lost (taken over after expiry); stopping it", job_id)
+                        ex.stop("lease lost", OutcomeKind.FAILED)
+                now = time.monotonic()
+                if now - last_rescue >= rescue_every:
+                    last_rescue = now
+                    rescued = self.store.job_rescue_expired(self.clock.now())
+                    if rescued:
+                        log.warning("rescued %d job(s) whose worker was lost: %s", len(rescued), rescued[:10])
+                        self._signal.set()
+                if now - last_maintenance >= self.config.maintenance_interval:
+                    last_maintenance = now
+                    counts = self.store.prune(self.clock.now() - self.config.retention, self.clock.now())
+                    if counts["jobs"] or counts["events"]:
+                        log.info("retention: pruned %s", counts)
+            except errors.ConveyorError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        if self._stopping.is_set():
+            deadline = time.monotonic() + (0 if self._immediate.is_set() else self.config.grace_seconds)
+            while time.monotonic() < deadline and not self._immediate.is_set():
+                with self._lock:
+                    if not self._running:
+                        break
+                self._signal.wait(0.1)
+                self._signal.clear()
+                self._safe_flush()
+        with self._lock:
+            left = [ex for ex in self._running.values() if not ex.reported and not ex.abandoned]
+        if left:
+            log.warning("grace period over: requeueing %d job(s)", len(left))
+            for ex in left:
+                ex.stop("worker shutting down", OutcomeKind.FAILED)
+                with self._lock:
+                    ex.abandoned = True
+            try:
+                self.store.job_release(
+                    self.id,
+                    [(ex.job.id, ex.job.attempt) for ex in left],
+                    f"worker {self.id} shut down",
+                    self.clock.now(),
+                )
+            except errors.ConveyorError as exc:
+                log.error("could not requeue; the leases will expire instead: %s", exc)
+            with self._lock:
+                for ex in left:
+                    self._running.pop(ex.job.id, None)
+        self._safe_flush()
+
+    def _safe_flush(self) -> None:
+        try:
+            self._flush()
+        except errors.ConveyorError as exc:
+            log.error("could not report finished jobs: %s", exc)
+
+
+def _is_async(ex: Execution) -> bool:
+    return ex._task is not None
+
+
+def worker_summary(stats: RunStats) -> dict[str, Any]:
+    return {
+        "claimed": stats.claimed,
+        "succeeded": stats.succeeded,
+        "failed": stats.failed,
+        "other": stats.other,
+    }

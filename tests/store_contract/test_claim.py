@@ -1,0 +1,253 @@
+"""Claiming: order, limits, queue/environment rules, capacity, fallback, attempts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from conveyor.clock import FrozenClock
+from conveyor.model import ComputeEnvironment, DefinitionSpec, JobState, Queue
+from conveyor.store import Store
+
+from .helpers import CMD, FN, claim, claim_one, finish, get, insert, insert_one, new, worker
+
+
+def _env(store: Store, clock: FrozenClock, name: str, vcpus: float | None, mem: int | None = None) -> None:
+    store.environment_put(ComputeEnvironment(name, vcpus, mem), clock.now())
+
+
+def _queue(store: Store, clock: FrozenClock, name: str, *envs: str, priority: int = 0) -> None:
+    store.queue_put(Queue(name, priority=priority, environments=envs or ("default",)), clock.now())
+
+
+def _spec(vcpus: float, memory_mb: int = 0) -> DefinitionSpec:
+    return DefinitionSpec(function="tasks:work", vcpus=vcpus, memory_mb=memory_mb)
+
+
+def test_claim_orders_by_queue_priority_then_job_priority_then_fifo(store: Store, clock: FrozenClock) -> None:
+    _queue(store, clock, "urgent", priority=10)
+    _queue(store, clock, "bulk", priority=0)
+    low1, high, low2, urgent_low, urgent_high = insert(
+        store,
+        clock.now(),
+        new("bulk"),
+        new("bulk", priority=5),
+        new("bulk"),
+        new("urgent"),
+        new("urgent", priority=1),
+    )
+    got = claim(store, clock.now(), limit=10)
+    assert [j.id for j in got] == [urgent_high.id, urgent_low.id, high.id, low1.id, low2.id]
+
+
+def test_queues_of_equal_priority_share_one_order_by_job_priority_then_fifo(
+    store: Store, clock: FrozenClock
+) -> None:
+    _queue(store, clock, "a")
+    _queue(store, clock, "b")
+    a1, b1, a2, b_high = insert(store, clock.now(), new("a"), new("b"), new("a"), new("b", priority=3))
+    got = claim(store, clock.now(), limit=10, queues=("a", "b"))
+    assert [j.id for j in got] == [b_high.id, a1.id, b1.id, a2.id]
+
+
+def test_claim_respects_the_limit(store: Store, clock: FrozenClock) -> None:
+    jobs = insert(store, clock.now(), *[new() for _ in range(5)])
+    first = claim(store, clock.now(), limit=2)
+    assert [j.id for j in first] == [jobs[0].id, jobs[1].id]
+    assert claim(store, clock.now(), limit=0) == []
+    rest = claim(store, clock.now(), limit=10)
+    assert [j.id for j in rest] == [j.id for j in jobs[2:]]
+    assert claim(store, clock.now(), limit=10) == []
+
+
+def test_disabled_queue_is_not_claimed(store: Store, clock: FrozenClock) -> None:
+    store.queue_put(Queue("off", enabled=False), clock.now())
+    off = insert_one(store, clock.now(), new("off"))
+    assert claim(store, clock.now()) == []
+    store.queue_put(Queue("off", enabled=True), clock.now())
+    assert [j.id for j in claim(store, clock.now())] == [off.id]
+
+
+def test_disabled_environment_claims_nothing(store: Store, clock: FrozenClock) -> None:
+    insert_one(store, clock.now())
+    store.environment_put(ComputeEnvironment("default", None, None, enabled=False), clock.now())
+    assert claim(store, clock.now()) == []
+    store.environment_put(ComputeEnvironment("default", None, None, enabled=True), clock.now())
+    assert len(claim(store, clock.now())) == 1
+
+
+def test_queue_filter_limits_the_claim_to_the_named_queues(store: Store, clock: FrozenClock) -> None:
+    _queue(store, clock, "mine")
+    _queue(store, clock, "other", priority=10)
+    mine = insert_one(store, clock.now(), new("mine"))
+    other = insert_one(store, clock.now(), new("other"))
+    assert [j.id for j in claim(store, clock.now(), queues=("mine",))] == [mine.id]
+    assert state_is(store, other.id, JobState.RUNNABLE)
+
+
+def state_is(store: Store, job_id: int, expected: JobState) -> bool:
+    return get(store, job_id).state is expected
+
+
+def test_worker_only_claims_queues_served_by_its_environment(store: Store, clock: FrozenClock) -> None:
+    _env(store, clock, "gpu", None)
+    _queue(store, clock, "gpu-jobs", "gpu")
+    gpu_job = insert_one(store, clock.now(), new("gpu-jobs"))
+    cpu_job = insert_one(store, clock.now())
+    assert [j.id for j in claim(store, clock.now(), "w-cpu")] == [cpu_job.id]
+    assert [j.id for j in claim(store, clock.now(), "w-gpu", env="gpu")] == [gpu_job.id]
+    assert claim(store, clock.now(), "w-unknown", env="nowhere") == []
+
+
+def test_environment_vcpu_limit_holds_across_claims_and_workers(store: Store, clock: FrozenClock) -> None:
+    _env(store, clock, "small", 4)
+    _queue(store, clock, "q", "small")
+    insert(store, clock.now(), *[new("q", _spec(1.5)) for _ in range(6)])
+    total = 0.0
+    for w in ("w1", "w2", "w3", "w1"):
+        total += sum(j.spec.vcpus for j in claim(store, clock.now(), w, env="small", limit=10))
+        assert total <= 4
+    assert total == 3.0
+    usage = store.environment_usage(clock.now())["small"]
+    assert usage.used_vcpus == 3.0 and usage.running == 2
+
+
+def test_environment_memory_limit_holds_across_claims(store: Store, clock: FrozenClock) -> None:
+    _env(store, clock, "mem", None, 1000)
+    _queue(store, clock, "q", "mem")
+    insert(store, clock.now(), *[new("q", _spec(0.1, 300)) for _ in range(5)])
+    got = claim(store, clock.now(), "w1", env="mem", limit=2)
+    got += claim(store, clock.now(), "w2", env="mem", limit=10)
+    assert len(got) == 3
+    assert store.environment_usage(clock.now())["mem"].used_memory_mb == 900
+
+
+def test_finished_jobs_free_their_capacity(store: Store, clock: FrozenClock) -> None:
+    _env(store, clock, "small", 2)
+    _queue(store, clock, "q", "small")
+    insert(store, clock.now(), *[new("q", _spec(2)) for _ in range(2)])
+    [first] = claim(store, clock.now(), env="small")
+    assert claim(store, clock.now(), env="small") == []
+    assert finish(store, clock.now(), first)
+    assert len(claim(store, clock.now(), env="small")) == 1
+
+
+def test_job_too_big_for_free_capacity_is_skipped_while_a_smaller_one_fits(
+    store: Store, clock: FrozenClock
+) -> None:
+    _env(store, clock, "small", 4)
+    _queue(store, clock, "q", "small")
+    running = insert_one(store, clock.now(), new("q", _spec(3)))
+    assert [j.id for j in claim(store, clock.now(), env="small")] == [running.id]
+    big, small = insert(store, clock.now(), new("q", _spec(2)), new("q", _spec(1)))
+    assert [j.id for j in claim(store, clock.now(), env="small")] == [small.id]
+    assert state_is(store, big.id, JobState.RUNNABLE)
+
+
+def _fallback_setup(store: Store, clock: FrozenClock, spot_vcpus: float | None = 2) -> None:
+    _env(store, clock, "spot", spot_vcpus)
+    _env(store, clock, "ondemand", None)
+    _queue(store, clock, "q", "spot", "ondemand")
+
+
+def test_fallback_environment_leaves_the_job_to_a_live_first_environment_with_room(
+    store: Store, clock: FrozenClock
+) -> None:
+    _fallback_setup(store, clock)
+    store.worker_register(worker("spot-1", "spot", clock.now()))
+    store.lease_renew("spot-1", 30, clock.now())
+    job = insert_one(store, clock.now(), new("q"))
+    assert claim(store, clock.now(), "od-1", env="ondemand") == []
+    got = claim_one(store, clock.now(), "spot-1", env="spot")
+    assert got.id == job.id and got.compute_environment == "spot"
+
+
+def test_fallback_environment_takes_the_job_when_the_first_is_full(store: Store, clock: FrozenClock) -> None:
+    _fallback_setup(store, clock, spot_vcpus=1)
+    store.worker_register(worker("spot-1", "spot", clock.now()))
+    first, second = insert(store, clock.now(), new("q"), new("q"))
+    assert [j.id for j in claim(store, clock.now(), "spot-1", env="spot")] == [first.id]
+    got = claim_one(store, clock.now(), "od-1", env="ondemand")
+    assert got.id == second.id and got.compute_environment == "ondemand"
+
+
+def test_fallback_environment_takes_the_job_when_the_first_has_no_live_worker(
+    store: Store, clock: FrozenClock
+) -> None:
+    _fallback_setup(store, clock)
+    job = insert_one(store, clock.now(), new("q"))
+    assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
+
+
+def test_fallback_environment_takes_the_job_when_the_first_worker_went_silent(
+    store: Store, clock: FrozenClock
+) -> None:
+    _fallback_setup(store, clock)
+    store.worker_register(worker("spot-1", "spot", clock.now()))
+    job = insert_one(store, clock.now(), new("q"))
+    assert claim(store, clock.now(), "od-1", env="ondemand") == []
+    clock.advance(600)  # no heartbeat for ten minutes: the spot worker is not live any more
+    assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
+
+
+def test_fallback_environment_takes_the_job_when_the_first_worker_stopped(
+    store: Store, clock: FrozenClock
+) -> None:
+    _fallback_setup(store, clock)
+    store.worker_register(worker("spot-1", "spot", clock.now()))
+    store.worker_stop("spot-1", clock.now())
+    job = insert_one(store, clock.now(), new("q"))
+    assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
+
+
+def test_function_jobs_go_straight_to_running(store: Store, clock: FrozenClock) -> None:
+    insert_one(store, clock.now(), new(spec=FN))
+    job = claim_one(store, clock.now())
+    assert job.state is JobState.RUNNING
+    assert job.worker_id == "w1" and job.attempt == 1 and job.attempts_counted == 1
+    assert job.started_at == clock.now()
+    assert job.lease_expires_at == clock.now() + timedelta(seconds=30)
+    assert job.compute_environment == "default"
+
+
+def test_command_jobs_start_and_mark_running_moves_them_to_running(store: Store, clock: FrozenClock) -> None:
+    insert_one(store, clock.now(), new(spec=CMD))
+    job = claim_one(store, clock.now())
+    assert job.state is JobState.STARTING
+    store.job_mark_running([(job.id, job.attempt, 4321)], clock.now())
+    assert state_is(store, job.id, JobState.RUNNING)
+    assert store.job_attempts(job.id)[0].pid == 4321
+    store.job_mark_running([(job.id, job.attempt, 9)], clock.now())  # again: nothing changes
+    assert store.job_attempts(job.id)[0].pid == 4321
+
+
+def test_mark_running_of_a_stale_attempt_changes_nothing(store: Store, clock: FrozenClock) -> None:
+    insert_one(store, clock.now(), new(spec=CMD))
+    job = claim_one(store, clock.now())
+    store.job_mark_running([(job.id, job.attempt + 1, 1)], clock.now())
+    assert state_is(store, job.id, JobState.STARTING)
+
+
+def test_due_submitted_jobs_are_promoted_by_the_claim(store: Store, clock: FrozenClock) -> None:
+    job = insert_one(store, clock.now(), new(run_at=clock.now() + timedelta(seconds=10)))
+    assert claim(store, clock.now()) == []
+    clock.advance(9)
+    assert claim(store, clock.now()) == []
+    assert state_is(store, job.id, JobState.SUBMITTED)
+    clock.advance(1)
+    assert claim_one(store, clock.now()).id == job.id
+
+
+def test_each_claim_records_an_attempt(store: Store, clock: FrozenClock) -> None:
+    insert_one(store, clock.now())
+    job = claim_one(store, clock.now(), "w7")
+    [attempt] = store.job_attempts(job.id)
+    assert attempt.number == 1 and attempt.worker_id == "w7"
+    assert attempt.started_at == clock.now() and attempt.stopped_at is None
+    assert attempt.compute_environment == "default" and attempt.counted
+
+
+def test_claimed_jobs_are_not_claimed_again(store: Store, clock: FrozenClock) -> None:
+    insert(store, clock.now(), new(), new())
+    first = claim(store, clock.now(), "w1", limit=1)
+    second = claim(store, clock.now(), "w2", limit=5)
+    assert len(first) == 1 and len(second) == 1 and first[0].id != second[0].id

@@ -38,8 +38,8 @@ def new(
     deps: tuple[int, ...] = (),
     **kw: Any,
 ) -> NewJob:
-    depends = tuple(Dependency(d) for d in deps)
-    return NewJob(queue=queue, spec=spec, depends_on=depends, **kw)
+    kw.setdefault("depends_on", tuple(Dependency(d) for d in deps))
+    return NewJob(queue=queue, spec=spec, **kw)
 
 
 def insert(store: Store, now: datetime, *jobs: NewJob) -> list[Job]:

@@ -168,17 +168,26 @@ def test_years_in_the_past_give_none_and_count_as_past() -> None:
 
 
 def test_nothing_fires_from_2200_on() -> None:
-    assert fires("cron(0 0 ? 2 MON#5 2190-2199)", "UTC", "2100-01-01T00:00:00Z", 3) == ["2196-02-29T00:00:00Z"]
+    assert fires("cron(0 0 ? 2 MON#5 2190-2199)", "UTC", "2100-01-01T00:00:00Z", 3) == [
+        "2196-02-29T00:00:00Z"
+    ]
     assert expressions.next_fire(expressions.parse("* * * * *"), "UTC", z("2199-12-31T23:59:00Z")) is None
-    assert fires("@yearly", "UTC", "2197-06-01T00:00:00Z", 10) == ["2198-01-01T00:00:00Z", "2199-01-01T00:00:00Z"]
+    assert fires("@yearly", "UTC", "2197-06-01T00:00:00Z", 10) == [
+        "2198-01-01T00:00:00Z",
+        "2199-01-01T00:00:00Z",
+    ]
     rate = expressions.parse("rate(1 day)")
     assert expressions.next_fire(rate, "UTC", z("2199-12-31T00:00:00Z")) is None
 
 
 def test_a_rare_expression_is_found_quickly() -> None:
     start = time.perf_counter()
-    assert fires("0 0 29 2 MON", "UTC", "2026-03-01T00:00:00Z", 1) == ["2027-02-01T00:00:00Z"]  # OR: Feb Mondays
-    assert fires("0 0 29 2 */7", "UTC", "2026-03-01T00:00:00Z", 1) == ["2032-02-29T00:00:00Z"]  # AND: a Sunday
+    assert fires("0 0 29 2 MON", "UTC", "2026-03-01T00:00:00Z", 1) == [
+        "2027-02-01T00:00:00Z"
+    ]  # OR: Feb Mondays
+    assert fires("0 0 29 2 */7", "UTC", "2026-03-01T00:00:00Z", 1) == [
+        "2032-02-29T00:00:00Z"
+    ]  # AND: a Sunday
     assert fires("cron(0 0 ? 2 MON#5 *)", "UTC", "2045-01-01T00:00:00Z", 1) == ["2072-02-29T00:00:00Z"]
     assert time.perf_counter() - start < 0.5
 
@@ -187,7 +196,10 @@ def test_a_rare_expression_is_found_quickly() -> None:
 
 
 def test_rate_without_anchor_counts_from_the_epoch() -> None:
-    assert fires("rate(1 hour)", "UTC", "2026-01-01T10:20:00Z", 2) == ["2026-01-01T11:00:00Z", "2026-01-01T12:00:00Z"]
+    assert fires("rate(1 hour)", "UTC", "2026-01-01T10:20:00Z", 2) == [
+        "2026-01-01T11:00:00Z",
+        "2026-01-01T12:00:00Z",
+    ]
     assert fires("rate(1 day)", "Europe/Berlin", "2026-01-01T10:20:00Z", 1) == ["2026-01-02T00:00:00Z"]
 
 
@@ -213,7 +225,9 @@ def test_rate_is_elapsed_time_through_dst() -> None:
         "2026-03-29T08:00:00Z",
         "2026-03-30T08:00:00Z",
     ]
-    assert fires("rate(1 day)", "UTC", anchor, 3, anchor) == fires("rate(1 day)", "Pacific/Chatham", anchor, 3, anchor)
+    assert fires("rate(1 day)", "UTC", anchor, 3, anchor) == fires(
+        "rate(1 day)", "Pacific/Chatham", anchor, 3, anchor
+    )
 
 
 def test_rate_anchor_must_be_aware() -> None:
@@ -228,7 +242,9 @@ def test_rate_anchor_must_be_aware() -> None:
 
 
 def test_at_fires_once_in_the_schedule_zone() -> None:
-    assert fires("at(2026-06-01T09:00:00)", "Europe/Berlin", "2026-01-01T00:00:00Z", 5) == ["2026-06-01T07:00:00Z"]
+    assert fires("at(2026-06-01T09:00:00)", "Europe/Berlin", "2026-01-01T00:00:00Z", 5) == [
+        "2026-06-01T07:00:00Z"
+    ]
     assert fires("at(2026-06-01T09:00:00)", "UTC", "2026-06-01T09:00:00Z", 5) == []
 
 
@@ -249,7 +265,9 @@ def test_berlin_spring_gap_daily_fire_moves_to_the_end_of_the_gap() -> None:
     expected = ["2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"]
     assert fires("30 2 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", 3) == expected
     assert fires("cron(30 2 * * ? *)", "Europe/Berlin", "2026-03-27T12:00:00Z", 3) == expected
-    assert fires("at(2026-03-29T02:30:00)", "Europe/Berlin", "2026-03-27T12:00:00Z") == ["2026-03-29T01:00:00Z"]
+    assert fires("at(2026-03-29T02:30:00)", "Europe/Berlin", "2026-03-27T12:00:00Z") == [
+        "2026-03-29T01:00:00Z"
+    ]
 
 
 def test_berlin_spring_gap_several_wall_times_in_the_gap_fire_once() -> None:
@@ -263,6 +281,14 @@ def test_berlin_spring_gap_several_wall_times_in_the_gap_fire_once() -> None:
         "2026-03-29T01:00:00Z",
         "2026-03-29T01:30:00Z",
         "2026-03-30T00:00:00Z",
+    ]
+
+
+def test_berlin_spring_gap_every_second_of_a_missing_minute_fires_once() -> None:
+    assert fires("* 30 2 * * *", "Europe/Berlin", "2026-03-28T23:00:00Z", 3) == [
+        "2026-03-29T01:00:00Z",
+        "2026-03-30T00:30:00Z",
+        "2026-03-30T00:30:01Z",
     ]
 
 
@@ -285,7 +311,9 @@ def test_berlin_fall_back_daily_fire_happens_once_at_the_first_occurrence() -> N
     expected = ["2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]
     assert fires("30 2 * * *", "Europe/Berlin", "2026-10-23T12:00:00Z", 3) == expected
     assert fires("cron(30 2 * * ? *)", "Europe/Berlin", "2026-10-23T12:00:00Z", 3) == expected
-    assert fires("at(2026-10-25T02:30:00)", "Europe/Berlin", "2026-10-23T12:00:00Z") == ["2026-10-25T00:30:00Z"]
+    assert fires("at(2026-10-25T02:30:00)", "Europe/Berlin", "2026-10-23T12:00:00Z") == [
+        "2026-10-25T00:30:00Z"
+    ]
 
 
 def test_berlin_fall_back_from_inside_the_second_occurrence_the_hour_has_already_fired() -> None:
@@ -388,7 +416,9 @@ def test_lord_howe_half_hour_gap_and_repeat() -> None:
 
 def test_next_fire_for_a_thousand_expressions_is_fast() -> None:
     texts = [f"{m} {h} * * *" for m in range(0, 60, 3) for h in range(0, 24, 2)]  # 240
-    texts += [f"cron({m} {h} ? * {d} *)" for m in (0, 17, 45) for h in range(0, 24, 3) for d in range(1, 8)]  # 168
+    texts += [
+        f"cron({m} {h} ? * {d} *)" for m in (0, 17, 45) for h in range(0, 24, 3) for d in range(1, 8)
+    ]  # 168
     texts += [f"*/{n} * * * *" for n in range(1, 61)]  # 60
     texts += [f"0 {h} {d} * *" for h in range(0, 24) for d in (1, 10, 20, 28, 31)]  # 120
     texts += [f"cron(0 {h} {d}W * ? *)" for h in range(0, 24) for d in range(1, 29)]  # 672

@@ -57,14 +57,18 @@ class Case:
     seconds_first: bool = False
 
 
-def _item(lo: int, hi: int, names: tuple[str, ...] = (), base: int = 0, open_step: bool = True) -> st.SearchStrategy[str]:
+def _item(
+    lo: int, hi: int, names: tuple[str, ...] = (), base: int = 0, open_step: bool = True
+) -> st.SearchStrategy[str]:
     """One list item: a, a-b, a-b/n, a/n; numbers or (when given) names."""
 
     def spell(value: int, use_name: bool) -> str:
         return names[value - base] if use_name and names and 0 <= value - base < len(names) else str(value)
 
     # croniter reads a one-value range such as "0-0" in day-of-week as "every day": ranges have a < b.
-    pair = st.tuples(st.integers(lo, hi - 1), st.integers(1, hi - lo)).map(lambda v: [v[0], min(hi, v[0] + v[1])])
+    pair = st.tuples(st.integers(lo, hi - 1), st.integers(1, hi - lo)).map(
+        lambda v: [v[0], min(hi, v[0] + v[1])]
+    )
     step = st.integers(1, hi - lo + 1)
     use_name = st.booleans()
     options = [
@@ -94,7 +98,9 @@ def _day_of_month() -> st.SearchStrategy[str]:
 def _crontab_day_of_week() -> st.SearchStrategy[str]:
     plain = st.lists(_item(0, 7, DAYS, 0, open_step=False), min_size=1, max_size=3).map(",".join)
     nth = st.lists(
-        st.tuples(st.integers(0, 6), st.integers(1, 5)).map(lambda v: f"{v[0]}#{v[1]}"), min_size=1, max_size=2
+        st.tuples(st.integers(0, 6), st.integers(1, 5)).map(lambda v: f"{v[0]}#{v[1]}"),
+        min_size=1,
+        max_size=2,
     ).map(",".join)
     return st.one_of(st.just("*"), plain, nth)
 

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor import errors, expressions
-from conveyor.expressions import Expression
 
 CANONICAL = [
     # crontab, 5 fields
@@ -275,7 +274,9 @@ EXPRESSION_ERRORS = [
 
 
 @pytest.mark.parametrize(("text", "field", "message"), FIELD_ERRORS)
-def test_field_errors_name_the_field_the_token_and_what_is_allowed(text: str, field: str, message: str) -> None:
+def test_field_errors_name_the_field_the_token_and_what_is_allowed(
+    text: str, field: str, message: str
+) -> None:
     with pytest.raises(errors.ValidationError) as caught:
         expressions.parse(text)
     assert caught.value.field == field
@@ -311,12 +312,16 @@ def test_a_day_that_exists_in_some_selected_month_is_accepted() -> None:
     expressions.parse("cron(0 0 ? 2 MON#5 *)")  # rare (leap Februaries starting on Monday) but possible
 
 
-@pytest.mark.parametrize("name", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Etc/GMT+5"])
+@pytest.mark.parametrize(
+    "name", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Etc/GMT+5"]
+)
 def test_validate_timezone_accepts_iana_names(name: str) -> None:
     assert expressions.validate_timezone(name) == ZoneInfo(name)
 
 
-@pytest.mark.parametrize("name", ["Mars/Base", "", " UTC", "../etc/passwd", "/etc/localtime", "localtime", "Europe/"])
+@pytest.mark.parametrize(
+    "name", ["Mars/Base", "", " UTC", "../etc/passwd", "/etc/localtime", "localtime", "Europe/"]
+)
 def test_validate_timezone_rejects_anything_else_naming_the_timezone_field(name: str) -> None:
     with pytest.raises(errors.ValidationError) as caught:
         expressions.validate_timezone(name)

@@ -65,6 +65,44 @@ class SubmitRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class CatalogCache:
+    """Queues, environments and definitions, re-read at most every ``ttl`` seconds.
+
+    Submissions then cost one store transaction. A queue created on another machine is
+    seen within ``ttl``; a miss re-reads at once, so a new name never fails spuriously.
+    """
+
+    def __init__(self, store: Store, clock: Clock, ttl: float = 2.0) -> None:
+        self.store, self.clock, self.ttl = store, clock, ttl
+        self._at = -1e18
+        self.queues: dict[str, Queue] = {}
+        self.envs: dict[str, Any] = {}
+        self._definitions: dict[tuple[str, int | None], tuple[float, Any]] = {}
+
+    def fresh(self, force: bool = False) -> None:
+        now = self.clock.monotonic()
+        if force or now - self._at > self.ttl:
+            self.queues = {q.name: q for q in self.store.queue_list()}
+            self.envs = {e.name: e for e in self.store.environment_list()}
+            self._at = now
+
+    def queue(self, name: str) -> Queue | None:
+        self.fresh()
+        if name not in self.queues:
+            self.fresh(force=True)
+        return self.queues.get(name)
+
+    def definition(self, name: str, revision: int | None) -> Any:
+        now = self.clock.monotonic()
+        hit = self._definitions.get((name, revision))
+        if hit is not None and now - hit[0] <= self.ttl:
+            return hit[1]
+        found = self.store.definition_get(name, revision)
+        if found is not None:
+            self._definitions[(name, revision)] = (now, found)
+        return found
+
+
 class JobService:
     def __init__(
         self, store: Store, clock: Clock, blobs: DirectoryBlobStore, limits: Limits = Limits()
@@ -73,6 +111,7 @@ class JobService:
         self.clock = clock
         self.blobs = blobs
         self.limits = limits
+        self.cache = CatalogCache(store, clock)
 
     # -- submission -----------------------------------------------------------------------
     def submit(self, req: SubmitRequest) -> InsertResult:
@@ -87,8 +126,9 @@ class JobService:
                 "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
             )
         now = self.clock.now()
-        queues = {q.name: q for q in self.store.queue_list()}
-        envs = {e.name: e for e in self.store.environment_list()}
+        for req in reqs:
+            self.cache.queue(req.queue)  # refreshes on a miss
+        queues, envs = self.cache.queues, self.cache.envs
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
         built = []
@@ -122,7 +162,7 @@ class JobService:
                 )
             key = (req.definition, req.definition_revision)
             if key not in definitions:
-                found = self.store.definition_get(req.definition, req.definition_revision)
+                found = self.cache.definition(req.definition, req.definition_revision)
                 if found is None:
                     raise errors.ValidationError(
                         f"{prefix}definition",

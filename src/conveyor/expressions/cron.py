@@ -148,6 +148,7 @@ class CronSpec:
         restarts from the top, so a bump past the end of a month or year is absorbed by the
         parent's own check rather than by date arithmetic here.
         """
+        next_bit = f.next_bit
         y, mo, d, h, mi, s = start.year, start.month, start.day, start.hour, start.minute, start.second
         day_key = (0, 0)
         day_mask = 0
@@ -194,20 +195,6 @@ class CronSpec:
             return datetime(y, mo, d, h, mi, ns)
 
 
-next_bit = f.next_bit
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedCron:
-    spec: CronSpec
-    text: str
-    """Canonical text."""
-
-
-def _split(inner: str) -> list[str]:
-    return inner.split()
-
-
 def _check_days_exist(days: DayRule, months: int, years: int | None, where: str) -> None:
     """Reject a day-of-month that no selected month has (Feb 30, Apr 31): it would never fire."""
     if days.combine in ("dow", "or"):
@@ -229,9 +216,9 @@ def _check_days_exist(days: DayRule, months: int, years: int | None, where: str)
         )
 
 
-def parse_eventbridge(inner: str) -> ParsedCron:
-    """The text between ``cron(`` and ``)``."""
-    parts = _split(inner)
+def parse_eventbridge(inner: str) -> tuple[CronSpec, str]:
+    """The text between ``cron(`` and ``)``: the spec and its canonical text."""
+    parts = inner.split()
     if len(parts) != 6:
         raise errors.ValidationError(
             "expression",
@@ -260,7 +247,9 @@ def parse_eventbridge(inner: str) -> ParsedCron:
         )
     for name, token in (("day-of-month", dom_t), ("day-of-week", dow_t)):
         if "?" in token and token != "?":
-            raise errors.ValidationError(f"expression.{name}", f'"{token}": ? must stand alone', "? on its own")
+            raise errors.ValidationError(
+                f"expression.{name}", f'"{token}": ? must stand alone', "? on its own"
+            )
     minutes = f.MINUTE.parse(minute_t)
     hours = f.HOUR.parse(hour_t)
     months = f.MONTH.parse(month_t)
@@ -287,11 +276,12 @@ def parse_eventbridge(inner: str) -> ParsedCron:
         else f.render_day_of_week(dow, dow_specials, f.WEEKDAY_EVENTBRIDGE, star=full_dow),
         "*" if years is None else f.render_ranges(years << 1970),
     ]
-    return ParsedCron(spec, f"cron({' '.join(text_fields)})")
+    return spec, f"cron({' '.join(text_fields)})"
 
 
-def parse_crontab(text: str) -> ParsedCron:
-    """A 5-field (or 6-field, seconds first) crontab line, or an ``@hourly``-style shortcut."""
+def parse_crontab(text: str) -> tuple[CronSpec, str]:
+    """A 5-field (or 6-field, seconds first) crontab line or an ``@hourly``-style shortcut:
+    the spec and its canonical text."""
     if text.startswith("@"):
         macro = text.lower()
         if macro not in MACROS:
@@ -301,7 +291,7 @@ def parse_crontab(text: str) -> ParsedCron:
                 ", ".join(MACROS),
             )
         text = MACROS[macro]
-    parts = _split(text)
+    parts = text.split()
     if len(parts) == 5:
         parts.insert(0, "0")
     elif len(parts) != 6:
@@ -342,4 +332,4 @@ def parse_crontab(text: str) -> ParsedCron:
     ]
     if seconds != 1:
         text_fields.insert(0, f.SECOND.render(seconds, star=False))
-    return ParsedCron(spec, " ".join(text_fields))
+    return spec, " ".join(text_fields)

@@ -58,12 +58,12 @@ def parse(text: str) -> Expression:
                 )
             inner = stripped[stripped.index("(") + 1 : -1]
             if head == "cron":
-                parsed = cron.parse_eventbridge(inner)
-                return Expression(parsed.text, "cron", parsed.spec)
+                cron_spec, canonical = cron.parse_eventbridge(inner)
+                return Expression(canonical, "cron", cron_spec)
             if head == "rate":
                 rate_spec, canonical = rate.parse_rate(inner)
                 return Expression(canonical, "rate", rate_spec)
             at_spec, canonical = at.parse_at(inner)
             return Expression(canonical, "at", at_spec)
-    parsed = cron.parse_crontab(stripped)
-    return Expression(parsed.text, "cron", parsed.spec)
+    cron_spec, canonical = cron.parse_crontab(stripped)
+    return Expression(canonical, "cron", cron_spec)

@@ -14,6 +14,7 @@ Every parse error is an ``errors.ValidationError`` whose ``field`` is
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from conveyor import errors
@@ -172,7 +173,7 @@ def render_ranges(mask: int) -> str:
     values = bits(mask)
     if len(values) >= 3:
         step = values[1] - values[0]
-        if step > 1 and all(b - a == step for a, b in zip(values, values[1:], strict=False)):
+        if step > 1 and all(b - a == step for a, b in itertools.pairwise(values)):
             return f"{values[0]}-{values[-1]}/{step}"
     parts: list[str] = []
     i = 0

@@ -79,10 +79,8 @@ def _next_at(spec: AtSpec, zone: ZoneInfo, after: datetime) -> datetime | None:
 
 def _next_rate(spec: RateSpec, after: datetime, anchor: datetime | None) -> datetime | None:
     base = zones.EPOCH if anchor is None else anchor
-    if after < base:
-        instant = base
-    else:
-        instant = base + ((after - base) // spec.period + 1) * spec.period
+    # The anchor is the first fire; later fires are whole periods after it.
+    instant = base if after < base else base + ((after - base) // spec.period + 1) * spec.period
     return instant if instant < END else None
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 
 from conveyor import errors
-from conveyor.store.lifecycle import LeaseStatus, LifecycleOps
+from conveyor.store.lifecycle import LeaseStatus
+from conveyor.store.ops import StoreOps
 
-Store = LifecycleOps
+Store = StoreOps
 DEFAULT_URL = "sqlite:///conveyor.db"
 
 __all__ = ["DEFAULT_URL", "LeaseStatus", "Store", "database_url", "open_store"]

@@ -244,7 +244,11 @@ class LifecycleOps(CatalogOps):
         final: list[InsertResult] = []
         for res in out:
             assert res is not None
-            final.append(res if res.existing else InsertResult(fresh[res.job.id], False, ""))
+            if not res.existing:
+                res = InsertResult(fresh[res.job.id], False, "")
+            elif isinstance(res.job, _Stub):  # matched a job inserted earlier in this batch
+                res = InsertResult(fresh[res.job.id], True, res.reason)
+            final.append(res)
         return final
 
     @staticmethod
@@ -836,7 +840,8 @@ class LifecycleOps(CatalogOps):
         job = self._job(row)
         kind = f.kind
         reason = f.reason
-        if job.terminate_requested and kind is not OutcomeKind.SUCCEEDED:
+        if job.terminate_requested:
+            # a user asked to terminate: whatever the attempt reports (even success), it ends there
             kind = OutcomeKind.TERMINATED
         if job.terminate_requested and kind is OutcomeKind.TERMINATED and not reason.startswith("terminated"):
             reason = "terminated" + (f" ({reason})" if reason else "")
@@ -942,6 +947,7 @@ class LifecycleOps(CatalogOps):
                         (ts, it.id),
                     )
                     ready = [r for r in rows if int(r["deps_pending"]) <= 0]
+                    released: list[tuple[str, str, str, dict[str, Any]]] = []
                     for r in ready:
                         run_at = d.dt(r["run_at"])
                         later = run_at is not None and run_at > now
@@ -957,23 +963,15 @@ class LifecycleOps(CatalogOps):
                         )
                         if not later:
                             woken.add(r["queue"])
-                    self._events(
-                        tx,
-                        [
+                        released.append(
                             (
                                 "job",
                                 str(r["id"]),
                                 "job.state",
-                                {
-                                    "from": "PENDING",
-                                    "to": "RUNNABLE",
-                                    "reason": f"dependency job {it.id} succeeded",
-                                },
+                                {"from": "PENDING", "to": state, "reason": f"dependency job {it.id} succeeded"},
                             )
-                            for r in ready
-                        ],
-                        now,
-                    )
+                        )
+                    self._events(tx, released, now)
                 else:
                     reason = f"dependency job {it.id} ended {it.state}"
                     rows = tx.q(
@@ -1159,7 +1157,7 @@ class LifecycleOps(CatalogOps):
                         "job",
                         str(job.id),
                         "job.state",
-                        {"from": job.state.value, "to": "RUNNABLE", "reason": reason},
+                        {"from": job.state.value, "to": "PENDING" if job.array_size else "RUNNABLE", "reason": reason},
                     )
                 ],
                 now,

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor import errors
 from conveyor.store.base import Row, Tx
-from conveyor.store.lifecycle import LifecycleOps
+from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
 
@@ -116,7 +116,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-class PostgresStore(LifecycleOps):
+class PostgresStore(StoreOps):
     def __init__(
         self, url: str, *, min_size: int = 1, max_size: int = 8, connect_timeout: float = 10.0
     ) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
 from conveyor.store.base import Row, Tx
-from conveyor.store.lifecycle import LifecycleOps
+from conveyor.store.ops import StoreOps
 
 
 class SQLiteDialect:
@@ -106,7 +106,7 @@ def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-class SQLiteStore(LifecycleOps):
+class SQLiteStore(StoreOps):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url

@@ -192,7 +192,11 @@ def run_function(ex: Execution, functions: FunctionCache, payload: Any, log: Log
     except (asyncio.CancelledError, TimeoutError) as exc:
         if ex.stop_kind is not None:
             return finish(ex.stop_kind, ex.stop_reason or "stopped")
-        return finish(OutcomeKind.FAILED, f"{type(exc).__name__}: {exc}")
+        if ex.deadline is not None and time.monotonic() >= ex.deadline:
+            # asyncio.wait_for hit the job's timeout: say so like the other executors do
+            return finish(OutcomeKind.FAILED, f"timed out after {job.spec.timeout_seconds:g} s")
+        log.write(traceback.format_exc().encode())
+        return finish(OutcomeKind.FAILED, _short(f"{type(exc).__name__}: {exc}"))
     except Exception as exc:
         log.write(traceback.format_exc().encode())
         return finish(OutcomeKind.FAILED, _short(f"{type(exc).__name__}: {exc}"))

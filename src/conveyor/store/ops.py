@@ -1,0 +1,12 @@
+"""Every store operation, composed from one mixin per concept (jobs, schedules, tokens, ...).
+
+Backends (sqlite.py, postgres.py) subclass ``StoreOps`` and add only connections.
+"""
+
+from __future__ import annotations
+
+from conveyor.store.lifecycle import LifecycleOps
+
+
+class StoreOps(LifecycleOps):
+    """The store protocol: intent-named operations over one SQL implementation."""

@@ -1,0 +1,99 @@
+"""Small job functions the integration tests run on real workers ("module:callable" paths).
+
+Functions take keyword arguments from the job's parameters (strings) or its payload
+(``{"args": [...], "kwargs": {...}}``). Files are how they tell the test what happened:
+workers may run them in other threads or other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor.outcomes import Cancel, Outcome, Retry, Snooze
+from conveyor.worker.context import current_job
+
+MODULE = __name__
+
+
+def path(name: str) -> str:
+    """The ``module:callable`` path of a function in this module."""
+    return f"{MODULE}:{name}"
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+def fail(message: str) -> None:
+    print("about to fail")
+    raise ValueError(message)
+
+
+def first_attempt_outcome(outcome: str, how: str, delay: str = "0") -> str | Outcome:
+    """On attempt 1 raise or return ``outcome`` (retry, cancel, snooze); later attempts succeed."""
+    job = current_job()
+    assert job is not None, "runs only inside a worker"
+    if job.attempt > 1:
+        return f"done on attempt {job.attempt}"
+    made: Outcome
+    if outcome == "retry":
+        made = Retry(float(delay))
+    elif outcome == "snooze":
+        made = Snooze(float(delay))
+    else:
+        made = Cancel("not needed any more")
+    if how == "raise":
+        raise made
+    return made
+
+
+async def async_sleep(seconds: str) -> str:
+    await asyncio.sleep(float(seconds))
+    return "slept"
+
+
+def sync_sleep(seconds: str) -> str:
+    time.sleep(float(seconds))
+    return "slept"
+
+
+def not_json() -> object:
+    return {"a set": {1, 2}}
+
+
+def append_line(file: str, text: str, seconds: str = "0") -> None:
+    time.sleep(float(seconds))
+    with open(file, "a") as fh:
+        fh.write(text + "\n")
+
+
+def append_array_index(file: str, seconds: str = "0") -> None:
+    job = current_job()
+    assert job is not None and job.array_index is not None
+    time.sleep(float(seconds))
+    with open(file, "a") as fh:
+        fh.write(f"{job.array_index}\n")
+
+
+def record_interval(folder: str, seconds: str) -> None:
+    """Write this job's (start, end) wall times to ``folder/<job id>``."""
+    job = current_job()
+    assert job is not None
+    start = time.time()
+    time.sleep(float(seconds))
+    Path(folder, str(job.id)).write_text(json.dumps([start, time.time()]))
+
+
+def digest(payload: Any) -> dict[str, Any]:
+    raw = json.dumps(payload, sort_keys=True).encode()
+    return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}

@@ -1,0 +1,152 @@
+"""Inline function jobs on a real worker: results, failures, outcomes, timeouts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from conveyor.app import App
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.model import JobState
+
+from . import jobs_fixtures as fx
+from .helpers import log_text, run_burst, wait_for_state
+
+
+def submit(app: App, name: str, **kw: object) -> int:
+    return app.jobs.submit(SubmitRequest(function=fx.path(name), **kw)).job.id  # type: ignore[arg-type]
+
+
+def test_sync_function_result_is_stored(app: App) -> None:
+    job_id = submit(app, "add", payload={"args": [2, 3]})
+    stats = run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    assert job.result == 5
+    assert (stats.claimed, stats.succeeded) == (1, 1)
+
+
+def test_async_function_result_is_stored(app: App) -> None:
+    job_id = submit(app, "async_add", payload={"kwargs": {"a": 20, "b": 22}})
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    assert job.result == 42
+
+
+def test_exception_fails_the_job_with_type_and_message_and_logs_the_traceback(app: App) -> None:
+    job_id = submit(app, "fail", parameters={"message": "the input is bad"})
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "ValueError: the input is bad"
+    [attempt] = app.jobs.attempts(job_id)
+    assert attempt.reason == "ValueError: the input is bad"
+    log = log_text(app, job_id)
+    assert "Traceback (most recent call last)" in log
+    assert 'raise ValueError(message)' in log
+    assert "ValueError: the input is bad" in log
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_retry_outcome_runs_the_job_again_and_counts_an_attempt(app: App, how: str) -> None:
+    job_id = submit(
+        app, "first_attempt_outcome", parameters={"outcome": "retry", "how": how}, retry=3
+    )
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    assert job.result == "done on attempt 2"
+    assert job.attempts_counted == 2
+    first, second = app.jobs.attempts(job_id)
+    assert first.reason == "retry requested by the job" and first.counted
+    assert second.reason == "succeeded"
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_retry_outcome_with_a_delay_schedules_the_next_attempt_after_it(app: App, how: str) -> None:
+    job_id = submit(
+        app,
+        "first_attempt_outcome",
+        parameters={"outcome": "retry", "how": how, "delay": "60"},
+        retry=3,
+    )
+    before = app.clock.now()
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTED, job.status_reason
+    assert job.status_reason.startswith("attempt 1 failed: retry requested by the job; retry 2 of 3")
+    assert job.run_at is not None
+    assert before + timedelta(seconds=59) < job.run_at < app.clock.now() + timedelta(seconds=61)
+
+
+def test_retry_outcome_without_attempts_left_fails_the_job(app: App) -> None:
+    job_id = submit(app, "first_attempt_outcome", parameters={"outcome": "retry", "how": "raise"})
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "retry requested by the job"
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_cancel_outcome_ends_the_job_cancelled_with_its_reason_and_no_retry(app: App, how: str) -> None:
+    job_id = submit(
+        app, "first_attempt_outcome", parameters={"outcome": "cancel", "how": how}, retry=3
+    )
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.CANCELLED
+    assert job.status_reason == "not needed any more"
+    assert len(app.jobs.attempts(job_id)) == 1
+
+
+@pytest.mark.parametrize("how", ["raise", "return"])
+def test_snooze_outcome_runs_again_later_without_consuming_an_attempt(app: App, how: str) -> None:
+    # one attempt in all: the second run is only possible because the snooze did not count
+    job_id = submit(
+        app, "first_attempt_outcome", parameters={"outcome": "snooze", "how": how, "delay": "0.3"}
+    )
+    run_burst(app)
+    snoozed = app.jobs.get(job_id)
+    assert snoozed.state is JobState.SUBMITTED, snoozed.status_reason
+    assert snoozed.status_reason == "snoozed for 0.3 s"
+    assert snoozed.attempts_counted == 0
+    wait_for_state(app, job_id, JobState.SUBMITTED)
+    import time
+
+    time.sleep(0.35)
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    assert job.result == "done on attempt 2"
+    assert job.attempts_counted == 1
+    first, second = app.jobs.attempts(job_id)
+    assert not first.counted and first.reason == "snoozed for 0.3 s"
+    assert second.counted
+
+
+def test_async_function_past_its_timeout_is_cancelled_with_reason_timed_out(app: App) -> None:
+    job_id = submit(app, "async_sleep", parameters={"seconds": "30"}, timeout_seconds=0.4)
+    stats = run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "timed out after 0.4 s"
+    assert stats.failed == 1
+
+
+def test_sync_function_past_its_timeout_is_reported_timed_out(app: App) -> None:
+    job_id = submit(app, "sync_sleep", parameters={"seconds": "1.5"}, timeout_seconds=0.3)
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "timed out after 0.3 s"
+
+
+def test_result_that_is_not_json_fails_the_job(app: App) -> None:
+    job_id = submit(app, "not_json")
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason.startswith("result is not JSON-serialisable")
+    assert job.result is None

@@ -1,0 +1,214 @@
+"""Process jobs on a real worker: real child processes, their environment, logs and limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conveyor.app import App
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.model import JobState
+
+from .helpers import (
+    FAST_EXECUTOR,
+    WorkerThread,
+    config,
+    log_text,
+    process_gone,
+    python,
+    run_burst,
+    wait_for,
+    wait_for_state,
+)
+
+# no braces: commands are {param} templates
+PRINT_ENV = (
+    "import json, os; print(json.dumps(dict("
+    "(k, v) for k, v in os.environ.items() if k.startswith(('CONVEYOR_', 'GREETING')))))"
+)
+
+
+def submit(app: App, argv: list[str], **kw: object) -> int:
+    return app.jobs.submit(SubmitRequest(command=argv, **kw)).job.id  # type: ignore[arg-type]
+
+
+def last_json_line(text: str) -> dict[str, str]:
+    line = [ln for ln in text.splitlines() if ln.startswith("{")][-1]
+    loaded: dict[str, str] = json.loads(line)
+    return loaded
+
+
+def kill_group_quietly(pid_file: Path) -> None:
+    """Clean up after a failed test: the grandchild must not outlive it."""
+    if pid_file.exists() and pid_file.read_text().strip():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_parameters_are_substituted_into_the_argv(app: App) -> None:
+    job_id = submit(
+        app,
+        python("import sys; print('args:', sys.argv[1:])", "--name={who}", "{count}"),
+        parameters={"who": "world", "count": 3},
+    )
+    run_burst(app)
+    assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+    assert "args: ['--name=world', '3']" in log_text(app, job_id)
+
+
+def test_child_environment_has_the_job_id_the_attempt_and_the_definition_environment(app: App) -> None:
+    app.catalog.register_definition(
+        "env-printer", {"command": python(PRINT_ENV), "environment": {"GREETING": "hello"}}
+    )
+    job_id = app.jobs.submit(SubmitRequest(definition="env-printer")).job.id
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    env = last_json_line(log_text(app, job_id))
+    assert env["CONVEYOR_JOB_ID"] == str(job_id)
+    assert env["CONVEYOR_ATTEMPT"] == "1"
+    assert env["CONVEYOR_QUEUE"] == "default"
+    assert env["GREETING"] == "hello"
+    assert "CONVEYOR_ARRAY_INDEX" not in env
+
+
+def test_array_children_each_get_their_array_index(app: App) -> None:
+    parent_id = submit(app, python(PRINT_ENV), array_size=3)
+    run_burst(app, concurrency=3)
+    parent = app.jobs.get(parent_id)
+    assert parent.state is JobState.SUCCEEDED, parent.status_reason
+    children = app.store.job_list(array_parent_id=parent_id)
+    assert len(children) == 3
+    seen = {}
+    for child in children:
+        env = last_json_line(log_text(app, child.id))
+        assert env["CONVEYOR_JOB_ID"] == str(child.id)
+        assert env["CONVEYOR_ARRAY_PARENT_ID"] == str(parent_id)
+        seen[env["CONVEYOR_ARRAY_INDEX"]] = child.array_index
+    assert seen == {"0": 0, "1": 1, "2": 2}
+
+
+def test_stdout_and_stderr_are_both_captured_in_the_log(app: App) -> None:
+    job_id = submit(
+        app, python("import sys; print('to stdout', flush=True); print('to stderr', file=sys.stderr)")
+    )
+    run_burst(app)
+    log = log_text(app, job_id, attempt=1)
+    assert "to stdout" in log and "to stderr" in log
+
+
+def test_output_beyond_the_log_cap_is_dropped_with_a_note(app: App) -> None:
+    job_id = submit(app, python("print('x' * 5000)"))
+    run_burst(app, executor=replace(FAST_EXECUTOR, log_cap_bytes=100))
+    assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+    log = log_text(app, job_id)
+    assert log.startswith("x" * 100)
+    assert "x" * 101 not in log
+    assert "[conveyor: 4,901 more bytes dropped; log cap is 100 bytes]" in log
+
+
+def test_each_attempt_runs_in_its_own_working_directory_which_is_removed_after(app: App) -> None:
+    code = (
+        "import os; open('scratch', 'w').write('x'); print('cwd=' + os.getcwd());"
+        " raise SystemExit(1 if os.environ['CONVEYOR_ATTEMPT'] == '1' else 0)"
+    )
+    job_id = submit(app, python(code), retry={"attempts": 2, "delay_seconds": 0})
+    run_burst(app)
+    assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+    dirs = [log_text(app, job_id, attempt=n).split("cwd=")[1].strip() for n in (1, 2)]
+    assert dirs[0] != dirs[1]
+    for d in dirs:
+        assert f"conveyor-job-{job_id}-" in d
+        assert not os.path.exists(d), f"{d} was left behind"
+
+
+def test_nonzero_exit_fails_the_job_with_the_exit_code(app: App) -> None:
+    job_id = submit(app, python("raise SystemExit(7)"))
+    stats = run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "exit code 7"
+    [attempt] = app.jobs.attempts(job_id)
+    assert attempt.exit_code == 7 and attempt.reason == "exit code 7"
+    assert stats.failed == 1
+
+
+@pytest.mark.parametrize(("code", "attempts_used"), [(3, 1), (4, 3)])
+def test_evaluate_on_exit_rule_exit_stops_retrying_on_its_exit_code(
+    app: App, code: int, attempts_used: int
+) -> None:
+    retry = {
+        "attempts": 3,
+        "delay_seconds": 0,
+        "evaluate_on_exit": [{"action": "EXIT", "on_exit_code": "3"}],
+    }
+    job_id = submit(app, python(f"raise SystemExit({code})"), retry=retry)
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert len(app.jobs.attempts(job_id)) == attempts_used
+    assert job.status_reason.startswith(f"exit code {code} (")
+    if code == 3:
+        assert "an evaluate_on_exit rule says EXIT" in job.status_reason
+    else:
+        assert "no attempts left (3 of 3 used)" in job.status_reason
+
+
+def test_timeout_kills_the_whole_process_group(app: App, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    job_id = submit(
+        app, ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; sleep 100"], timeout_seconds=0.5
+    )
+    try:
+        stats = run_burst(app)
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.FAILED
+        assert job.status_reason == "timed out after 0.5 s"
+        assert stats.failed == 1
+        grandchild = int(pid_file.read_text())
+        wait_for(f"grandchild {grandchild} to be gone", lambda: process_gone(grandchild), 5)
+    finally:
+        kill_group_quietly(pid_file)
+
+
+def test_memory_limit_fails_a_child_that_allocates_more(app: App) -> None:
+    job_id = submit(app, python("x = bytearray(512 * 1024 * 1024); print('allocated')"), memory_mb=200)
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason == "exit code 1"
+    log = log_text(app, job_id)
+    assert "MemoryError" in log and "allocated" not in log
+
+
+def test_memory_limit_leaves_room_for_a_child_within_it(app: App) -> None:
+    job_id = submit(app, python("x = bytearray(16 * 1024 * 1024); print('allocated')"), memory_mb=200)
+    run_burst(app)
+    assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+
+
+def test_terminate_kills_a_running_job_process_group_and_fails_it(app: App, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    job_id = submit(app, ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; sleep 100"])
+    try:
+        with WorkerThread(app, config(burst=False)) as wt:
+            wait_for_state(app, job_id, JobState.RUNNING)
+            wait_for("the grandchild's pid", lambda: pid_file.exists() and bool(pid_file.read_text()))
+            _, changed = app.jobs.terminate(job_id)
+            assert changed
+            job = wait_for_state(app, job_id, JobState.FAILED, timeout=10)
+            assert wt.error is None
+        assert job.status_reason.startswith("terminated"), job.status_reason
+        grandchild = int(pid_file.read_text())
+        wait_for(f"grandchild {grandchild} to be gone", lambda: process_gone(grandchild), 5)
+        [attempt] = app.jobs.attempts(job_id)
+        assert attempt.reason.startswith("terminated")
+    finally:
+        kill_group_quietly(pid_file)

@@ -73,15 +73,16 @@ def table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
         index[(r["system"], r["backend"], r["workload"], r["metric"])] = r
     header = ["system", "backend"] + [c[2] for c in COLUMNS]
     body = [
-        [s, b] + [_cell(index.get((s, b, w, m)), fmt) for (w, m, _, fmt) in COLUMNS]
-        for (s, b) in systems
+        [s, b] + [_cell(index.get((s, b, w, m)), fmt) for (w, m, _, fmt) in COLUMNS] for (s, b) in systems
     ]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    fmt_row = lambda r: "  ".join(x.rjust(w) if i > 1 else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+    fmt_row = lambda r: "  ".join(
+        x.rjust(w) if i > 1 else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths, strict=True))
+    )  # noqa: E731
     return "\n".join([fmt_row(header), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in body])
 
 

@@ -20,6 +20,7 @@ Workloads (see bench/README.md for the exact definitions):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -58,9 +59,15 @@ class Child:
 
     def emit(self, workload, metric, value, unit, notes="") -> None:
         row = {
-            "system": self.peer.name, "backend": self.peer.backend, "workload": workload,
-            "metric": metric, "value": value, "unit": unit, "notes": notes,
-            "version": self.version, "jobs": self.args.jobs,
+            "system": self.peer.name,
+            "backend": self.peer.backend,
+            "workload": workload,
+            "metric": metric,
+            "value": value,
+            "unit": unit,
+            "notes": notes,
+            "version": self.version,
+            "jobs": self.args.jobs,
         }
         print(ROW_PREFIX + json.dumps(row), flush=True)
 
@@ -74,8 +81,8 @@ class Child:
             for i in range(0, len(ns), b):
                 if time.monotonic() > deadline:
                     break
-                self.peer.enqueue_bulk(ns[i:i + b])
-                done += len(ns[i:i + b])
+                self.peer.enqueue_bulk(ns[i : i + b])
+                done += len(ns[i : i + b])
         else:
             for n in ns:
                 if done % 100 == 0 and time.monotonic() > deadline:
@@ -87,7 +94,7 @@ class Child:
     def _depth_note(self, expected: int) -> str:
         try:
             depth = self.peer.queue_depth()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"queue depth check failed: {exc!r}"
         if depth is None:
             return ""
@@ -151,9 +158,14 @@ class Child:
             rate = None
             if first and partial > 1:
                 rate = (partial - 1) / (time.time() - float(first))
-            self.emit("W2", "drain_rate", rate, "jobs/s",
-                      f"timeout: partial, {partial}/{N} completed within {self.args.budget:.0f}s budget; "
-                      f"{self.peer.worker_layout}")
+            self.emit(
+                "W2",
+                "drain_rate",
+                rate,
+                "jobs/s",
+                f"timeout: partial, {partial}/{N} completed within {self.args.budget:.0f}s budget; "
+                f"{self.peer.worker_layout}",
+            )
             return
         last_deadline = time.monotonic() + 5
         while r.get(common.LAST_KEY) is None and time.monotonic() < last_deadline:
@@ -163,8 +175,10 @@ class Child:
         time.sleep(0.5)
         extra = int(r.get(common.CNT_KEY)) - N
         rate = (N - 1) / (last - first)
-        notes = [self.peer.worker_layout,
-                 f"first->last completion {last - first:.2f}s; spawn->last {last - t_spawn:.2f}s"]
+        notes = [
+            self.peer.worker_layout,
+            f"first->last completion {last - first:.2f}s; spawn->last {last - t_spawn:.2f}s",
+        ]
         if extra:
             notes.append(f"WARNING {extra} extra executions")
         depth = self._depth_note(0)
@@ -172,7 +186,9 @@ class Child:
             notes.append(depth)
         self.emit("W2", "drain_rate", rate, "jobs/s", "; ".join(notes))
         self.emit("W2", "drain_wall", last - t_spawn, "s", "worker spawn -> last completion (incl. startup)")
-        self.log(f"W2 drain {N} first->last {last - first:.2f}s = {rate:,.0f}/s (spawn->last {last - t_spawn:.2f}s)")
+        self.log(
+            f"W2 drain {N} first->last {last - first:.2f}s = {rate:,.0f}/s (spawn->last {last - t_spawn:.2f}s)"
+        )
 
     # W3 ------------------------------------------------------------------
     def w3(self) -> None:
@@ -203,8 +219,9 @@ class Child:
             if time.monotonic() > deadline:
                 break
         sent = i + 1
+        t_last_enqueue = time.monotonic()
         try:
-            self.peer.drain_wait(sent, deadline)
+            self.peer.drain_wait(sent, deadline, poll=0.01)
         except Timeout as exc:
             for m, unit in EXPECTED["W3"]:
                 self.emit("W3", m, None, unit, f"timeout: {exc.args[0]}/{sent} samples started")
@@ -213,7 +230,10 @@ class Child:
             (int(s) - int(e)) / 1000.0
             for e, s in (x.split() for x in (v.decode() for v in r.lrange(common.LAT_KEY, 0, -1)))
         )
+        tail = time.monotonic() - t_last_enqueue
         note = f"{len(lats)} samples at {rate:g} jobs/s; {self.peer.worker_layout}"
+        if tail > 1.0:
+            note += f"; WARNING workers could not keep up: last sample completed {tail:.1f}s after the last enqueue"
         if lag_max > 0.005:
             note += f"; enqueue loop fell behind by up to {lag_max * 1000:.0f} ms"
         for p in (50, 95, 99):
@@ -244,7 +264,7 @@ def child_main(args) -> int:
         finally:
             try:
                 peer.flush()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 c.log(f"final flush failed: {exc!r}")
             peer.close()
 
@@ -253,12 +273,39 @@ def child_main(args) -> int:
 # parent side
 # ---------------------------------------------------------------------------
 def run_pair(peer: str, wl: str, args) -> list[dict]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", peer, wl,
-           "--jobs", str(args.jobs), "--bulk-size", str(args.bulk_size),
-           "--concurrency", str(args.concurrency), "--samples", str(args.samples),
-           "--rate", str(args.rate), "--budget", str(args.budget)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_child",
+        peer,
+        wl,
+        "--jobs",
+        str(args.jobs),
+        "--bulk-size",
+        str(args.bulk_size),
+        "--concurrency",
+        str(args.concurrency),
+        "--samples",
+        str(args.samples),
+        "--rate",
+        str(args.rate),
+        "--budget",
+        str(args.budget),
+    ]
     hard_timeout = args.budget + 60
-    print(f"== {peer} {wl} (budget {args.budget:.0f}s, hard limit {hard_timeout:.0f}s)", file=sys.stderr, flush=True)
+    print(
+        f"== {peer} {wl} (budget {args.budget:.0f}s, hard limit {hard_timeout:.0f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    load_start = os.getloadavg()[0]
+    if load_start > 1.5:
+        print(
+            f"   WARNING: 1-min load average is {load_start:.2f} on {os.cpu_count()} cores: "
+            "other processes compete with this run",
+            file=sys.stderr,
+            flush=True,
+        )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True, cwd=BENCH_DIR)
     failure = ""
     try:
@@ -271,11 +318,9 @@ def run_pair(peer: str, wl: str, args) -> list[dict]:
         failure = f"timeout: hung, killed after {hard_timeout:.0f}s"
     finally:
         # sweep the whole process group: the child and every worker it started
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    rows = [json.loads(line[len(ROW_PREFIX):]) for line in out.splitlines() if line.startswith(ROW_PREFIX)]
+    rows = [json.loads(line[len(ROW_PREFIX) :]) for line in out.splitlines() if line.startswith(ROW_PREFIX)]
     have = {r["metric"] for r in rows}
     info = {"system": peer, "backend": "?", "version": ""}
     if rows:
@@ -285,24 +330,43 @@ def run_pair(peer: str, wl: str, args) -> list[dict]:
             from peers import peer_class  # backend name for the failure rows
 
             info["backend"] = peer_class(peer).backend
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     for metric, unit in EXPECTED[wl]:
         if metric not in have:
-            rows.append(info | {"workload": wl, "metric": metric, "value": None, "unit": unit,
-                                "notes": failure or "error: no result", "jobs": args.jobs})
+            rows.append(
+                info
+                | {
+                    "workload": wl,
+                    "metric": metric,
+                    "value": None,
+                    "unit": unit,
+                    "notes": failure or "error: no result",
+                    "jobs": args.jobs,
+                }
+            )
+    load = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    for r in rows:
+        r["loadavg_1m"] = load
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--peers", default=",".join(DEFAULT_PEERS),
-                    help=f"comma list from: {','.join(REGISTRY)} (default: all)")
+    ap.add_argument(
+        "--peers",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma list from: {','.join(REGISTRY)} (default: all)",
+    )
     ap.add_argument("--workloads", default="W1,W2,W3")
     ap.add_argument("--jobs", type=int, default=20000, help="N for W1 and W2 (default 20000)")
     ap.add_argument("--bulk-size", type=int, default=1000, help="batch size of bulk enqueue calls")
-    ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 2,
-                    help="cores given to workers in W2/W3 (default: cpu count)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="cores given to workers in W2/W3 (default: cpu count)",
+    )
     ap.add_argument("--samples", type=int, default=500, help="W3 samples")
     ap.add_argument("--rate", type=float, default=50.0, help="W3 enqueue rate (jobs/s)")
     ap.add_argument("--budget", type=float, default=180.0, help="seconds per (system, workload)")
@@ -320,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown peer/workload: {bad}")
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     rows: list[dict] = []
     for peer in peers:
         for wl in workloads:
@@ -332,17 +396,30 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA,
         "generated_at": started.isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "params": {"jobs": args.jobs, "bulk_size": args.bulk_size, "concurrency": args.concurrency,
-                   "samples": args.samples, "rate": args.rate, "budget_s": args.budget},
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "params": {
+            "jobs": args.jobs,
+            "bulk_size": args.bulk_size,
+            "concurrency": args.concurrency,
+            "samples": args.samples,
+            "rate": args.rate,
+            "budget_s": args.budget,
+        },
         "rows": rows,
     }
     print()
     print(table(rows, markdown=False))
     print()
     for r in rows:
-        if r["value"] is None or (r.get("notes") or "").startswith(("timeout", "error", "WARNING")) \
-                or "WARNING" in (r.get("notes") or ""):
+        if (
+            r["value"] is None
+            or (r.get("notes") or "").startswith(("timeout", "error", "WARNING"))
+            or "WARNING" in (r.get("notes") or "")
+        ):
             print(f"  note {r['system']}/{r['workload']}/{r['metric']}: {r['notes']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

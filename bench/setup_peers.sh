@@ -18,8 +18,10 @@ fi
     "redis>=5.0,<9" \
     "procrastinate>=3.0,<4" \
     "psycopg[binary]>=3.2,<4"
+# Conveyor itself, from this checkout, so it runs in the same harness as its peers
+"$VENV/bin/python" -m pip install --quiet -e "$HERE/.."
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
-for p in ("celery", "kombu", "rq", "dramatiq", "huey", "redis", "procrastinate", "psycopg"):
+for p in ("conveyor", "celery", "kombu", "rq", "dramatiq", "huey", "redis", "procrastinate", "psycopg"):
     print(f"{p}=={version(p)}")
 PY

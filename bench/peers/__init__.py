@@ -5,6 +5,8 @@ so that one broken peer does not stop the others.
 """
 
 REGISTRY = {
+    "conveyor-sqlite": "peers.conveyor_peer:ConveyorSQLitePeer",
+    "conveyor-postgres": "peers.conveyor_peer:ConveyorPostgresPeer",
     "celery": "peers.celery_peer:CeleryPeer",
     "rq": "peers.rq_peer:RQPeer",
     "rq-simple": "peers.rq_peer:RQSimplePeer",

@@ -28,7 +28,9 @@ class CeleryPeer(Peer):
     name = "celery"
     backend = "redis"
     bulk_api = None  # group/chunks/pipelined apply_async are not a bulk-enqueue API
-    worker_layout = "1 `celery worker` prefork pool, --concurrency 2 (= default on 2 cores), prefetch x4 (default)"
+    worker_layout = (
+        "1 `celery worker` prefork pool, --concurrency 2 (= default on 2 cores), prefetch x4 (default)"
+    )
 
     def version(self) -> str:
         import celery
@@ -46,12 +48,25 @@ class CeleryPeer(Peer):
         return int(common.counter_redis().llen(QUEUE))
 
     def worker_commands(self, concurrency: int) -> list[list[str]]:
-        return [[
-            str(BIN_DIR / "celery"), "-A", "peers.celery_peer", "worker",
-            "--pool", "prefork", "--concurrency", str(concurrency), "-Q", QUEUE,
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--loglevel", "WARNING",
-        ]]
+        return [
+            [
+                str(BIN_DIR / "celery"),
+                "-A",
+                "peers.celery_peer",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-Q",
+                QUEUE,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ]
+        ]
 
 
 PEER = CeleryPeer

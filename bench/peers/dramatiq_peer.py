@@ -38,10 +38,16 @@ class DramatiqPeer(Peer):
         return int(common.counter_redis().llen(f"dramatiq:{QUEUE}"))
 
     def worker_commands(self, concurrency: int) -> list[list[str]]:
-        return [[
-            str(BIN_DIR / "dramatiq"), "peers.dramatiq_peer",
-            "--processes", str(concurrency), "--threads", "8",
-        ]]
+        return [
+            [
+                str(BIN_DIR / "dramatiq"),
+                "peers.dramatiq_peer",
+                "--processes",
+                str(concurrency),
+                "--threads",
+                "8",
+            ]
+        ]
 
 
 PEER = DramatiqPeer

@@ -35,10 +35,17 @@ class HueyPeer(Peer):
         return int(huey.pending_count())
 
     def worker_commands(self, concurrency: int) -> list[list[str]]:
-        return [[
-            str(BIN_DIR / "huey_consumer"), "peers.huey_peer.huey",
-            "-k", "process", "-w", str(concurrency), "-q",
-        ]]
+        return [
+            [
+                str(BIN_DIR / "huey_consumer"),
+                "peers.huey_peer.huey",
+                "-k",
+                "process",
+                "-w",
+                str(concurrency),
+                "-q",
+            ]
+        ]
 
 
 PEER = HueyPeer

@@ -19,7 +19,7 @@ class ProcrastinatePeer(Peer):
     name = "procrastinate"
     backend = "postgresql"
     bulk_api = "Task.batch_defer(*kwargs) (one INSERT per batch)"
-    worker_layout = "2 `procrastinate worker` processes, --concurrency 4 each (LISTEN/NOTIFY on, default polling)"
+    worker_layout = "2 `procrastinate worker` processes, --concurrency 4 each (LISTEN/NOTIFY on, default polling, --log-level warning)"
 
     def version(self) -> str:
         from importlib.metadata import version
@@ -54,14 +54,26 @@ class ProcrastinatePeer(Peer):
         import psycopg
 
         with psycopg.connect(common.PG_DSN, autocommit=True, connect_timeout=10) as conn:
-            return int(conn.execute(
-                "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
-            ).fetchone()[0])
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+                ).fetchone()[0]
+            )
 
     def worker_commands(self, concurrency: int) -> list[list[str]]:
         return [
-            [str(BIN_DIR / "procrastinate"), "--app", "peers.procrastinate_peer.app",
-             "worker", "--concurrency", "4", "--name", f"bench-{i}"]
+            [
+                str(BIN_DIR / "procrastinate"),
+                "--app",
+                "peers.procrastinate_peer.app",
+                "--log-level",
+                "warning",
+                "worker",
+                "--concurrency",
+                "4",
+                "--name",
+                f"bench-{i}",
+            ]
             for i in range(concurrency)
         ]
 

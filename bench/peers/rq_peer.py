@@ -48,8 +48,18 @@ class RQPeer(Peer):
 
     def worker_commands(self, concurrency: int) -> list[list[str]]:
         return [
-            [str(BIN_DIR / "rq"), "worker", QUEUE, "--url", common.REDIS_URL,
-             "--worker-class", self.worker_class, "--quiet", "--name", f"bench-{self.name}-{i}"]
+            [
+                str(BIN_DIR / "rq"),
+                "worker",
+                QUEUE,
+                "--url",
+                common.REDIS_URL,
+                "--worker-class",
+                self.worker_class,
+                "--quiet",
+                "--name",
+                f"bench-{self.name}-{i}",
+            ]
             for i in range(concurrency)
         ]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from conveyor.clock import Clock, SystemClock
 from conveyor.engine.catalog import CatalogService
 from conveyor.engine.jobs import JobService, Limits
+from conveyor.engine.schedules import Scheduler, SchedulerConfig, ScheduleService
+from conveyor.engine.tokens import TokenService
 from conveyor.store import Store, database_url, open_store
 from conveyor.store.blobs import DirectoryBlobStore, default_blob_dir
 from conveyor.worker.executors import ExecutorConfig
@@ -26,6 +28,8 @@ class App:
         self.blobs = DirectoryBlobStore(self.blob_dir)
         self.jobs = JobService(self.store, self.clock, self.blobs, self.limits)
         self.catalog = CatalogService(self.store, self.clock)
+        self.schedules = ScheduleService(self.store, self.clock, self.jobs)
+        self.tokens = TokenService(self.store, self.clock)
 
     @classmethod
     def open(
@@ -63,6 +67,9 @@ class App:
             config = replace(config, executor=executor)
         return Worker(self.store, self.clock, self.blobs, config)
 
+    def scheduler(self, config: SchedulerConfig | None = None) -> Scheduler:
+        return Scheduler(self.store, self.clock, config)
+
     def close(self) -> None:
         self.store.close()
 
@@ -73,4 +80,4 @@ class App:
         self.close()
 
 
-__all__ = ["App", "ExecutorConfig", "WorkerConfig"]
+__all__ = ["App", "ExecutorConfig", "SchedulerConfig", "WorkerConfig"]

@@ -81,3 +81,15 @@ class StoreUnavailable(ConveyorError):
 
 class Forbidden(ConveyorError):
     """The caller may not do this."""
+
+
+class Unauthorized(ConveyorError):
+    """No valid token was given (missing, unknown, expired or revoked)."""
+
+
+class RateLimited(ConveyorError):
+    """Too many requests; try again later."""
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message or f"too many requests; retry after {retry_after:.2f} s")

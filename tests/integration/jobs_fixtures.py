@@ -91,7 +91,7 @@ def record_interval(folder: str, seconds: str) -> None:
     assert job is not None
     start = time.time()
     time.sleep(float(seconds))
-    Path(folder, str(job.id)).write_text(json.dumps([start, time.time()]))
+    Path(folder, str(job.job_id)).write_text(json.dumps([start, time.time()]))
 
 
 def digest(payload: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import JobState
 
 from . import jobs_fixtures as fx
-from .helpers import log_text, run_burst, wait_for_state
+from .helpers import WorkerThread, config, log_text, run_burst, wait_for_state
 
 
 def submit(app: App, name: str, **kw: object) -> int:
@@ -45,15 +45,13 @@ def test_exception_fails_the_job_with_type_and_message_and_logs_the_traceback(ap
     assert attempt.reason == "ValueError: the input is bad"
     log = log_text(app, job_id)
     assert "Traceback (most recent call last)" in log
-    assert 'raise ValueError(message)' in log
+    assert "raise ValueError(message)" in log
     assert "ValueError: the input is bad" in log
 
 
 @pytest.mark.parametrize("how", ["raise", "return"])
 def test_retry_outcome_runs_the_job_again_and_counts_an_attempt(app: App, how: str) -> None:
-    job_id = submit(
-        app, "first_attempt_outcome", parameters={"outcome": "retry", "how": how}, retry=3
-    )
+    job_id = submit(app, "first_attempt_outcome", parameters={"outcome": "retry", "how": how}, retry=3)
     run_burst(app)
     job = app.jobs.get(job_id)
     assert job.state is JobState.SUCCEEDED, job.status_reason
@@ -91,9 +89,7 @@ def test_retry_outcome_without_attempts_left_fails_the_job(app: App) -> None:
 
 @pytest.mark.parametrize("how", ["raise", "return"])
 def test_cancel_outcome_ends_the_job_cancelled_with_its_reason_and_no_retry(app: App, how: str) -> None:
-    job_id = submit(
-        app, "first_attempt_outcome", parameters={"outcome": "cancel", "how": how}, retry=3
-    )
+    job_id = submit(app, "first_attempt_outcome", parameters={"outcome": "cancel", "how": how}, retry=3)
     run_burst(app)
     job = app.jobs.get(job_id)
     assert job.state is JobState.CANCELLED
@@ -107,23 +103,29 @@ def test_snooze_outcome_runs_again_later_without_consuming_an_attempt(app: App, 
     job_id = submit(
         app, "first_attempt_outcome", parameters={"outcome": "snooze", "how": how, "delay": "0.3"}
     )
-    run_burst(app)
-    snoozed = app.jobs.get(job_id)
-    assert snoozed.state is JobState.SUBMITTED, snoozed.status_reason
-    assert snoozed.status_reason == "snoozed for 0.3 s"
-    assert snoozed.attempts_counted == 0
-    wait_for_state(app, job_id, JobState.SUBMITTED)
-    import time
-
-    time.sleep(0.35)
-    run_burst(app)
-    job = app.jobs.get(job_id)
+    with WorkerThread(app, config(burst=False)):
+        job = wait_for_state(app, job_id, JobState.SUCCEEDED, JobState.FAILED)
     assert job.state is JobState.SUCCEEDED, job.status_reason
     assert job.result == "done on attempt 2"
-    assert job.attempts_counted == 1
+    assert (job.attempt, job.attempts_counted) == (2, 1)
     first, second = app.jobs.attempts(job_id)
     assert not first.counted and first.reason == "snoozed for 0.3 s"
     assert second.counted
+    assert first.stopped_at is not None
+    assert second.started_at >= first.stopped_at + timedelta(seconds=0.3)
+
+
+def test_snoozed_job_waits_submitted_until_its_time(app: App) -> None:
+    job_id = submit(
+        app, "first_attempt_outcome", parameters={"outcome": "snooze", "how": "return", "delay": "60"}
+    )
+    before = app.clock.now()
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTED, job.status_reason
+    assert job.status_reason == "snoozed for 60 s"
+    assert job.attempts_counted == 0
+    assert job.run_at is not None and job.run_at >= before + timedelta(seconds=60)
 
 
 def test_async_function_past_its_timeout_is_cancelled_with_reason_timed_out(app: App) -> None:
@@ -150,3 +152,14 @@ def test_result_that_is_not_json_fails_the_job(app: App) -> None:
     assert job.state is JobState.FAILED
     assert job.status_reason.startswith("result is not JSON-serialisable")
     assert job.result is None
+
+
+def test_terminate_cancels_a_running_async_function(app: App) -> None:
+    job_id = submit(app, "async_sleep", parameters={"seconds": "30"})
+    with WorkerThread(app, config(burst=False)):
+        wait_for_state(app, job_id, JobState.RUNNING)
+        app.jobs.terminate(job_id, "no longer needed")
+        job = wait_for_state(app, job_id, JobState.FAILED, timeout=10)
+    assert job.status_reason.startswith("terminated"), job.status_reason
+    [attempt] = app.jobs.attempts(job_id)
+    assert attempt.reason.startswith("terminated")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,10 +47,8 @@ def last_json_line(text: str) -> dict[str, str]:
 def kill_group_quietly(pid_file: Path) -> None:
     """Clean up after a failed test: the grandchild must not outlive it."""
     if pid_file.exists() and pid_file.read_text().strip():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_parameters_are_substituted_into_the_argv(app: App) -> None:
@@ -163,9 +162,7 @@ def test_evaluate_on_exit_rule_exit_stops_retrying_on_its_exit_code(
 
 def test_timeout_kills_the_whole_process_group(app: App, tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
-    job_id = submit(
-        app, ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; sleep 100"], timeout_seconds=0.5
-    )
+    job_id = submit(app, ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; sleep 100"], timeout_seconds=0.5)
     try:
         stats = run_burst(app)
         job = app.jobs.get(job_id)
@@ -212,3 +209,30 @@ def test_terminate_kills_a_running_job_process_group_and_fails_it(app: App, tmp_
         assert attempt.reason.startswith("terminated")
     finally:
         kill_group_quietly(pid_file)
+
+
+def test_timeout_escalates_to_sigkill_when_the_group_ignores_sigterm(app: App, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"trap '' TERM; sleep 100 & echo $! > {pid_file}; sleep 100"
+    job_id = submit(app, ["sh", "-c", script], timeout_seconds=0.3)
+    try:
+        run_burst(app)
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.FAILED
+        assert job.status_reason == "timed out after 0.3 s"
+        [attempt] = app.jobs.attempts(job_id)
+        assert attempt.exit_code == 128 + signal.SIGKILL
+        grandchild = int(pid_file.read_text())
+        wait_for(f"grandchild {grandchild} to be gone", lambda: process_gone(grandchild), 5)
+    finally:
+        kill_group_quietly(pid_file)
+
+
+def test_command_that_cannot_start_fails_with_the_reason(app: App) -> None:
+    job_id = submit(app, ["/nonexistent/conveyor-test-binary", "x"])
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.FAILED
+    assert job.status_reason.startswith("cannot start '/nonexistent/conveyor-test-binary'")
+    [attempt] = app.jobs.attempts(job_id)
+    assert attempt.exit_code == 127

@@ -82,20 +82,17 @@ def test_terminate_of_a_running_job_flags_it_for_its_worker(store: Store, clock:
     assert status.owned == {job.id} and status.terminate == {job.id}
 
 
-@pytest.mark.parametrize(
-    "kind", [OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.CANCEL]
-)
-def test_any_finish_of_a_terminated_job_ends_failed_terminated(
-    store: Store, clock: FrozenClock, kind: OutcomeKind
-) -> None:
-    insert_one(store, clock.now(), new(spec=retrying(3)))
-    job = claim_one(store, clock.now())
-    store.job_terminate(job.id, "too slow", clock.now())
-    assert finish(store, clock.now(), job, kind, reason="killed", delay_seconds=5)
-    done = get(store, job.id)
-    assert done.state is JobState.FAILED
-    assert done.status_reason.startswith("terminated")
-    assert not done.terminate_requested and done.lease_expires_at is None
+def test_any_finish_of_a_terminated_job_ends_failed_terminated(store: Store, clock: FrozenClock) -> None:
+    kinds = list(OutcomeKind)
+    insert(store, clock.now(), *[new(spec=retrying(3)) for _ in kinds])
+    running = claim(store, clock.now(), limit=len(kinds))
+    for job, kind in zip(running, kinds, strict=True):
+        store.job_terminate(job.id, "too slow", clock.now())
+        assert finish(store, clock.now(), job, kind, reason="killed", delay_seconds=5)
+        done = get(store, job.id)
+        assert done.state is JobState.FAILED, kind
+        assert done.status_reason.startswith("terminated"), (kind, done.status_reason)
+        assert not done.terminate_requested and done.lease_expires_at is None
     assert claim(store, clock.now() + timedelta(hours=1)) == []
 
 
@@ -126,7 +123,9 @@ def test_finish_after_cancel_of_a_waiting_job_cannot_resurrect_it(store: Store, 
     assert claim(store, clock.now()) == []
 
 
-def test_retry_of_a_failed_job_makes_it_runnable_with_fresh_attempts(store: Store, clock: FrozenClock) -> None:
+def test_retry_of_a_failed_job_makes_it_runnable_with_fresh_attempts(
+    store: Store, clock: FrozenClock
+) -> None:
     insert_one(store, clock.now(), new(spec=retrying(2, delay=0)))
     for _ in range(2):
         job = claim_one(store, clock.now())
@@ -188,3 +187,28 @@ def test_release_by_another_worker_or_of_a_stale_attempt_does_nothing(
     assert store.job_release("w2", [(job.id, job.attempt)], "x", clock.now()) == []
     assert store.job_release("w1", [(job.id, job.attempt + 1)], "x", clock.now()) == []
     assert get(store, job.id) == job
+
+
+def test_release_of_a_job_asked_to_terminate_terminates_it_instead_of_requeueing(
+    store: Store, clock: FrozenClock
+) -> None:
+    insert_one(store, clock.now(), new(spec=retrying(3)))
+    job = claim_one(store, clock.now())
+    store.job_terminate(job.id, "stop", clock.now())
+    assert store.job_release("w1", [(job.id, job.attempt)], "worker shutting down", clock.now()) == []
+    done = get(store, job.id)
+    assert done.state is JobState.FAILED and done.status_reason.startswith("terminated")
+    assert not done.terminate_requested and done.lease_expires_at is None
+    assert claim(store, clock.now()) == []
+
+
+def test_retry_of_an_array_job_that_failed_before_having_children_is_a_conflict(
+    store: Store, clock: FrozenClock
+) -> None:
+    dep = insert_one(store, clock.now())
+    store.job_cancel(dep.id, "", clock.now())
+    array = insert_one(store, clock.now(), new(array_size=3, deps=(dep.id,)))
+    assert array.state is JobState.FAILED
+    with pytest.raises(errors.Conflict):
+        store.job_retry(array.id, clock.now())
+    assert state(store, array.id) is JobState.FAILED  # not left PENDING with no child to finish it

@@ -23,6 +23,10 @@ def _spec(vcpus: float, memory_mb: int = 0) -> DefinitionSpec:
     return DefinitionSpec(function="tasks:work", vcpus=vcpus, memory_mb=memory_mb)
 
 
+def state_is(store: Store, job_id: int, expected: JobState) -> bool:
+    return get(store, job_id).state is expected
+
+
 def test_claim_orders_by_queue_priority_then_job_priority_then_fifo(store: Store, clock: FrozenClock) -> None:
     _queue(store, clock, "urgent", priority=10)
     _queue(store, clock, "bulk", priority=0)
@@ -82,10 +86,6 @@ def test_queue_filter_limits_the_claim_to_the_named_queues(store: Store, clock: 
     other = insert_one(store, clock.now(), new("other"))
     assert [j.id for j in claim(store, clock.now(), queues=("mine",))] == [mine.id]
     assert state_is(store, other.id, JobState.RUNNABLE)
-
-
-def state_is(store: Store, job_id: int, expected: JobState) -> bool:
-    return get(store, job_id).state is expected
 
 
 def test_worker_only_claims_queues_served_by_its_environment(store: Store, clock: FrozenClock) -> None:
@@ -251,3 +251,13 @@ def test_claimed_jobs_are_not_claimed_again(store: Store, clock: FrozenClock) ->
     first = claim(store, clock.now(), "w1", limit=1)
     second = claim(store, clock.now(), "w2", limit=5)
     assert len(first) == 1 and len(second) == 1 and first[0].id != second[0].id
+
+
+def test_many_jobs_too_big_ahead_do_not_hide_a_small_one_that_fits(store: Store, clock: FrozenClock) -> None:
+    _env(store, clock, "small", 4)
+    _queue(store, clock, "q", "small")
+    insert_one(store, clock.now(), new("q", _spec(3)))
+    assert len(claim(store, clock.now(), env="small")) == 1  # 1 vCPU left
+    insert(store, clock.now(), *[new("q", _spec(2)) for _ in range(100)])
+    small = insert_one(store, clock.now(), new("q", _spec(1)))
+    assert [j.id for j in claim(store, clock.now(), env="small", limit=1)] == [small.id]

@@ -17,19 +17,13 @@ R, P, F, S, C = JobState.RUNNABLE, JobState.PENDING, JobState.FAILED, JobState.S
 
 
 def _run(store: Store, clock: FrozenClock, job_id: int, kind: OutcomeKind = OutcomeKind.SUCCEEDED) -> None:
-    """Claim exactly ``job_id`` (it must be runnable) and finish it with ``kind``."""
-    got = [j for j in claim(store, clock.now(), limit=1000) if j.id == job_id]
-    assert got, f"job {job_id} was not claimable"
-    for other in claim_release_others(store, clock, job_id):
-        assert other != job_id
-    assert finish(store, clock.now(), got[0], kind, reason="boom")
-
-
-def claim_release_others(store: Store, clock: FrozenClock, keep: int) -> list[int]:
-    """Give back every running job except ``keep`` (tests claim broadly, then run one)."""
-    running = [j for j in store.job_list(states=[JobState.RUNNING], include_children=True, limit=1000)]
-    others = [(j.id, j.attempt) for j in running if j.id != keep]
-    return store.job_release("w1", others, "test", clock.now())
+    """Run exactly ``job_id`` (it must be runnable) to ``kind``; other claimed jobs are given back."""
+    claimed = claim(store, clock.now(), limit=1000)
+    target = [j for j in claimed if j.id == job_id]
+    assert target, f"job {job_id} was not claimable"
+    others = [(j.id, j.attempt) for j in claimed if j.id != job_id]
+    assert len(store.job_release("w1", others, "not this one", clock.now())) == len(others)
+    assert finish(store, clock.now(), target[0], kind, reason="boom")
 
 
 def _children(store: Store, parent: Job) -> list[Job]:
@@ -120,7 +114,9 @@ def test_array_parent_succeeds_when_all_children_succeed(store: Store, clock: Fr
     assert job_states_seen(store, parent.id) == ["PENDING", "SUCCEEDED"]
 
 
-def test_array_parent_fails_once_all_children_finished_if_any_failed(store: Store, clock: FrozenClock) -> None:
+def test_array_parent_fails_once_all_children_finished_if_any_failed(
+    store: Store, clock: FrozenClock
+) -> None:
     parent = insert_one(store, clock.now(), new(array_size=3))
     a, b, c = claim(store, clock.now())
     finish(store, clock.now(), a, OutcomeKind.FAILED)

@@ -52,7 +52,9 @@ def test_failure_without_retries_left_ends_failed(store: Store, clock: FrozenClo
     assert attempt.exit_code == 2 and attempt.reason == "boom"
 
 
-def test_failure_with_attempts_left_is_scheduled_again_with_a_reason(store: Store, clock: FrozenClock) -> None:
+def test_failure_with_attempts_left_is_scheduled_again_with_a_reason(
+    store: Store, clock: FrozenClock
+) -> None:
     insert_one(store, clock.now(), new(spec=retrying(3, delay=10)))
     job = claim_one(store, clock.now())
     assert finish(store, clock.now(), job, OutcomeKind.FAILED, reason="boom", exit_code=1)

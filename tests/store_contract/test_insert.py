@@ -118,4 +118,3 @@ def test_ids_increase_within_a_batch_and_across_batches(store: Store, clock: Fro
     second = [j.id for j in insert(store, clock.now(), new(), new())]
     ids = first + second
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 from conveyor.clock import FrozenClock
-from conveyor.model import JobState, OutcomeKind
+from conveyor.model import DefinitionSpec, JobState, OutcomeKind
 from conveyor.store import Store
 
 from .helpers import CMD, claim, claim_one, finish, get, insert, insert_one, job_states_seen, new, retrying
@@ -56,13 +57,17 @@ def test_events_list_gives_every_state_change_of_a_job_in_order(store: Store, cl
     finish(store, clock.now(), claimed)
     events = [e for e in store.events_list(entity="job", entity_id=str(job.id)) if e.type == "job.state"]
     assert [e.data["to"] for e in events] == ["RUNNABLE", "RUNNING", "SUCCEEDED"]
-    assert [e.at for e in events] == [clock.now() - timedelta(seconds=2), clock.now() - timedelta(seconds=1), clock.now()]
+    assert [e.at for e in events] == [
+        clock.now() - timedelta(seconds=2),
+        clock.now() - timedelta(seconds=1),
+        clock.now(),
+    ]
     assert [e.id for e in events] == sorted(e.id for e in events)
 
 
 def test_events_of_a_command_job_with_a_retry(store: Store, clock: FrozenClock) -> None:
-    spec = retrying(2, delay=5)
-    job = insert_one(store, clock.now(), new(spec=CMD.__class__(command=("x",), retry=spec.retry)))
+    spec = DefinitionSpec(command=CMD.command, retry=retrying(2, delay=5).retry)
+    job = insert_one(store, clock.now(), new(spec=spec))
     first = claim_one(store, clock.now())
     store.job_mark_running([(first.id, first.attempt, 1)], clock.now())
     finish(store, clock.now(), first, OutcomeKind.FAILED, reason="boom")
@@ -78,6 +83,10 @@ def test_events_of_a_command_job_with_a_retry(store: Store, clock: FrozenClock) 
         "STARTING",
         "SUCCEEDED",
     ]
+    events = [e for e in store.events_list(entity="job", entity_id=str(job.id)) if e.type == "job.state"]
+    for before, after in itertools.pairwise(events):
+        if "from" in after.data:
+            assert after.data["from"] == before.data["to"], after
 
 
 def test_events_list_pages_with_after_id_and_limit(store: Store, clock: FrozenClock) -> None:
@@ -89,7 +98,9 @@ def test_events_list_pages_with_after_id_and_limit(store: Store, clock: FrozenCl
     assert page + rest == everything
 
 
-def test_prune_deletes_old_finished_jobs_with_their_attempts_and_logs(store: Store, clock: FrozenClock) -> None:
+def test_prune_deletes_old_finished_jobs_with_their_attempts_and_logs(
+    store: Store, clock: FrozenClock
+) -> None:
     old_done, old_running, old_waiting = insert(store, clock.now(), new(), new(), new())
     finish(store, clock.now(), claim_one(store, clock.now()))
     store.log_append(old_done.id, 1, [(0, b"log")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from conveyor import errors
@@ -12,7 +14,7 @@ from conveyor.store import Store
 from .helpers import claim_one, finish, new, retrying
 
 
-def _submit(store: Store, clock: FrozenClock, **kw: object) -> InsertResult:
+def _submit(store: Store, clock: FrozenClock, **kw: Any) -> InsertResult:
     [res] = store.job_insert_many([new(**kw)], clock.now())
     return res
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from types import FrameType
 
 from conveyor import errors
-from conveyor.cli import catalog, jobs, render
+from conveyor.cli import catalog, jobs, render, schedules, server, tokens
 from conveyor.cli.common import Formatter, add_db, csv, open_app
 
 EXIT_USAGE = 2
 EXIT_STORE = 3
 
-MAIN_EPILOG = """first steps:
+MAIN_EPILOG = """examples (first steps):
   conveyor submit -- echo hello       queue a job (SQLite ./conveyor.db by default)
   conveyor worker --burst             run what is runnable, then exit
   conveyor jobs list                  see what happened
@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Formatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    m = sub.add_parser("migrate", help="create or upgrade the schema (also done automatically at start)")
+    m = sub.add_parser(
+        "migrate",
+        help="create or upgrade the schema (also done automatically at start)",
+        epilog="example: conveyor migrate --database postgresql://user@db-host/conveyor",
+        formatter_class=Formatter,
+    )
     add_db(m)
     m.set_defaults(func=cmd_migrate)
     w = sub.add_parser(
@@ -81,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
     jobs.add(sub)
     catalog.add(sub)
+    schedules.add(sub)
+    server.add(sub)
+    tokens.add(sub)
     return parser
 
 
@@ -153,7 +161,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    items = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a job's command, never options of ours: split it off
+    # before argparse, which otherwise mixes options given before `--` into the command
+    # (`definitions register NAME --param a=1 -- cmd {a}`).
+    command: list[str] | None = None
+    if "--" in items:
+        at = items.index("--")
+        items, command = items[:at], items[at + 1 :]
+    args = parser.parse_args(items)
+    if command is not None:
+        if not hasattr(args, "argv"):
+            parser.error("unrecognized arguments: -- " + " ".join(command))
+        args.argv = [*(args.argv or []), "--", *command]
+    # Without any handler, Python's last-resort handler prints psycopg_pool's per-retry
+    # connection warnings to stderr; the error below already says it in one line. (The
+    # worker configures logging itself, so it still logs them.)
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     try:
         code: int = args.func(args)
         return code

@@ -13,9 +13,19 @@ from conveyor.cli.common import Formatter, add_db, csv, json_arg, key_values, op
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # queues
-    q = sub.add_parser("queues", help="job queues: priority, enabled, compute environments")
+    q = sub.add_parser(
+        "queues",
+        help="job queues: priority, enabled, compute environments",
+        epilog="examples:\n  conveyor queues list\n  conveyor queues create speedy --priority 10\n  conveyor queues disable speedy",
+        formatter_class=Formatter,
+    )
     qs = q.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = qs.add_parser("list", help="queues with job counts")
+    p = qs.add_parser(
+        "list",
+        help="queues with job counts",
+        epilog="example: conveyor queues list --json",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.set_defaults(func=queues_list)
     for name in ("create", "update"):
@@ -39,14 +49,29 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--disabled", action="store_true", default=None, help="create disabled (jobs wait)")
         p.set_defaults(func=queues_put, action_name=name)
     for name in ("enable", "disable", "delete"):
-        p = qs.add_parser(name, help=f"{name} a queue")
+        p = qs.add_parser(
+            name,
+            help=f"{name} a queue",
+            epilog=f"example: conveyor queues {name} speedy",
+            formatter_class=Formatter,
+        )
         add_db(p)
         p.add_argument("name")
         p.set_defaults(func=queues_toggle, action_name=name)
     # environments
-    e = sub.add_parser("environments", help="compute environments: capacity served by workers")
+    e = sub.add_parser(
+        "environments",
+        help="compute environments: capacity served by workers",
+        epilog="examples:\n  conveyor environments list\n  conveyor environments create gpu --max-vcpus 8",
+        formatter_class=Formatter,
+    )
     es = e.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = es.add_parser("list", help="environments with capacity in use and live workers")
+    p = es.add_parser(
+        "list",
+        help="environments with capacity in use and live workers",
+        epilog="example: conveyor environments list",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.set_defaults(func=envs_list)
     for name in ("create", "update"):
@@ -65,12 +90,22 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--disabled", action="store_true", default=None)
         p.set_defaults(func=envs_put, action_name=name)
     for name in ("enable", "disable", "delete"):
-        p = es.add_parser(name, help=f"{name} an environment")
+        p = es.add_parser(
+            name,
+            help=f"{name} an environment",
+            epilog=f"example: conveyor environments {name} gpu",
+            formatter_class=Formatter,
+        )
         add_db(p)
         p.add_argument("name")
         p.set_defaults(func=envs_toggle, action_name=name)
     # definitions
-    d = sub.add_parser("definitions", help="job definitions: named, versioned templates")
+    d = sub.add_parser(
+        "definitions",
+        help="job definitions: named, versioned templates",
+        epilog="examples:\n  conveyor definitions register resize -- convert {src} -resize 50% {dst}\n  conveyor definitions list",
+        formatter_class=Formatter,
+    )
     ds = d.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ds.add_parser(
         "register",
@@ -103,25 +138,54 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="queue (or glob) its jobs may submit to (repeat)",
     )
     p.add_argument("--working-dir", metavar="DIR")
-    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- command template with {param} placeholders")
+    # not REMAINDER: after the NAME positional it would swallow the options too (--param, --vcpus...);
+    # main() hands over everything after `--` instead
+    p.add_argument(
+        "argv", nargs="*", metavar="-- ARGV", help="command template with {param} placeholders, after --"
+    )
     p.set_defaults(func=defs_register)
-    p = ds.add_parser("list", help="active definitions (--all: every revision)")
+    p = ds.add_parser(
+        "list",
+        help="active definitions (--all: every revision)",
+        epilog="example: conveyor definitions list --all",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=defs_list)
-    p = ds.add_parser("show", help="one definition")
+    p = ds.add_parser(
+        "show",
+        help="one definition",
+        epilog="example: conveyor definitions show resize --revision 2",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.add_argument("name")
     p.add_argument("--revision", type=int)
     p.set_defaults(func=defs_show)
-    p = ds.add_parser("deactivate", help="no new jobs from this definition")
+    p = ds.add_parser(
+        "deactivate",
+        help="no new jobs from this definition",
+        epilog="example: conveyor definitions deactivate resize",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.add_argument("name")
     p.set_defaults(func=defs_deactivate)
     # workers
-    w = sub.add_parser("workers", help="workers and their heartbeats")
+    w = sub.add_parser(
+        "workers",
+        help="workers and their heartbeats",
+        epilog="example: conveyor workers list --all",
+        formatter_class=Formatter,
+    )
     ws = w.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = ws.add_parser("list", help="live workers (--all: also stopped ones)")
+    p = ws.add_parser(
+        "list",
+        help="live workers (--all: also stopped ones)",
+        epilog="example: conveyor workers list --all",
+        formatter_class=Formatter,
+    )
     add_db(p)
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=workers_list)

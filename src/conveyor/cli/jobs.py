@@ -95,7 +95,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- the command to run")
     p.set_defaults(func=cmd_submit)
 
-    jobs = sub.add_parser("jobs", help="list, show, follow logs of, cancel, terminate and retry jobs")
+    jobs = sub.add_parser(
+        "jobs",
+        help="list, show, follow logs of, cancel, terminate and retry jobs",
+        epilog="examples:\n  conveyor jobs list --state FAILED\n  conveyor jobs show 42\n  conveyor jobs logs 42 --follow",
+        formatter_class=Formatter,
+    )
     js = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     lp = js.add_parser(
         "list",
@@ -144,7 +149,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if name != "retry":
             ap.add_argument("--reason", default="", help="recorded as the status reason")
         ap.set_defaults(func=cmd_action, action_name=name)
-    pp = js.add_parser("prune", help="delete finished jobs older than N days (workers do this hourly too)")
+    pp = js.add_parser(
+        "prune",
+        help="delete finished jobs older than N days (workers do this hourly too)",
+        epilog="example: conveyor jobs prune --older-than 7",
+        formatter_class=Formatter,
+    )
     add_db(pp)
     pp.add_argument("--older-than", type=float, default=14.0, metavar="DAYS")
     pp.set_defaults(func=cmd_prune)

@@ -131,10 +131,11 @@ class JobService:
         queues, envs = self.cache.queues, self.cache.envs
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
+        specs: dict[Any, Any] = {}
         built = []
         for i, req in enumerate(reqs):
             prefix = f"jobs[{i}]." if len(reqs) > 1 else ""
-            built.append(self._build(req, prefix, now, queues, envs, definitions, parents))
+            built.append(self._build(req, prefix, now, queues, envs, definitions, parents, specs))
         return self.store.job_insert_many(built, now)
 
     def _build(
@@ -146,6 +147,7 @@ class JobService:
         envs: dict[str, Any],
         definitions: dict[tuple[str, int | None], Any],
         parents: dict[int, Job],
+        specs: dict[Any, Any] | None = None,
     ) -> NewJob:
         if req.queue not in queues:
             raise errors.ValidationError(
@@ -154,56 +156,26 @@ class JobService:
                 ", ".join(sorted(queues)) or "create one first",
             )
         queue = queues[req.queue]
-        # what to run: a definition (with overrides) or an ad-hoc command/function
-        if req.definition is not None:
-            if req.command is not None or req.function is not None:
-                raise errors.ValidationError(
-                    f"{prefix}definition", "give a definition or a command/function, not both"
-                )
-            key = (req.definition, req.definition_revision)
-            if key not in definitions:
-                found = self.cache.definition(req.definition, req.definition_revision)
-                if found is None:
-                    raise errors.ValidationError(
-                        f"{prefix}definition",
-                        f"job definition {req.definition!r}"
-                        + (f" revision {req.definition_revision}" if req.definition_revision else "")
-                        + " does not exist or is inactive",
-                        "see `conveyor definitions list`",
-                    )
-                definitions[key] = found
-            definition = definitions[key]
-            spec: DefinitionSpec = definition.spec
-            def_name, def_rev = definition.name, definition.revision
-        else:
-            if req.command is None and req.function is None:
-                raise errors.ValidationError(
-                    f"{prefix}command", "nothing to run", "a definition, a command (argv) or a function"
-                )
-            spec = validate.definition_spec(
-                {"command": list(req.command)} if req.command is not None else {"function": req.function},
-                field=prefix.rstrip(".") or "job",
-            )
-            def_name, def_rev = None, None
-        params = {**spec.parameters, **validate.parameters(f"{prefix}parameters", req.parameters)}
-        if spec.command is not None:
-            templates.render_command(spec.command, params)
-        spec = replace(
-            spec,
-            parameters=params,
-            timeout_seconds=spec.timeout_seconds
-            if req.timeout_seconds is None
-            else validate.number(f"{prefix}timeout", req.timeout_seconds, 0, 30 * 86_400, low_open=True),
-            retry=validate.retry_strategy(f"{prefix}retry", req.retry, spec.retry),
-            vcpus=spec.vcpus
-            if req.vcpus is None
-            else validate.number(f"{prefix}vcpus", req.vcpus, 0, 1024, low_open=True),
-            memory_mb=spec.memory_mb
-            if req.memory_mb is None
-            else validate.integer(f"{prefix}memory_mb", req.memory_mb, 0, 16_777_216),
-            environment={**spec.environment, **validate.environment(f"{prefix}environment", req.environment)},
+        # the same spec recurs in a bulk submission: build and validate it once
+        key = (
+            req.queue,
+            req.definition,
+            req.definition_revision,
+            None if req.command is None else tuple(req.command),
+            req.function,
+            repr(sorted((req.parameters or {}).items())),
+            req.timeout_seconds,
+            repr(req.retry),
+            req.vcpus,
+            req.memory_mb,
+            repr(sorted((req.environment or {}).items())),
         )
-        self._check_fits(prefix, spec, queue, envs)
+        if specs is None:
+            specs = {}
+        cached = specs.get(key)
+        if cached is None:
+            cached = specs[key] = self._spec(req, prefix, queue, envs, definitions)
+        spec, def_name, def_rev, params = cached
         # when
         run_at = req.run_at
         if req.delay_seconds is not None:
@@ -288,6 +260,66 @@ class JobService:
             parent_id=req.parent_id,
             name=req.name,
         )
+
+    def _spec(
+        self,
+        req: SubmitRequest,
+        prefix: str,
+        queue: Queue,
+        envs: dict[str, Any],
+        definitions: dict[tuple[str, int | None], Any],
+    ) -> tuple[DefinitionSpec, str | None, int | None, dict[str, str]]:
+        # what to run: a definition (with overrides) or an ad-hoc command/function
+        if req.definition is not None:
+            if req.command is not None or req.function is not None:
+                raise errors.ValidationError(
+                    f"{prefix}definition", "give a definition or a command/function, not both"
+                )
+            key = (req.definition, req.definition_revision)
+            if key not in definitions:
+                found = self.cache.definition(req.definition, req.definition_revision)
+                if found is None:
+                    raise errors.ValidationError(
+                        f"{prefix}definition",
+                        f"job definition {req.definition!r}"
+                        + (f" revision {req.definition_revision}" if req.definition_revision else "")
+                        + " does not exist or is inactive",
+                        "see `conveyor definitions list`",
+                    )
+                definitions[key] = found
+            definition = definitions[key]
+            spec: DefinitionSpec = definition.spec
+            def_name, def_rev = definition.name, definition.revision
+        else:
+            if req.command is None and req.function is None:
+                raise errors.ValidationError(
+                    f"{prefix}command", "nothing to run", "a definition, a command (argv) or a function"
+                )
+            spec = validate.definition_spec(
+                {"command": list(req.command)} if req.command is not None else {"function": req.function},
+                field=prefix.rstrip(".") or "job",
+            )
+            def_name, def_rev = None, None
+        params = {**spec.parameters, **validate.parameters(f"{prefix}parameters", req.parameters)}
+        if spec.command is not None:
+            templates.render_command(spec.command, params)
+        spec = replace(
+            spec,
+            parameters=params,
+            timeout_seconds=spec.timeout_seconds
+            if req.timeout_seconds is None
+            else validate.number(f"{prefix}timeout", req.timeout_seconds, 0, 30 * 86_400, low_open=True),
+            retry=validate.retry_strategy(f"{prefix}retry", req.retry, spec.retry),
+            vcpus=spec.vcpus
+            if req.vcpus is None
+            else validate.number(f"{prefix}vcpus", req.vcpus, 0, 1024, low_open=True),
+            memory_mb=spec.memory_mb
+            if req.memory_mb is None
+            else validate.integer(f"{prefix}memory_mb", req.memory_mb, 0, 16_777_216),
+            environment={**spec.environment, **validate.environment(f"{prefix}environment", req.environment)},
+        )
+        self._check_fits(prefix, spec, queue, envs)
+        return spec, def_name, def_rev, params
 
     @staticmethod
     def _check_fits(prefix: str, spec: DefinitionSpec, queue: Queue, envs: dict[str, Any]) -> None:

@@ -454,7 +454,7 @@ class LifecycleOps(CatalogOps):
             sql += " AND created_at < ?"
             params.append(self.d.ts(created_before))
         if tag is not None:
-            sql += " AND tags LIKE ?"
+            sql += " AND CAST(tags AS TEXT) LIKE ?"
             params.append(f'%"{tag}"%')
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
@@ -553,11 +553,20 @@ class LifecycleOps(CatalogOps):
                     break
                 plain = not limited and not any(n in earlier for n in names)
                 fetch = remaining if plain else remaining * 4 + 16
+                # jobs bigger than what is free are filtered in SQL, so that any number of them
+                # queued ahead cannot hide a smaller job that fits
+                fits, fit_params = "", []
+                if free_v != float("inf"):
+                    fits += " AND vcpus <= ?"
+                    fit_params.append(free_v)
+                if free_m != float("inf"):
+                    fits += " AND memory_mb <= ?"
+                    fit_params.append(free_m)
                 rows = tx.q(
                     "SELECT id, queue, vcpus, memory_mb FROM jobs WHERE queue IN"
-                    f" ({', '.join('?' * len(names))}) AND state = 'RUNNABLE'"
+                    f" ({', '.join('?' * len(names))}) AND state = 'RUNNABLE'{fits}"
                     " ORDER BY priority DESC, id LIMIT ?" + d.skip_locked,
-                    (*names, fetch),
+                    (*names, *fit_params, fetch),
                 )
                 for r in rows:
                     v, m = float(r["vcpus"]), int(r["memory_mb"])
@@ -780,7 +789,7 @@ class LifecycleOps(CatalogOps):
                     "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?,"
                     " finished_at = ?, lease_expires_at = NULL WHERE "
                     + d.pair_in("id", "attempt")
-                    + f" AND worker_id = ? AND state IN {ACTIVE} AND terminate_requested = ?"
+                    + " AND worker_id = ? AND state = 'RUNNING' AND terminate_requested = ?"
                     " RETURNING id, attempt, unique_key, unique_ttl, has_dependants, array_parent_id",
                     (ts, ts, d.pairs(pairs), worker_id, False),
                 )
@@ -818,7 +827,7 @@ class LifecycleOps(CatalogOps):
                     if f.job_id in got:
                         applied[f.job_id] = True
                     else:
-                        slow.append(f)  # maybe terminate requested, or not ours any more: decide one by one
+                        slow.append(f)  # STARTING, terminate requested, or not ours any more: one by one
             for f in slow:
                 if f.job_id not in applied:
                     applied[f.job_id] = self._finish_one(tx, f, now, woken)
@@ -968,7 +977,11 @@ class LifecycleOps(CatalogOps):
                                 "job",
                                 str(r["id"]),
                                 "job.state",
-                                {"from": "PENDING", "to": state, "reason": f"dependency job {it.id} succeeded"},
+                                {
+                                    "from": "PENDING",
+                                    "to": state,
+                                    "reason": f"dependency job {it.id} succeeded",
+                                },
                             )
                         )
                     self._events(tx, released, now)
@@ -1124,6 +1137,15 @@ class LifecycleOps(CatalogOps):
                     (job.unique_key, job.id),
                 )
             reason = "retried by user"
+            if (
+                job.array_size
+                and tx.one("SELECT id FROM jobs WHERE array_parent_id = ? LIMIT 1", (job.id,)) is None
+            ):
+                # it failed at submission (a dependency had failed) before any child existed
+                raise errors.Conflict(
+                    f"array job {job_id} failed before its children were created ({job.status_reason});"
+                    " submit it again"
+                )
             if job.array_size:
                 children = tx.q(
                     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
@@ -1157,7 +1179,11 @@ class LifecycleOps(CatalogOps):
                         "job",
                         str(job.id),
                         "job.state",
-                        {"from": job.state.value, "to": "PENDING" if job.array_size else "RUNNABLE", "reason": reason},
+                        {
+                            "from": job.state.value,
+                            "to": "PENDING" if job.array_size else "RUNNABLE",
+                            "reason": reason,
+                        },
                     )
                 ],
                 now,
@@ -1175,15 +1201,22 @@ class LifecycleOps(CatalogOps):
         d = self.d
         ts = d.ts(now)
         released: list[int] = []
+        woken: set[str] = set()
         with self._write() as tx:
             for job_id, attempt in jobs:
                 row = tx.one(
                     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, updated_at = ?, lease_expires_at = NULL,"
                     f" attempts_counted = attempts_counted - 1 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN {ACTIVE}"
+                    " AND terminate_requested = ?"
                     " RETURNING id, queue",
-                    (f"requeued: {reason}", ts, job_id, attempt, worker_id),
+                    (f"requeued: {reason}", ts, job_id, attempt, worker_id, False),
                 )
                 if row is None:
+                    # a job a user asked to terminate is not requeued: it ends as terminated
+                    stop = Finish(
+                        job_id, attempt, worker_id, OutcomeKind.TERMINATED, f"terminated ({reason})"
+                    )
+                    self._finish_one(tx, stop, now, woken)
                     continue
                 released.append(job_id)
                 tx.x(
@@ -1197,6 +1230,10 @@ class LifecycleOps(CatalogOps):
                 )
             if released:
                 d.notify_jobs(tx, {"*"})
+            if woken:
+                d.notify_jobs(tx, woken)
+        if released or woken:
+            self.wake()
         return released
 
     # -- retention --------------------------------------------------------------------------

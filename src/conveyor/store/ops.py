@@ -6,7 +6,9 @@ Backends (sqlite.py, postgres.py) subclass ``StoreOps`` and add only connections
 from __future__ import annotations
 
 from conveyor.store.lifecycle import LifecycleOps
+from conveyor.store.schedules import ScheduleOps
+from conveyor.store.tokens import TokenOps
 
 
-class StoreOps(LifecycleOps):
+class StoreOps(ScheduleOps, LifecycleOps, TokenOps):
     """The store protocol: intent-named operations over one SQL implementation."""

@@ -39,6 +39,8 @@ class ExecutorConfig:
     enforce_memory: bool = True
     database_url: str = ""
     blob_dir: str = ""
+    api_url: str = ""  # the server's URL, handed to process jobs as CONVEYOR_URL
+    job_token: Callable[[Job], str] | None = None  # mints the job's CONVEYOR_TOKEN
 
 
 LogSink = Callable[[int, int, list[tuple[int, bytes]]], None]
@@ -261,6 +263,11 @@ def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
         env["CONVEYOR_DATABASE_URL"] = config.database_url
     if config.blob_dir:
         env["CONVEYOR_BLOB_DIR"] = config.blob_dir
+    if config.api_url:
+        env["CONVEYOR_URL"] = config.api_url
+        env.pop("CONVEYOR_TOKEN", None)  # never hand a job the server's own token
+        if config.job_token is not None:
+            env["CONVEYOR_TOKEN"] = config.job_token(job)
     return env
 
 

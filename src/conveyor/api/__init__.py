@@ -1,0 +1,81 @@
+"""The HTTP API: Starlette on uvicorn, JSON (snake_case) under /v1, problem+json errors.
+
+``create_api(app, config)`` gives the ASGI application for an opened ``App``; ``conveyor
+server`` serves it with an embedded worker. See ``routes.py`` for every route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from conveyor.api.http import ApiConfig, RateLimiter, endpoint, http_exception, unexpected
+from conveyor.api.openapi import docs_page, document
+from conveyor.api.routes import OPERATIONS
+from conveyor.app import App
+
+__all__ = ["ApiConfig", "create_api"]
+
+
+def create_api(app: App, config: ApiConfig | None = None) -> Starlette:
+    config = config or ApiConfig()
+    doc = document()
+    page = docs_page(doc)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        def status() -> tuple[int, int]:
+            return app.store.schema_status()
+
+        try:
+            current, latest = await run_in_threadpool(status)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        body: dict[str, Any] = {"status": "ok", "schema_version": current, "latest_version": latest}
+        if current < latest:
+            body["status"] = "migrations pending"
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    routes = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    by_path: dict[str, list[Any]] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, []).append(op)
+    for path, ops in by_path.items():
+        for op in ops:
+            handler = (
+                op.raw
+                if op.raw is not None
+                else endpoint(op.handler, op.body, op.body_required)
+                if op.handler
+                else None
+            )
+            assert handler is not None
+            routes.append(Route(path, handler, methods=[op.method], name=op.operation_id))
+    api = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_exception, Exception: unexpected},
+    )
+    api.state.conveyor = app
+    api.state.config = config
+    api.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    return api

@@ -1,0 +1,137 @@
+"""``conveyor server``: the HTTP API, an embedded worker and the scheduler in one process."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+
+from conveyor import errors
+from conveyor.api import ApiConfig, create_api
+from conveyor.app import ExecutorConfig, WorkerConfig
+from conveyor.cli.common import Formatter, add_db, open_app
+
+FIRST_TOKEN = """conveyor: no API token exists yet. Create the first admin token (its secret is shown once):
+
+    conveyor tokens create --scope admin --name admin{database}
+
+then call the API with:  Authorization: Bearer <token>
+"""
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "server",
+        help="HTTP API + embedded worker + scheduler in one process",
+        description="Serve the HTTP API (/v1, /openapi.json, /docs, /healthz, /readyz) with an embedded worker.",
+        epilog=(
+            "examples:\n"
+            "  conveyor server                                   SQLite ./conveyor.db, port 8080\n"
+            "  conveyor server --database postgresql://db/conveyor --host 0.0.0.0 --no-worker\n"
+            "many machines: several servers (--no-worker) and workers on one PostgreSQL database"
+        ),
+        formatter_class=Formatter,
+    )
+    add_db(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--no-worker", action="store_true", help="do not run the embedded worker")
+    p.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler")
+    p.add_argument(
+        "--concurrency", "-c", type=int, default=os.cpu_count() or 2, help="embedded worker's jobs at once"
+    )
+    p.add_argument("--environment", default="default", help="compute environment the embedded worker serves")
+    p.add_argument(
+        "--import", dest="imports", action="append", metavar="MODULE", help="import at start (repeat)"
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=1000.0,
+        metavar="PER_SECOND",
+        help="requests per second per token (0: off)",
+    )
+    p.add_argument(
+        "--max-body", type=int, default=20 * 1024 * 1024, metavar="BYTES", help="largest request body"
+    )
+    p.add_argument(
+        "--public-url", metavar="URL", help="URL handed to jobs as CONVEYOR_URL (default http://HOST:PORT)"
+    )
+    p.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    p.set_defaults(func=cmd_server)
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in args.imports or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise errors.ValidationError(
+                "import", f"cannot import {module!r}: {exc}", "an importable module"
+            ) from None
+    connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    api_url = args.public_url or f"http://{connect_host}:{args.port}"
+    with open_app(args) as app:
+        if not app.tokens.any_usable():
+            db = f" --database {args.database}" if args.database else ""
+            sys.stderr.write(FIRST_TOKEN.format(database=db))
+            sys.stderr.flush()
+        worker_thread: threading.Thread | None = None
+        worker = None
+        if not args.no_worker:
+            worker = app.worker(
+                WorkerConfig(
+                    environment=args.environment,
+                    concurrency=args.concurrency,
+                    executor=ExecutorConfig(api_url=api_url, job_token=app.tokens.mint_job_token),
+                )
+            )
+            worker_thread = threading.Thread(target=worker.run, name="conveyor-embedded-worker", daemon=True)
+            worker_thread.start()
+        scheduler = None if args.no_scheduler else app.scheduler()
+        if scheduler is not None:
+            scheduler.start()
+        api = create_api(
+            app,
+            ApiConfig(
+                max_body_bytes=args.max_body,
+                rate_per_second=args.rate_limit,
+                rate_burst=max(1.0, 2 * args.rate_limit),
+            ),
+        )
+        config = uvicorn.Config(
+            api,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+        )
+        sys.stderr.write(f"conveyor: serving {api_url} (docs: {api_url}/docs) on {app.store.d.name}\n")
+        sys.stderr.flush()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal for the
+        # handler that was there before it: make that one a no-op so the exit status is 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: None)
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            if worker is not None and worker_thread is not None:
+                worker.request_stop()
+                worker_thread.join(35.0)
+    return 0

@@ -1,0 +1,314 @@
+"""The ``conveyor`` command as a user runs it: real subprocesses on a real database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.app import App
+from conveyor.cli import build_parser
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.model import JobState
+from conveyor.store import Store, open_store
+
+from .helpers import WorkerProcess, child_env, conveyor, ok, ok_json
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    opened = open_store(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand of the parser, e.g. (), ("jobs",), ("jobs", "list")."""
+    found = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.extend(command_paths(sub, (*prefix, name)))
+    return found
+
+
+def one_line_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{stderr}"
+    assert lines[0].startswith("conveyor: ")
+    return lines[0]
+
+
+# -- help ---------------------------------------------------------------------------------
+
+
+# One interpreter runs every command's --help through the real entry point (a process per
+# command would cost ~40 interpreter starts); the top-level and one subcommand help also run
+# as `python -m conveyor ... --help` to prove the real command line.
+HELP_SWEEP = """
+import contextlib, io, json, sys
+from conveyor.cli import main
+found = {}
+for path in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out):
+        try:
+            code = main([*path, "--help"])
+        except SystemExit as exc:
+            code = exc.code
+    found[" ".join(path) or "(top)"] = [code, out.getvalue()]
+print(json.dumps(found))
+"""
+
+
+def test_every_command_help_exits_0_and_shows_an_example(tmp_path: Path) -> None:
+    paths = command_paths(build_parser())
+    assert ("jobs", "show") in paths and ("definitions", "register") in paths
+    swept = subprocess.run(
+        [sys.executable, "-c", HELP_SWEEP, json.dumps(paths)],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    results: dict[str, list[Any]] = json.loads(swept.stdout)
+    assert len(results) == len(paths)
+    failed = [name for name, (code, _) in results.items() if code != 0]
+    assert not failed, f"--help exited non-zero for: {failed}"
+    without = [name for name, (_, out) in results.items() if "example" not in out.lower()]
+    assert not without, f"--help shows no example for: {without}"
+    assert not list(tmp_path.iterdir()), "--help must not create a database"
+
+
+@pytest.mark.parametrize("command", [[], ["submit"]], ids=["top", "submit"])
+def test_help_of_the_real_command_exits_0_and_shows_examples(tmp_path: Path, command: list[str]) -> None:
+    done = conveyor(*command, "--help", db=None, cwd=tmp_path)
+    assert done.returncode == 0
+    assert "examples" in done.stdout and "conveyor submit -- echo hello" in done.stdout
+
+
+# -- submit -------------------------------------------------------------------------------
+
+
+def test_submit_wait_exits_0_when_the_job_succeeds_and_1_when_it_fails(db_url: str, tmp_path: Path) -> None:
+    with WorkerProcess(db_url, tmp_path, "--lease-seconds", "3") as worker:
+        good = conveyor("submit", "--wait", "--", "sh", "-c", "echo fine", db=db_url, cwd=tmp_path)
+        bad = conveyor("submit", "--wait", "--", "sh", "-c", "exit 4", db=db_url, cwd=tmp_path)
+        worker.send(signal.SIGTERM)
+        assert worker.wait(10) == 0
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip().isdigit()
+    assert "SUCCEEDED" in good.stderr
+    assert bad.returncode == 1, bad.stderr
+    assert "FAILED: exit code 4" in bad.stderr
+
+
+def test_json_output_of_every_reading_command_parses(sqlite_url: str, tmp_path: Path) -> None:
+    db = sqlite_url
+    submitted = ok_json("submit", "--name", "greeting", "--", "echo", "hi", db=db, cwd=tmp_path)
+    assert submitted["state"] == "RUNNABLE" and submitted["existing"] is False
+    job_id = submitted["id"]
+    [listed] = ok_json("jobs", "list", db=db, cwd=tmp_path)
+    assert listed["id"] == job_id and listed["spec"]["command"] == ["echo", "hi"]
+    shown = ok_json("jobs", "show", str(job_id), db=db, cwd=tmp_path)
+    assert shown["job"]["name"] == "greeting" and "explanation" in shown and shown["attempts"] == []
+    assert [q["name"] for q in ok_json("queues", "list", db=db, cwd=tmp_path)] == ["default"]
+    assert [e["name"] for e in ok_json("environments", "list", db=db, cwd=tmp_path)] == ["default"]
+    assert ok_json("definitions", "list", db=db, cwd=tmp_path) == []
+    assert ok_json("workers", "list", db=db, cwd=tmp_path) == []
+    cancelled = ok_json("jobs", "cancel", str(job_id), db=db, cwd=tmp_path)
+    assert cancelled == {"id": job_id, "state": "CANCELLED", "changed": True, "reason": "cancelled by user"}
+
+
+BAD_SUBMITS = [
+    pytest.param(["submit", "--queue", "nope", "--", "echo"], "queue", id="unknown-queue"),
+    pytest.param(["submit", "--definition", "nope"], "definition", id="unknown-definition"),
+    pytest.param(["submit", "--payload", "{not json", "--", "echo"], "payload", id="malformed-payload"),
+    pytest.param(["submit", "--array-size", "1", "--", "echo"], "array_size", id="array-size-1"),
+    pytest.param(["submit", "--array-size", "10001", "--", "echo"], "array_size", id="array-size-10001"),
+    pytest.param(["submit", "--depends-on", "99", "--", "echo"], "depends_on", id="unknown-dependency"),
+    pytest.param(["submit", "--attempts", "11", "--", "echo"], "attempts", id="attempts-11"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_SUBMITS)
+def test_bad_submit_exits_2_with_one_line_naming_the_field_and_stores_nothing(
+    db_url: str, tmp_path: Path, store: Store, args: list[str], field: str
+) -> None:
+    done = conveyor(*args, db=db_url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = one_line_error(done.stderr)
+    assert field in line
+    assert "Traceback" not in done.stderr
+    assert store.job_list(include_children=True) == []
+
+
+def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path: Path) -> None:
+    done = conveyor("jobs", "list", "--state", "DONE", db=sqlite_url, cwd=tmp_path)
+    assert done.returncode == 2
+    line = one_line_error(done.stderr)
+    assert line.startswith("conveyor: state: 'DONE' is not a job state")
+    assert "SUCCEEDED" in line
+
+
+def test_jobs_list_is_empty_after_a_refused_submit(sqlite_url: str, tmp_path: Path) -> None:
+    assert conveyor("submit", "--attempts", "11", "--", "echo", db=sqlite_url, cwd=tmp_path).returncode == 2
+    assert ok_json("jobs", "list", db=sqlite_url, cwd=tmp_path) == []
+
+
+def test_unreachable_postgresql_exits_3_with_one_line(tmp_path: Path) -> None:
+    done = conveyor("jobs", "list", db="postgresql://127.0.0.1:1/x", cwd=tmp_path, timeout=60)
+    assert done.returncode == 3
+    line = one_line_error(done.stderr)
+    assert "cannot reach PostgreSQL at postgresql://127.0.0.1:1/x" in line
+
+
+def test_sqlite_file_in_a_missing_folder_exits_3_with_one_line(tmp_path: Path) -> None:
+    done = conveyor("jobs", "list", db=f"sqlite:///{tmp_path}/missing/x.db", cwd=tmp_path)
+    assert done.returncode == 3
+    assert "does not exist" in one_line_error(done.stderr)
+
+
+def test_submit_from_file_inserts_every_json_line(db_url: str, tmp_path: Path) -> None:
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text(
+        '{"command": ["echo", "one"]}\n'
+        "\n"
+        '{"command": ["echo", "two"], "priority": 5, "tags": ["bulk"]}\n'
+        '{"function": "tests.integration.jobs_fixtures:add", "payload": {"args": [1, 2]}}\n'
+    )
+    results = ok_json("submit", "--from-file", str(lines), db=db_url, cwd=tmp_path)
+    assert [r["existing"] for r in results] == [False, False, False]
+    listed = ok_json("jobs", "list", db=db_url, cwd=tmp_path)
+    assert sorted(j["id"] for j in listed) == sorted(r["id"] for r in results)
+    assert {j["priority"] for j in listed} == {0, 5}
+
+
+def test_submit_from_stdin_with_one_bad_line_stores_none(db_url: str, tmp_path: Path, store: Store) -> None:
+    done = conveyor(
+        "submit",
+        "--from-file",
+        "-",
+        db=db_url,
+        cwd=tmp_path,
+        stdin='{"command": ["echo", "one"]}\n{"command": ["echo"], "queue": "nope"}\n',
+    )
+    assert done.returncode == 2
+    assert "jobs[1].queue" in one_line_error(done.stderr)
+    assert store.job_list() == []
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+
+
+def test_queue_create_disable_and_enable(sqlite_url: str, tmp_path: Path) -> None:
+    created = ok_json("queues", "create", "reports", "--priority", "5", db=sqlite_url, cwd=tmp_path)
+    assert created == {"name": "reports", "priority": 5, "enabled": True, "environments": ["default"]}
+    assert (
+        ok("queues", "disable", "reports", db=sqlite_url, cwd=tmp_path).strip() == "queue reports: disabled"
+    )
+    queues = {q["name"]: q for q in ok_json("queues", "list", db=sqlite_url, cwd=tmp_path)}
+    assert queues["reports"]["enabled"] is False
+    assert ok("queues", "enable", "reports", db=sqlite_url, cwd=tmp_path).strip() == "queue reports: enabled"
+
+
+def test_environment_max_vcpus_bounds_what_its_queues_accept(sqlite_url: str, tmp_path: Path) -> None:
+    ok("environments", "create", "small", "--max-vcpus", "2", db=sqlite_url, cwd=tmp_path)
+    ok("queues", "create", "tiny", "--environments", "small", db=sqlite_url, cwd=tmp_path)
+    envs = {e["name"]: e for e in ok_json("environments", "list", db=sqlite_url, cwd=tmp_path)}
+    assert envs["small"]["max_vcpus"] == 2
+    too_big = conveyor("submit", "--queue", "tiny", "--vcpus", "4", "--", "echo", db=sqlite_url, cwd=tmp_path)
+    assert too_big.returncode == 2
+    assert "vcpus" in one_line_error(too_big.stderr) and "fits no compute environment" in too_big.stderr
+    fits = ok_json("submit", "--queue", "tiny", "--vcpus", "2", "--", "echo", db=sqlite_url, cwd=tmp_path)
+    assert fits["state"] == "RUNNABLE"
+
+
+def test_registered_definition_runs_with_its_parameters(db_url: str, tmp_path: Path) -> None:
+    registered = ok(
+        "definitions",
+        "register",
+        "greet",
+        "--param",
+        "who=world",
+        "--",
+        "sh",
+        "-c",
+        'echo "hello $0"',
+        "{who}",
+        db=db_url,
+        cwd=tmp_path,
+    )
+    assert registered.strip() == "definition greet revision 1"
+    default = ok_json("submit", "--definition", "greet", db=db_url, cwd=tmp_path)["id"]
+    given = ok_json("submit", "--definition", "greet", "--param", "who=conveyor", db=db_url, cwd=tmp_path)[
+        "id"
+    ]
+    ok("worker", "--burst", db=db_url, cwd=tmp_path)
+    assert ok("jobs", "logs", str(default), db=db_url, cwd=tmp_path) == "hello world\n"
+    assert ok("jobs", "logs", str(given), db=db_url, cwd=tmp_path) == "hello conveyor\n"
+    shown = ok("jobs", "show", str(given), db=db_url, cwd=tmp_path)
+    assert "SUCCEEDED" in shown and "greet:1" in shown
+
+
+# -- why is my job waiting? -----------------------------------------------------------------
+
+
+def why(db: str, cwd: Path, job_id: int) -> str:
+    out = ok("jobs", "show", str(job_id), db=db, cwd=cwd)
+    [line] = [ln for ln in out.splitlines() if ln.startswith("why")]
+    return line.removeprefix("why").strip()
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path) -> Iterator[App]:
+    """The same database in-process, to set the scene quickly for the command under test."""
+    with App.open(db_url, blob_dir=tmp_path / "blobs") as opened:
+        yield opened
+
+
+def test_show_says_the_job_waits_on_a_disabled_queue(app: App, tmp_path: Path) -> None:
+    app.catalog.put_queue("x", enabled=False)
+    job_id = app.jobs.submit(SubmitRequest(queue="x", command=["echo"])).job.id
+    assert why(app.url, tmp_path, job_id).startswith("queue `x` is disabled")
+
+
+def test_show_says_the_job_waits_for_its_dependency(app: App, tmp_path: Path) -> None:
+    first = app.jobs.submit(SubmitRequest(command=["echo", "one"])).job.id
+    second = app.jobs.submit(SubmitRequest(command=["echo", "two"], depends_on=[first])).job
+    assert second.state is JobState.PENDING
+    assert why(app.url, tmp_path, second.id) == f"waiting for job {first} (RUNNABLE)"
+
+
+def test_show_says_no_worker_serves_the_environment(app: App, tmp_path: Path) -> None:
+    job_id = app.jobs.submit(SubmitRequest(command=["echo"])).job.id
+    assert why(app.url, tmp_path, job_id).startswith("no worker is serving environment `default`")
+
+
+def test_show_of_an_unknown_job_exits_2(sqlite_url: str, tmp_path: Path) -> None:
+    done = conveyor("jobs", "show", "42", db=sqlite_url, cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line_error(done.stderr) == "conveyor: job 42 does not exist"
+
+
+def test_worker_burst_runs_a_submitted_command_and_logs_show_its_output(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    job_id = ok_json("submit", "--", "sh", "-c", "echo hi; echo oops >&2", db=sqlite_url, cwd=tmp_path)["id"]
+    worker = conveyor("worker", "--burst", "--json", db=sqlite_url, cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    stats = json.loads(worker.stdout)
+    assert (stats["claimed"], stats["succeeded"], stats["failed"]) == (1, 1, 0)
+    assert ok("jobs", "logs", str(job_id), db=sqlite_url, cwd=tmp_path) == "hi\noops\n"

@@ -1,0 +1,127 @@
+"""The SDK: Client over HTTP and on the database, AsyncClient, @task submit/map/wait/result."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+import conveyor
+from conveyor import errors
+from conveyor.client import Client, JobFailed
+from tests.api import tasks_mod
+from tests.api.conftest import Live
+
+
+@pytest.fixture(params=["http", "database"])
+def client(request: pytest.FixtureRequest, live: Live) -> Iterator[Client]:
+    made = Client(live.url, live.admin) if request.param == "http" else Client.from_database(live.app.url)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_client_submits_waits_and_reads_logs_the_same_way_on_both_backends(
+    client: Client, live: Live
+) -> None:
+    live.worker()
+    handle = client.submit(command=[sys.executable, "-c", "print('hello from the job')"], tags=["sdk"])
+    job = handle.wait(timeout=20)
+    assert job["state"] == "SUCCEEDED"
+    assert handle.status() == "SUCCEEDED"
+    assert handle.logs() == "hello from the job\n"
+    assert client.attempts(handle.id)[0]["exit_code"] == 0
+    page = client.jobs(tag="sdk")
+    assert [j["id"] for j in page["jobs"]] == [handle.id]
+    assert b"".join(client.follow_logs(handle.id)) == b"hello from the job\n"
+    assert [q["name"] for q in client.queues()] == ["default"]
+    assert client.put_queue("speedy", priority=5)["priority"] == 5
+    assert client.register_definition("d1", {"command": ["true"]})["revision"] == 1
+    assert client.definitions()[0]["name"] == "d1"
+    assert client.environments()[0]["name"] == "default"
+    later = {"command": ["true"], "delay_seconds": 600}
+    many = client.submit_many([later, {**later, "queue": "speedy"}])
+    assert len(many) == 2
+    assert client.cancel(many[0].id)["job"]["state"] == "CANCELLED"
+    assert client.retry(many[0].id)["job"]["state"] in ("SUBMITTED", "RUNNABLE")
+
+
+def test_client_errors_come_back_as_conveyor_error_families(client: Client) -> None:
+    with pytest.raises(errors.ValidationError) as bad:
+        client.submit(queue="nope", command=["true"])
+    assert bad.value.field == "queue"
+    with pytest.raises(errors.NotFound):
+        client.get(987654)
+    with pytest.raises(errors.ValidationError) as not_json:
+        client.submit(command=["true"], payload={"when": datetime.now()})
+    assert not_json.value.field == "payload"
+
+
+def test_task_stays_callable_and_submit_map_wait_result_work(client: Client, live: Live) -> None:
+    assert tasks_mod.add(2, 3) == 5
+    assert tasks_mod.add.__conveyor_wrapped__ is tasks_mod.add.fn
+    live.worker()
+    add = tasks_mod.add.bind(client)
+    handle = add.submit(2, b=40)
+    assert handle.result(timeout=20) == 42
+    assert isinstance(handle.logs(), str)  # inline jobs do not capture print()
+    job = client.get(handle.id)
+    assert job["spec"]["function"] == "tests.api.tasks_mod:add"
+    assert job["payload"] == {"args": [2], "kwargs": {"b": 40}}
+    assert job["spec"]["retry"]["attempts"] == 2
+    assert job["spec"]["timeout_seconds"] == 30
+    batch = tasks_mod.square.bind(client).map(range(5))
+    assert len(batch.id) == 5
+    assert batch.result(timeout=20) == [0, 1, 4, 9, 16]
+    assert batch.status() == ["SUCCEEDED"] * 5
+    with pytest.raises(JobFailed, match="it broke"):
+        tasks_mod.boom.bind(client).submit().result(timeout=20)
+
+
+def test_task_unique_key_is_filled_from_the_arguments(client: Client) -> None:
+    sync = tasks_mod.sync_client.bind(client)
+    first = sync.submit(7)
+    again = sync.submit(client_id=7, full=True)
+    other = sync.submit(8)
+    assert again.existing is True
+    assert again.id == first.id
+    assert other.id != first.id
+    assert client.get(first.id)["unique_key"] == "client:7"
+
+
+def test_task_arguments_must_be_json_serialisable(client: Client) -> None:
+    with pytest.raises(errors.ValidationError) as exc:
+        tasks_mod.add.bind(client).submit({1, 2})  # type: ignore[arg-type]
+    assert exc.value.field == "add: args[0]"
+    assert "set" in exc.value.reason
+
+
+def test_async_client_runs_the_same_methods(live: Live) -> None:
+    live.worker()
+
+    async def main() -> tuple[str, str]:
+        async with conveyor.AsyncClient(live.url, live.admin) as ac:
+            handle = await ac.submit(command=["echo", "async"])
+            job = await ac.wait(handle.id, timeout=20)
+            return job["state"], await ac.logs(handle.id)
+
+    assert asyncio.run(main()) == ("SUCCEEDED", "async\n")
+
+
+def test_from_env_uses_url_and_token_else_the_database(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_URL", live.url)
+    monkeypatch.setenv("CONVEYOR_TOKEN", live.admin)
+    monkeypatch.delenv("CONVEYOR_JOB_ID", raising=False)
+    with Client.from_env() as over_http:
+        assert over_http.queues()[0]["name"] == "default"
+        assert over_http.parent_id is None
+    monkeypatch.delenv("CONVEYOR_URL")
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", live.app.url)
+    monkeypatch.setenv("CONVEYOR_JOB_ID", "12")
+    with Client.from_env() as on_db:
+        assert on_db.parent_id == 12
+        assert on_db.queues()[0]["name"] == "default"

@@ -1,0 +1,141 @@
+"""``conveyor schedules ...`` and ``conveyor scheduler`` end to end on SQLite, in-process."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conveyor.app import App, SchedulerConfig
+from conveyor.cli import main
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.engine.schedules import ScheduleRequest
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_create_list_show_pause_resume_history_delete(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--database", sqlite_url)
+    code, out, _ = run(
+        capsys, "schedules", "create", "tick", "-x", "* * * * * *", *db, "--window", "0",
+        "--tag", "demo", "--", "echo", "{schedule}", "{scheduled_time}",
+    )  # fmt: skip
+    assert code == 0 and "schedule tick created" in out
+    code, out, _ = run(capsys, "schedules", "create", "nightly", "-x", "cron(0 2 * * ? *)", "--tz", "Europe/Berlin",
+                       "--window", "15", "--overlap", "skip", "--function", "tasks:work", *db)  # fmt: skip
+    assert code == 0
+    code, out, _ = run(capsys, "schedules", "list", *db)
+    assert code == 0 and "tick" in out and "nightly" in out and "Europe/Berlin" in out
+    code, out, _ = run(capsys, "schedules", "list", "--json", *db)
+    listed = {s["name"]: s for s in json.loads(out)}
+    assert listed["nightly"]["overlap"] == "SKIP" and listed["nightly"]["window_minutes"] == 15
+    code, out, _ = run(capsys, "schedules", "show", "nightly", *db)
+    assert code == 0 and "next fires" in out and "+01:00" in out
+
+    time.sleep(1.1)
+    code, _, err = run(capsys, "scheduler", "--once", *db)
+    assert code == 0 and "fire(s)" in err
+    code, out, _ = run(capsys, "schedules", "history", "tick", "--json", *db)
+    history = json.loads(out)
+    assert history and history[0]["outcome"] == "FIRED" and history[0]["job_ids"]
+    code, out, _ = run(capsys, "jobs", "show", str(history[0]["job_ids"][0]), "--json", *db)
+    assert json.loads(out)["job"]["spec"]["parameters"]["schedule"] == "tick"
+
+    code, out, _ = run(capsys, "schedules", "pause", "tick", *db)
+    assert code == 0 and "PAUSED" in out
+    code, out, _ = run(capsys, "schedules", "resume", "tick", *db)
+    assert code == 0 and "ACTIVE" in out
+    code, out, _ = run(capsys, "schedules", "delete", "tick", *db)
+    assert code == 0
+    code, _, err = run(capsys, "schedules", "show", "tick", *db)
+    assert code == 2 and "tick" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["-x", "cron(0 2 * * MOX *)"], "expression"),
+        (["-x", "0 * * * *", "--tz", "Mars/Olympus"], "timezone"),
+        (["-x", "at(2001-01-01T00:00:00)"], "expression"),
+        (["-x", "0 * * * *", "--start", "2030-01-02T00:00:00Z", "--end", "2030-01-01T00:00:00Z"], "end"),
+        (["-x", "0 * * * *", "--queue", "nowhere"], "targets[0].queue"),
+        (["-x", "0 * * * *", "--definition", "missing"], "targets[0].definition"),
+        (["-x", "0 * * * *", "--overlap", "SOMETIMES"], "overlap"),
+        (["-x", "0 * * * *", "--window", "5000"], "window"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field_and_stores_nothing(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], field: str
+) -> None:
+    code, _, err = run(capsys, "schedules", "create", "bad", *argv, "--database", sqlite_url, "--", "true")
+    assert code == 2
+    assert f"conveyor: {field}:" in err
+    code, out, _ = run(capsys, "schedules", "list", "--json", "--database", sqlite_url)
+    assert json.loads(out) == []
+
+
+def test_a_duplicate_name_exits_2(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ("--database", sqlite_url)
+    assert run(capsys, "schedules", "create", "dup", "-x", "@daily", *db, "--", "true")[0] == 0
+    code, _, err = run(capsys, "schedules", "create", "dup", "-x", "@hourly", *db, "--", "true")
+    assert code == 2 and "'dup' already exists" in err
+
+
+def test_next_prints_iso_times_with_offset_in_the_zone(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "schedules", "next", "cron(30 2 * * ? *)", "--tz", "Europe/Berlin",
+        "--after", "2026-03-27T12:00:00+01:00", "--count", "3",
+    )  # fmt: skip
+    assert code == 0
+    assert out.splitlines() == [
+        "2026-03-28T02:30:00+01:00",
+        "2026-03-29T03:00:00+02:00",  # 02:30 does not exist that night: fires at the end of the gap
+        "2026-03-30T02:30:00+02:00",
+    ]
+    assert all(datetime.fromisoformat(line).tzinfo for line in out.splitlines())
+    code, _, err = run(capsys, "schedules", "next", "rate(0 minutes)")
+    assert code == 2 and "expression" in err
+
+
+def test_load_charts_fires_per_minute_with_and_without_windows(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--database", sqlite_url)
+    for i in range(3):
+        run(capsys, "schedules", "create", f"h{i}", "-x", "0 * * * *", *db, "--", "true")
+        run(capsys, "schedules", "create", f"w{i}", "-x", "0 * * * *", "--window", "30", *db, "--", "true")
+    code, out, _ = run(capsys, "schedules", "load", "--hours", "2", *db)
+    assert code == 0 and "busiest minute without windows" in out and "#" in out and "=" in out
+    code, out, _ = run(capsys, "schedules", "load", "--hours", "2", "--json", *db)
+    data = json.loads(out)
+    assert data["schedules"] == 6 and len(data["fires_per_minute"]) == 120
+    assert max(data["fires_per_minute"]) == 6
+    assert max(data["fires_per_minute_with_windows"]) == pytest.approx(3.1, abs=0.01)
+
+
+def test_the_scheduler_loop_fires_in_the_background_and_stops(sqlite_url: str, tmp_path: Path) -> None:
+    with App.open(sqlite_url, blob_dir=tmp_path / "blobs") as app:
+        app.schedules.create(
+            ScheduleRequest(
+                name="bg", expression="* * * * * *", targets=[SubmitRequest(function="tasks:work")]
+            )
+        )
+        scheduler = app.scheduler(SchedulerConfig(max_sleep=0.05))
+        scheduler.start()
+        try:
+            deadline = time.monotonic() + 5
+            while not app.store.job_list(limit=1) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            scheduler.stop()
+        assert app.store.job_list(limit=1)
+        assert scheduler.stats.total.fired >= 1 and scheduler.stats.errors == 0

@@ -80,9 +80,12 @@ def table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    fmt_row = lambda r: "  ".join(
-        x.rjust(w) if i > 1 else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths, strict=True))
-    )  # noqa: E731
+
+    def fmt_row(r: list[str]) -> str:
+        return "  ".join(
+            x.rjust(w) if i > 1 else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths, strict=True))
+        )
+
     return "\n".join([fmt_row(header), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in body])
 
 

@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     w.set_defaults(func=cmd_worker)
+    r = sub.add_parser(
+        "run-job",
+        help="run exactly one job and exit with its exit code (container-per-job entrypoint)",
+        epilog=(
+            "examples:\n"
+            "  conveyor run-job 42                     claim job 42, run it here, exit with its exit code\n"
+            "  docker run myimage conveyor run-job $JOB_ID   one container per job\n"
+            "The job must be RUNNABLE (or SUBMITTED); capacity limits are the orchestrator's business."
+        ),
+        formatter_class=Formatter,
+    )
+    add_db(r)
+    r.add_argument("id", type=int, help="the job id")
+    r.add_argument("--environment", help="record this compute environment for the attempt")
+    r.add_argument("--lease-seconds", type=float, default=30.0)
+    r.set_defaults(func=cmd_run_job)
     jobs.add(sub)
     catalog.add(sub)
     schedules.add(sub)
@@ -157,6 +173,41 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 f"conveyor: worker {worker.id} ran {stats.claimed} attempt(s): {stats.succeeded} succeeded, {stats.failed} failed\n"
             )
     return 0
+
+
+def cmd_run_job(args: argparse.Namespace) -> int:
+    from conveyor.worker.single import run_single
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    with open_app(args) as app:
+        from conveyor.worker.executors import ExecutorConfig
+
+        executor = ExecutorConfig(database_url=app.url, blob_dir=str(app.blob_dir.resolve()))
+        run = run_single(
+            app.store,
+            app.clock,
+            app.blobs,
+            args.id,
+            environment=args.environment,
+            lease_seconds=args.lease_seconds,
+            executor=executor,
+        )
+        if args.json:
+            render.emit_json(
+                {
+                    "id": run.job.id,
+                    "state": run.job.state,
+                    "exit_code": run.exit_code,
+                    "reason": run.finish.reason,
+                }
+            )
+        else:
+            sys.stderr.write(
+                f"conveyor: job {run.job.id} attempt {run.finish.attempt}: {run.finish.kind.value} {run.finish.reason}\n".rstrip()
+                + "\n"
+            )
+        return run.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import functools
 import inspect
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor import errors
@@ -180,6 +180,9 @@ class MapHandle:
 
     def __len__(self) -> int:
         return len(self.handles)
+
+    def __iter__(self) -> Iterator[JobHandle]:
+        return iter(self.handles)
 
     def status(self) -> list[str]:
         return [h.status() for h in self.handles]

@@ -5,10 +5,11 @@ Backends (sqlite.py, postgres.py) subclass ``StoreOps`` and add only connections
 
 from __future__ import annotations
 
+from conveyor.store.direct import DirectOps
 from conveyor.store.lifecycle import LifecycleOps
 from conveyor.store.schedules import ScheduleOps
 from conveyor.store.tokens import TokenOps
 
 
-class StoreOps(ScheduleOps, LifecycleOps, TokenOps):
+class StoreOps(ScheduleOps, LifecycleOps, TokenOps, DirectOps):
     """The store protocol: intent-named operations over one SQL implementation."""

@@ -1,0 +1,125 @@
+"""Run exactly one named job and exit with its exit code (``conveyor run-job``).
+
+The container-per-job model: an orchestrator starts one container per job, passing the job
+id to this entrypoint. The attempt holds a lease renewed while it runs, and honours
+terminate requests, like any worker's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+
+from conveyor.clock import Clock
+from conveyor.model import Finish, Job, OutcomeKind, WorkerInfo
+from conveyor.store import Store
+from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
+from conveyor.templates import render_argv
+from conveyor.worker.executors import (
+    Execution,
+    ExecutorConfig,
+    FunctionCache,
+    LogBuffer,
+    run_function,
+    run_process,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleRun:
+    job: Job
+    finish: Finish
+
+    @property
+    def exit_code(self) -> int:
+        if self.finish.kind is OutcomeKind.SUCCEEDED:
+            return 0
+        if self.finish.exit_code not in (None, 0):
+            return int(self.finish.exit_code or 1)
+        return 1
+
+
+def run_single(
+    store: Store,
+    clock: Clock,
+    blobs: DirectoryBlobStore,
+    job_id: int,
+    *,
+    environment: str | None = None,
+    lease_seconds: float = 30.0,
+    executor: ExecutorConfig | None = None,
+) -> SingleRun:
+    config = executor or ExecutorConfig()
+    host = socket.gethostname()
+    worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}-run-job"
+    now = clock.now()
+    job = store.job_claim_one(
+        job_id,
+        worker_id=worker_id,
+        environment=environment,
+        lease_seconds=lease_seconds,
+        host=host,
+        pid=os.getpid(),
+        now=now,
+    )
+    store.worker_register(
+        WorkerInfo(
+            worker_id,
+            host,
+            os.getpid(),
+            job.compute_environment or "default",
+            (job.queue,),
+            1,
+            now,
+            now,
+            None,
+        )
+    )
+    ex = Execution(job=job, worker_id=worker_id)
+    if job.spec.timeout_seconds:
+        ex.deadline = ex.started + job.spec.timeout_seconds
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        interval = max(0.5, min(lease_seconds / 4, 5.0))
+        while not done.wait(interval):
+            try:
+                status = store.lease_renew(worker_id, lease_seconds, clock.now())
+            except Exception:
+                continue
+            if job.id in status.terminate:
+                ex.stop("terminated", OutcomeKind.TERMINATED)
+
+    beat = threading.Thread(target=heartbeat, name="conveyor-run-job-heartbeat", daemon=True)
+    beat.start()
+    log = LogBuffer(
+        lambda j, a, chunks: store.log_append(j, a, chunks),
+        job.id,
+        job.attempt,
+        config.log_cap_bytes,
+        config.log_flush_seconds,
+    )
+    try:
+        if job.spec.function is not None:
+            finish = run_function(ex, FunctionCache(), resolve_payload(store, blobs, job), log)
+        else:
+            finish = run_process(
+                ex,
+                render_argv(job),
+                config,
+                log,
+                lambda started: store.job_mark_running([(job.id, job.attempt, started.pid)], clock.now()),
+            )
+    except Exception as exc:
+        finish = Finish(
+            job.id, job.attempt, worker_id, OutcomeKind.FAILED, f"run-job error: {type(exc).__name__}: {exc}"
+        )
+    finally:
+        done.set()
+    store.job_finish_many([finish], clock.now())
+    store.worker_stop(worker_id, clock.now())
+    final = store.job_get(job.id) or job
+    return SingleRun(final, finish)

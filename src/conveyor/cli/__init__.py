@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -13,7 +12,7 @@ from types import FrameType
 
 from conveyor import errors
 from conveyor.cli import catalog, jobs, render, schedules, server, tokens
-from conveyor.cli.common import Formatter, add_db, csv, open_app
+from conveyor.cli.common import Formatter, add_db, csv, open_app, prepare_process
 
 EXIT_USAGE = 2
 EXIT_STORE = 3
@@ -118,18 +117,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from conveyor.app import WorkerConfig
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in args.imports or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise errors.ValidationError(
-                "import", f"cannot import {module!r}: {exc}", "an importable module"
-            ) from None
+    prepare_process(args.log_level, args.imports)
     config = WorkerConfig(
         environment=args.environment,
         queues=csv(args.queues),
@@ -178,8 +166,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_run_job(args: argparse.Namespace) -> int:
     from conveyor.worker.single import run_single
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    prepare_process(None, None)
     with open_app(args) as app:
         from conveyor.worker.executors import ExecutorConfig
 

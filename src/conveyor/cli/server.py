@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import os
 import signal
 import sys
 import threading
 
-from conveyor import errors
 from conveyor.api import ApiConfig, create_api
 from conveyor.app import ExecutorConfig, WorkerConfig
-from conveyor.cli.common import Formatter, add_db, open_app
+from conveyor.cli.common import Formatter, add_db, open_app, prepare_process
 
 FIRST_TOKEN = """conveyor: no API token exists yet. Create the first admin token (its secret is shown once):
 
@@ -70,18 +67,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in args.imports or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise errors.ValidationError(
-                "import", f"cannot import {module!r}: {exc}", "an importable module"
-            ) from None
+    prepare_process(args.log_level, args.imports)
     connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     api_url = args.public_url or f"http://{connect_host}:{args.port}"
     with open_app(args) as app:

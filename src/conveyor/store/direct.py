@@ -77,3 +77,13 @@ class DirectOps(SqlStoreBase):
                 now,
             )
         return job
+
+    def job_expired_attempts(self, host: str, now: datetime) -> list[tuple[int, int, str]]:
+        """Attempts on ``host`` whose lease expired: (job id, attempt, worker id). Read only."""
+        with self._read() as tx:
+            rows = tx.q(
+                "SELECT j.id, j.attempt, j.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.attempt"
+                " WHERE j.state IN ('STARTING', 'RUNNING') AND j.lease_expires_at < ? AND a.host = ?",
+                (self.d.ts(now), host),
+            )
+        return [(int(r["id"]), int(r["attempt"]), str(r["worker_id"])) for r in rows]

@@ -1,0 +1,54 @@
+"""Processes of a lost attempt are found by their environment and killed, grandchildren too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from conveyor.worker.orphans import attempt_processes, kill_attempts
+
+
+def _spawn(job_id: int, attempt: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CONVEYOR_JOB_ID": str(job_id), "CONVEYOR_ATTEMPT": str(attempt)}
+    # a shell with a grandchild, in its own session like a real command job
+    return subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30; wait"], env=env, start_new_session=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_processes_are_found_by_job_and_attempt_and_killed_with_their_group() -> None:
+    mine = _spawn(987654, 1)
+    other = _spawn(987654, 2)  # another attempt of the same job: must survive
+    try:
+        deadline = time.monotonic() + 5
+        while len(attempt_processes(987654, 1)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = attempt_processes(987654, 1)
+        assert mine.pid in found and len(found) == 3, found  # sh and both sleeps
+        killed = kill_attempts([(987654, 1)])
+        assert sorted(killed) == sorted(found)
+        assert mine.wait(5) == -9
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in found) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in found)
+        assert _alive(other.pid)
+        assert os.getpid() not in attempt_processes(987654, 1)
+    finally:
+        for p in (mine, other):
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait(5)
+
+
+def test_nothing_is_killed_when_no_process_matches() -> None:
+    assert kill_attempts([(123456789, 1)]) == []
+    assert sys.platform != "linux" or attempt_processes(123456789, 1) == []

@@ -74,6 +74,9 @@ def test_killed_worker_attempt_fails_with_worker_lost_and_a_second_worker_finish
         assert job_of(store, job_id).state is JobState.RUNNING, "nobody noticed the loss yet"
         with WorkerProcess(db_url, tmp_path, "--lease-seconds", "3", name="second") as second:
             job = wait_state(store, job_id, JobState.SUCCEEDED, timeout=20)
+            # the second worker, on the same host, killed what the dead one left running
+            assert orphan is not None
+            wait_until("the orphaned attempt is killed", lambda: process_gone(orphan), 5)
             second.send(signal.SIGTERM)
             assert second.wait(10) == 0, second.output()
         assert job.attempt == 2 and job.attempts_counted == 2

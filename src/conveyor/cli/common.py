@@ -87,11 +87,15 @@ def csv(text: str | None) -> tuple[str, ...] | None:
 def prepare_process(log_level: str | None, imports: list[str] | None) -> None:
     """What a long-running command does first: logging, job modules importable from the cwd, --import."""
     if log_level is not None:
-        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.basicConfig(
+            level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     for module in imports or []:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise errors.ValidationError("import", f"cannot import {module!r}: {exc}", "an importable module") from None
+            raise errors.ValidationError(
+                "import", f"cannot import {module!r}: {exc}", "an importable module"
+            ) from None

@@ -7,6 +7,7 @@ or ``postgresql://...``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from conveyor import errors
 from conveyor.store.lifecycle import LeaseStatus
@@ -23,7 +24,7 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_URL
 
 
-def open_store(url: str | None = None, **options: int) -> Store:
+def open_store(url: str | None = None, **options: Any) -> Store:
     url = database_url(url)
     if url.startswith(("postgresql://", "postgres://")):
         from conveyor.store.postgres import PostgresStore

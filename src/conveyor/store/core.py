@@ -31,6 +31,11 @@ class SqlStoreBase(abc.ABC):
         # in-process wake-ups: a submit in this process wakes this process's idle workers at once
         self._wake = threading.Condition()
         self._wake_seq = 0
+        # due-job promotion runs at most every PROMOTE_EVERY (store clock) unless a job this
+        # store object knows of is due: the earliest future run_at seen, and a change counter
+        self._due_hint: datetime | None = None
+        self._due_seq = 0
+        self._promoted_at: datetime | None = None
 
     # -- backends ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -40,6 +45,22 @@ class SqlStoreBase(abc.ABC):
     @abc.abstractmethod
     def _read(self) -> contextlib.AbstractContextManager[Tx]:
         """A read-only transaction or snapshot."""
+
+    def _worker_write(self) -> contextlib.AbstractContextManager[Tx]:
+        """A write transaction for a worker's claim, finish or lease renewal.
+
+        PostgreSQL may commit these without waiting for the WAL flush (``async_commit``):
+        a database crash can then forget the last ones, and those jobs run again after
+        their lease expires. At-least-once holds either way.
+        """
+        return self._write()
+
+    def _due_at(self, run_at: datetime) -> None:
+        """Remember that a job becomes due at ``run_at`` (promotion must not wait past it)."""
+        hint = self._due_hint
+        if hint is None or run_at < hint:
+            self._due_hint = run_at
+        self._due_seq += 1
 
     @abc.abstractmethod
     def close(self) -> None:

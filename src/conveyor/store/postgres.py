@@ -8,6 +8,7 @@ the ``NOTIFY`` sent in the same transaction that made jobs runnable.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,18 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from conveyor import errors
-from conveyor.store.base import Row, Tx
+from conveyor.model import (
+    ClaimRequest,
+    DefinitionSpec,
+    Finish,
+    InsertResult,
+    Job,
+    NewJob,
+    spec_from_dict,
+    spec_to_dict,
+)
+from conveyor.store.base import Row, Tx, plus
+from conveyor.store.lifecycle import _START_JOBS
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
@@ -43,8 +55,17 @@ class PostgresDialect:
     def unjs(self, value: Any) -> Any:
         return value
 
+    def echo_js(self, stored: Any) -> Any:
+        # jsonb comes back through json.loads, like a JSON round trip
+        return json.loads(json.dumps(stored.obj))
+
     def id_in(self, column: str) -> str:
         return f"{column} = ANY(?::bigint[])"
+
+    def in_subquery(self, column: str, subquery: str) -> str:
+        # ARRAY(...) is an InitPlan, run once; as "IN (...)" the planner may rescan it and
+        # a rescan of a SKIP LOCKED ... LIMIT subquery returns further rows
+        return f"{column} = ANY(ARRAY({subquery}))"
 
     def ids(self, values: Sequence[int]) -> Any:
         return list(values)
@@ -116,12 +137,97 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
+# -- one-statement fast paths (each saves several round trips and, with autocommit, BEGIN) --
+
+# Insert jobs without keys, dependencies or arrays, with their events, and wake listeners:
+# one statement. Parameters: one array per column of _PLAIN_COLUMNS, created/updated,
+# event time, notify channel, woken queues. Returns the new ids in input order.
+_PLAIN_COLUMNS = (
+    ("queue", "text"),
+    ("name", "text"),
+    ("definition", "text"),
+    ("definition_revision", "int"),
+    ("kind", "text"),
+    ("spec", "jsonb"),
+    ("state", "text"),
+    ("status_reason", "text"),
+    ("priority", "int"),
+    ("run_at", "timestamptz"),
+    ("vcpus", "float8"),
+    ("memory_mb", "int"),
+    ("payload", "jsonb"),
+    ("payload_ref", "text"),
+    ("tags", "jsonb"),
+    ("parent_id", "bigint"),
+)
+_COLS = ", ".join(c for c, _ in _PLAIN_COLUMNS)
+INSERT_PLAIN_JOBS = (
+    "WITH v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM unnest("
+    + ", ".join(f"?::{t}[]" for _, t in _PLAIN_COLUMNS)
+    + f") WITH ORDINALITY AS t({_COLS}, ord)),"
+    f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
+    f" SELECT id, {_COLS}, ?::timestamptz, ?::timestamptz FROM v),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', id::text, 'job.state',"
+    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v ORDER BY ord),"
+    " n AS (SELECT count(pg_notify(?, q)) AS n FROM unnest(?::text[]) AS q)"
+    " SELECT v.id FROM v, n ORDER BY v.ord"
+)
+
+# Start the RUNNABLE jobs matching {which}, open their attempts and record their events:
+# one statement. Parameters: those of lifecycle._START_JOBS, then worker, host, pid, started,
+# environment (attempts), event time, worker (events).
+START_JOBS = (
+    "WITH c AS (" + _START_JOBS + "),"
+    " a AS (INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
+    " SELECT id, attempt, ?::text, ?::text, ?::int, ?::timestamptz, ?::text FROM c),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
+    " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
+    " SELECT * FROM c"
+)
+
+# One worker's successful attempts: job SUCCEEDED (with its result), attempt stopped, event
+# recorded: one statement. Parameters: ids, attempts, results (arrays), updated, finished,
+# worker; stopped (attempts); event time.
+SUCCEED_JOBS = (
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
+    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
+    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
+    " WHERE jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " AND NOT jobs.terminate_requested RETURNING jobs.id, jobs.attempt, jobs.unique_key, jobs.unique_ttl,"
+    " jobs.has_dependants, jobs.array_parent_id, v.ord),"
+    " a AS (UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' FROM f"
+    " WHERE attempts.job_id = f.id AND attempts.number = f.attempt),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', f.id::text, 'job.state',"
+    " jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED', 'attempt', f.attempt) FROM f ORDER BY f.ord)"
+    " SELECT * FROM f"
+)
+
+
 class PostgresStore(StoreOps):
+    """The PostgreSQL store.
+
+    ``async_commit`` (default True): a worker's claim, finish and lease-renewal transactions
+    commit with ``synchronous_commit = off`` — they do not wait for the WAL flush. If the
+    database server crashes, the last of those (well under a second) can be lost: the
+    jobs concerned run again once their lease expires, so at-least-once holds. Submissions,
+    schedule fires and user actions always wait for the flush.
+    """
+
     def __init__(
-        self, url: str, *, min_size: int = 1, max_size: int = 8, connect_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        connect_timeout: float = 10.0,
+        async_commit: bool = True,
     ) -> None:
         super().__init__()
         self.url = url
+        self.async_commit = async_commit
         self.d = PostgresDialect()
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url,
@@ -147,10 +253,33 @@ class PostgresStore(StoreOps):
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Tx]:
+    def _tx(self, mode: str = "") -> Iterator[Tx]:
+        """A transaction. ``mode``: "" BEGIN ... COMMIT by psycopg; "statement": autocommit, for
+        one statement (atomic on its own, no BEGIN/COMMIT round trips); "async": BEGIN and
+        ``SET LOCAL synchronous_commit = off`` in one round trip, then COMMIT."""
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                yield _PgTx(cur)
+            with self._pool.connection() as conn:
+                if not mode:
+                    with conn.cursor() as cur:
+                        yield _PgTx(cur)
+                    return
+                conn.autocommit = True
+                try:
+                    with conn.cursor() as cur:
+                        if mode == "async":
+                            cur.execute(b"BEGIN; SET LOCAL synchronous_commit = off")
+                        try:
+                            yield _PgTx(cur)
+                        except BaseException:
+                            if mode == "async":
+                                with contextlib.suppress(psycopg.Error):
+                                    cur.execute(b"ROLLBACK")
+                            raise
+                        if mode == "async":
+                            cur.execute(b"COMMIT")
+                finally:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.autocommit = False
         except psycopg.errors.UniqueViolation as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc.diag.message_detail or exc}") from exc
         except psycopg.errors.UndefinedTable as exc:
@@ -167,6 +296,105 @@ class PostgresStore(StoreOps):
 
     def _read(self) -> contextlib.AbstractContextManager[Tx]:
         return self._tx()
+
+    def _worker_write(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._tx("async" if self.async_commit else "")
+
+    # -- fast paths (see the statements above) -------------------------------------------------
+    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
+        d = self.d
+        columns: list[list[Any]] = [[] for _ in _PLAIN_COLUMNS]
+        states: list[tuple[str, str]] = []
+        specs: dict[int, tuple[Jsonb, DefinitionSpec]] = {}
+        woken: set[str] = set()
+        for nj in jobs:
+            state, reason = self._plain_state(nj, now)
+            states.append((state, reason))
+            if state == "RUNNABLE":
+                woken.add(nj.queue)
+            spec = specs.get(id(nj.spec))
+            if spec is None:
+                stored = Jsonb(spec_to_dict(nj.spec))
+                spec = specs[id(nj.spec)] = (stored, spec_from_dict(d.echo_js(stored)))
+            values = (
+                nj.queue,
+                nj.name,
+                nj.definition,
+                nj.definition_revision,
+                nj.spec.kind,
+                spec[0],
+                state,
+                reason,
+                int(nj.priority),
+                nj.run_at,
+                float(nj.spec.vcpus),
+                int(nj.spec.memory_mb),
+                Jsonb(nj.payload) if nj.payload is not None else None,
+                nj.payload_ref,
+                Jsonb(list(nj.tags)) if nj.tags else None,
+                nj.parent_id,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        with self._tx("statement") as tx:
+            rows = tx.q(INSERT_PLAIN_JOBS, (*columns, now, now, now, CHANNEL, sorted(woken)))
+        stamp = d.dt(now)
+        assert stamp is not None
+        out = [
+            InsertResult(
+                self._new_job(int(r["id"]), nj, state, reason, stamp, specs[id(nj.spec)][1], payload)
+            )
+            for r, nj, (state, reason), payload in zip(rows, jobs, states, columns[12], strict=True)
+        ]
+        if woken:
+            self.wake()
+        return out
+
+    def _start_jobs(
+        self,
+        tx: Tx,
+        which: str,
+        params: Sequence[Any],
+        req: ClaimRequest,
+        env_name: str,
+        now: datetime,
+    ) -> list[Job]:
+        rows = tx.q(
+            START_JOBS.format(which=which),
+            (
+                f"started on worker {req.worker_id}",
+                req.worker_id,
+                plus(now, req.lease_seconds),
+                now,
+                now,
+                env_name,
+                False,
+                *params,
+                req.worker_id,
+                req.host,
+                req.pid,
+                now,
+                env_name,
+                now,
+                req.worker_id,
+            ),
+        )
+        return sorted((self._job(r) for r in rows), key=lambda j: (-j.priority, j.id))
+
+    def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
+        return tx.q(
+            SUCCEED_JOBS,
+            (
+                [f.job_id for f in group],
+                [f.attempt for f in group],
+                [Jsonb(f.result) if f.result is not None else None for f in group],
+                now,
+                now,
+                worker_id,
+                now,
+                now,
+            ),
+        )
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.q("SELECT pg_advisory_xact_lock(7220417)")

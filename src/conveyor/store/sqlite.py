@@ -41,8 +41,14 @@ class SQLiteDialect:
     def unjs(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
+    def echo_js(self, stored: Any) -> Any:
+        return json.loads(stored)
+
     def id_in(self, column: str) -> str:
         return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def in_subquery(self, column: str, subquery: str) -> str:
+        return f"{column} IN ({subquery})"
 
     def ids(self, values: Sequence[int]) -> Any:
         return json.dumps(list(values))

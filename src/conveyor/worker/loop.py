@@ -33,6 +33,7 @@ from conveyor.worker.executors import (
     run_function,
     run_process,
 )
+from conveyor.worker.orphans import kill_attempts
 
 log = logging.getLogger("conveyor.worker")
 
@@ -132,10 +133,10 @@ class Worker:
         while True:
             self._signal.clear()
             try:
-                self._flush()
                 if self._stopping.is_set():
+                    self._flush()
                     return
-                claimed = self._claim()
+                claimed = self._flush(claim=True)
                 store_down_since = None
             except errors.StoreUnavailable as exc:
                 if store_down_since is None:
@@ -157,27 +158,24 @@ class Worker:
             else:
                 self._signal.wait(0.25)
 
-    def _free_slots(self) -> int:
+    def _free_slots(self, finishing: int = 0) -> int:
+        """Slots free once ``finishing`` of the running jobs (all reported) are recorded."""
         with self._lock:
             alive_abandoned = sum(1 for ex in self._abandoned if not ex.reported)
-            return self.config.concurrency - len(self._running) - alive_abandoned
+            return self.config.concurrency - (len(self._running) - finishing) - alive_abandoned
 
-    def _claim(self) -> int:
-        free = self._free_slots()
-        if free <= 0:
-            return 0
-        jobs = self.store.job_claim(
-            ClaimRequest(
-                worker_id=self.id,
-                environment=self.config.environment,
-                queues=self.config.queues,
-                limit=free,
-                lease_seconds=self.config.lease_seconds,
-                host=self.host,
-                pid=os.getpid(),
-            ),
-            self.clock.now(),
+    def _claim_request(self, free: int) -> ClaimRequest:
+        return ClaimRequest(
+            worker_id=self.id,
+            environment=self.config.environment,
+            queues=self.config.queues,
+            limit=free,
+            lease_seconds=self.config.lease_seconds,
+            host=self.host,
+            pid=os.getpid(),
         )
+
+    def _started_jobs(self, jobs: list[Job]) -> int:
         for job in jobs:
             self._start(job)
         self.stats.claimed += len(jobs)
@@ -224,8 +222,12 @@ class Worker:
     def _log_sink(self, job_id: int, attempt: int, chunks: list[tuple[int, bytes]]) -> None:
         self.store.log_append(job_id, attempt, chunks)
 
-    def _flush(self) -> None:
-        """Report started processes and finished attempts, in batches. Kept and retried if the store is down."""
+    def _flush(self, claim: bool = False) -> int:
+        """Report started processes and finished attempts, in batches; with ``claim``, also claim
+        what then fits — in the same transaction as the finishes. Returns the number claimed.
+
+        Unreported finishes are kept and retried if the store is down.
+        """
         started: list[Execution] = []
         while True:
             try:
@@ -241,10 +243,20 @@ class Worker:
                 self._unsent.append(self._done.get_nowait())
             except queue.Empty:
                 break
-        if not self._unsent:
-            return
         batch = self._unsent
-        self.store.job_finish_many(batch, self.clock.now())
+        running = {f.job_id for f in batch}
+        with self._lock:
+            finishing = sum(1 for job_id in running if job_id in self._running)
+        free = self._free_slots(finishing) if claim else 0
+        if not batch:
+            if free <= 0:
+                return 0
+            return self._started_jobs(self.store.job_claim(self._claim_request(free), self.clock.now()))
+        jobs: list[Job] = []
+        if free > 0:
+            _, jobs = self.store.job_finish_and_claim(batch, self._claim_request(free), self.clock.now())
+        else:
+            self.store.job_finish_many(batch, self.clock.now())
         self._unsent = []
         with self._lock:
             for f in batch:
@@ -256,6 +268,7 @@ class Worker:
                 self.stats.failed += 1
             else:
                 self.stats.other += 1
+        return self._started_jobs(jobs)
 
     def _check_deadlines(self) -> None:
         """Inline sync functions cannot be killed: report the timeout and stop waiting for them."""
@@ -320,6 +333,20 @@ class Worker:
                 now = time.monotonic()
                 if now - last_rescue >= rescue_every:
                     last_rescue = now
+                    # processes left behind on this host by a dead worker die before their retry starts
+                    orphans = [
+                        (job_id, attempt)
+                        for job_id, attempt, owner in self.store.job_expired_attempts(
+                            self.host, self.clock.now()
+                        )
+                        if owner != self.id
+                    ]
+                    if orphans:
+                        killed = kill_attempts(orphans)
+                        if killed:
+                            log.warning(
+                                "killed %d process(es) of attempts whose worker was lost", len(killed)
+                            )
                     rescued = self.store.job_rescue_expired(self.clock.now())
                     if rescued:
                         log.warning("rescued %d job(s) whose worker was lost: %s", len(rescued), rescued[:10])

@@ -123,3 +123,24 @@ def test_sigterm_requeues_a_job_longer_than_the_grace_and_the_worker_exits_0(
     assert attempt.pid is not None
     pid = attempt.pid
     wait_until("the job's child to be stopped", lambda: process_gone(pid), 5)
+
+
+def test_sigterm_with_an_inline_job_that_ignores_it_requeues_and_the_worker_still_exits(
+    db_url: str, tmp_path: Path, store: Store
+) -> None:
+    # a sync Python function cannot be interrupted; the worker must not wait for it forever
+    job_id = submit(
+        db_url,
+        tmp_path,
+        "--function",
+        "tests.integration.jobs_fixtures:sync_sleep",
+        "--param",
+        "seconds=1000",
+    )
+    with WorkerProcess(db_url, tmp_path, "--lease-seconds", "3", "--grace", "0.5") as worker:
+        wait_state(store, job_id, JobState.RUNNING)
+        worker.send(signal.SIGTERM)
+        assert worker.wait(10) == 0, worker.output()
+        assert "did not stop" in worker.output()
+    job = job_of(store, job_id)
+    assert job.state is JobState.RUNNABLE and job.attempts_counted == 0, job.status_reason

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import JobState
+from conveyor.model import DefinitionSpec, Job, JobState
 
 from .helpers import (
     FAST_EXECUTOR,
@@ -236,3 +236,31 @@ def test_command_that_cannot_start_fails_with_the_reason(app: App) -> None:
     assert job.status_reason.startswith("cannot start '/nonexistent/conveyor-test-binary'")
     [attempt] = app.jobs.attempts(job_id)
     assert attempt.exit_code == 127
+
+
+def test_a_child_does_not_inherit_the_workers_own_conveyor_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.worker.executors import ExecutorConfig, job_environment
+
+    monkeypatch.setenv("CONVEYOR_TOKEN", "cvy_the_workers_own")
+    monkeypatch.setenv("CONVEYOR_URL", "http://elsewhere")
+    monkeypatch.setenv("CONVEYOR_ARRAY_INDEX", "3")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    job = _plain_job(DefinitionSpec(command=("true",), environment={"FROM_DEFINITION": "1"}))
+    env = job_environment(job, ExecutorConfig(database_url="sqlite:///x.db"))
+    assert "CONVEYOR_TOKEN" not in env and "CONVEYOR_URL" not in env and "CONVEYOR_ARRAY_INDEX" not in env
+    assert env["KEEP_ME"] == "yes" and env["FROM_DEFINITION"] == "1"
+    assert env["CONVEYOR_JOB_ID"] == str(job.id) and env["CONVEYOR_DATABASE_URL"] == "sqlite:///x.db"
+
+
+def _plain_job(spec: DefinitionSpec) -> Job:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return Job(
+        id=5, queue="default", name=None, definition=None, definition_revision=None, spec=spec,
+        state=JobState.STARTING, status_reason="", priority=0, created_at=now, updated_at=now, run_at=None,
+        started_at=now, finished_at=None, attempt=1, attempts_counted=1, payload=None, payload_ref=None,
+        result=None, tags=(), unique_key=None, idempotency_key=None, parent_id=None, array_size=None,
+        array_index=None, array_parent_id=None, depends_on=(), worker_id="w", lease_expires_at=None,
+        compute_environment="default",
+    )  # fmt: skip

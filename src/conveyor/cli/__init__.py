@@ -147,6 +147,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         stats = worker.run()
+        hung = worker.hung_jobs()
         if args.json:
             render.emit_json(
                 {
@@ -160,6 +161,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             sys.stderr.write(
                 f"conveyor: worker {worker.id} ran {stats.claimed} attempt(s): {stats.succeeded} succeeded, {stats.failed} failed\n"
             )
+    if hung:
+        # inline functions that ignored the stop still run in pool threads, which Python would wait
+        # for at exit; their jobs were requeued or failed already, so leave without them
+        sys.stderr.write(f"conveyor: leaving {hung} inline job thread(s) that did not stop\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

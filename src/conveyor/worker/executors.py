@@ -249,7 +249,8 @@ def _short(text: str, limit: int = 1000) -> str:
 
 
 def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
-    env = dict(os.environ)
+    """The child's environment: the worker's, minus anything of Conveyor's own, plus the job's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(job.spec.environment)
     env["CONVEYOR_JOB_ID"] = str(job.id)
     env["CONVEYOR_ATTEMPT"] = str(job.attempt)
@@ -257,15 +258,12 @@ def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
     if job.array_index is not None:
         env["CONVEYOR_ARRAY_INDEX"] = str(job.array_index)
         env["CONVEYOR_ARRAY_PARENT_ID"] = str(job.array_parent_id)
-    else:
-        env.pop("CONVEYOR_ARRAY_INDEX", None)
     if config.database_url:
         env["CONVEYOR_DATABASE_URL"] = config.database_url
     if config.blob_dir:
         env["CONVEYOR_BLOB_DIR"] = config.blob_dir
     if config.api_url:
         env["CONVEYOR_URL"] = config.api_url
-        env.pop("CONVEYOR_TOKEN", None)  # never hand a job the server's own token
         if config.job_token is not None:
             env["CONVEYOR_TOKEN"] = config.job_token(job)
     return env
@@ -334,6 +332,8 @@ def _pump(ex: Execution, proc: subprocess.Popen[bytes], config: ExecutorConfig, 
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
+    poller = select.poll()  # not select(): no limit on descriptor numbers
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     timed_out = False
     kill_at: float | None = None
     eof = False
@@ -348,19 +348,19 @@ def _pump(ex: Execution, proc: subprocess.Popen[bytes], config: ExecutorConfig, 
         if kill_at is not None and now >= kill_at:
             _signal_group(proc.pid, signal.SIGKILL)
         if not eof:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
+            if poller.poll(200):
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
-                    data = b""
                     continue
                 if data:
                     log.write(data)
                 else:
                     eof = True
         else:
-            time.sleep(0.02)
+            # output closed: the child is exiting; wait for it rather than sleeping blind
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.2)
         log.tick()
         if proc.poll() is not None:
             if exited_at is None:

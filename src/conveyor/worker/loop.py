@@ -126,10 +126,16 @@ class Worker:
                 log.warning("could not record the worker's stop: %s", exc)
         return self.stats
 
+    def hung_jobs(self) -> int:
+        """Attempts whose thread is still running after the worker stopped (inline code that ignored it)."""
+        with self._lock:
+            return sum(1 for ex in list(self._running.values()) + list(self._abandoned) if not ex.reported)
+
     # -- the loop ---------------------------------------------------------------------------
     def _loop(self) -> None:
         idle_wait = 0.02
         store_down_since: float | None = None
+        retry_wait = 0.1
         while True:
             self._signal.clear()
             try:
@@ -137,19 +143,31 @@ class Worker:
                     self._flush()
                     return
                 claimed = self._flush(claim=True)
-                store_down_since = None
+                if store_down_since is not None:
+                    log.warning("store reachable again after %.1f s", time.monotonic() - store_down_since)
+                store_down_since, retry_wait = None, 0.1
             except errors.StoreUnavailable as exc:
                 if store_down_since is None:
                     store_down_since = time.monotonic()
-                    log.error("store unavailable, retrying: %s", exc)
-                self._signal.wait(min(2.0, idle_wait * 4))
+                    log.error(
+                        "store unavailable, retrying (finished jobs are kept until it is back): %s", exc
+                    )
+                self._signal.wait(retry_wait)
+                retry_wait = min(retry_wait * 2, 5.0)
+                continue
+            except Exception:
+                # a bug or an unexpected database error must not end the worker without its
+                # graceful shutdown: log it, back off, go on
+                log.exception("worker loop error; retrying")
+                self._signal.wait(retry_wait)
+                retry_wait = min(retry_wait * 2, 5.0)
                 continue
             self._check_deadlines()
             if claimed:
                 idle_wait = 0.02
                 continue
             with self._lock:
-                busy = bool(self._running)
+                busy = len(self._running)
             if not busy and not self._unsent and self._done.empty():
                 if self.config.burst:
                     return
@@ -157,6 +175,18 @@ class Worker:
                 idle_wait = min(idle_wait * 2, self.config.max_idle_wait)
             else:
                 self._signal.wait(0.25)
+                self._coalesce(busy)
+
+    def _coalesce(self, busy: int) -> None:
+        """A batch of one finish costs a whole transaction: when more jobs are about to end, wait
+        up to 2 ms for them, so finishes (and the claims that refill the slots) go in batches."""
+        target = max(1, busy // 2)
+        deadline = time.monotonic() + 0.002
+        while self._done.qsize() < target and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.0005))
 
     def _free_slots(self, finishing: int = 0) -> int:
         """Slots free once ``finishing`` of the running jobs (all reported) are recorded."""
@@ -235,9 +265,14 @@ class Worker:
             except queue.Empty:
                 break
         if started:
-            self.store.job_mark_running(
-                [(ex.job.id, ex.job.attempt, ex.pid) for ex in started], self.clock.now()
-            )
+            try:
+                self.store.job_mark_running(
+                    [(ex.job.id, ex.job.attempt, ex.pid) for ex in started], self.clock.now()
+                )
+            except Exception:
+                for ex in started:  # keep them for the next flush
+                    self._started.put(ex)
+                raise
         while True:
             try:
                 self._unsent.append(self._done.get_nowait())
@@ -380,6 +415,7 @@ class Worker:
                 ex.stop("worker shutting down", OutcomeKind.FAILED)
                 with self._lock:
                     ex.abandoned = True
+                    self._abandoned.add(ex)
             try:
                 self.store.job_release(
                     self.id,

@@ -10,7 +10,7 @@ from conveyor.engine.catalog import CatalogService
 from conveyor.engine.jobs import JobService, Limits
 from conveyor.engine.schedules import Scheduler, SchedulerConfig, ScheduleService
 from conveyor.engine.tokens import TokenService
-from conveyor.store import Store, database_url, open_store
+from conveyor.store import Store, absolute_url, database_url, open_store
 from conveyor.store.blobs import DirectoryBlobStore, default_blob_dir
 from conveyor.worker.executors import ExecutorConfig
 from conveyor.worker.loop import Worker, WorkerConfig
@@ -63,7 +63,9 @@ class App:
         if not executor.database_url:
             from dataclasses import replace
 
-            executor = replace(executor, database_url=self.url, blob_dir=str(self.blob_dir.resolve()))
+            executor = replace(
+                executor, database_url=absolute_url(self.url), blob_dir=str(self.blob_dir.resolve())
+            )
             config = replace(config, executor=executor)
         return Worker(self.store, self.clock, self.blobs, config)
 

@@ -97,3 +97,10 @@ def record_interval(folder: str, seconds: str) -> None:
 def digest(payload: Any) -> dict[str, Any]:
     raw = json.dumps(payload, sort_keys=True).encode()
     return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def spawn_follow_up(queue: str) -> int:
+    """Submit a follow-up job from inside a running job, as user code would."""
+    import conveyor
+
+    return conveyor.Client.from_env().submit(queue=queue, command=["echo", "child"]).id

@@ -13,6 +13,7 @@ from types import FrameType
 from conveyor import errors
 from conveyor.cli import catalog, jobs, render, schedules, server, tokens
 from conveyor.cli.common import Formatter, add_db, csv, open_app, prepare_process
+from conveyor.store import absolute_url
 
 EXIT_USAGE = 2
 EXIT_STORE = 3
@@ -178,7 +179,7 @@ def cmd_run_job(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         from conveyor.worker.executors import ExecutorConfig
 
-        executor = ExecutorConfig(database_url=app.url, blob_dir=str(app.blob_dir.resolve()))
+        executor = ExecutorConfig(database_url=absolute_url(app.url), blob_dir=str(app.blob_dir.resolve()))
         run = run_single(
             app.store,
             app.clock,

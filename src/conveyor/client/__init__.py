@@ -111,9 +111,13 @@ class Client:
         url, token = os.environ.get("CONVEYOR_URL"), os.environ.get("CONVEYOR_TOKEN")
         if url and token:
             return cls(url, token, parent_id=parent)
-        database = os.environ.get("CONVEYOR_DATABASE_URL")
+        from conveyor.worker.context import current
+
+        ctx = current.get(None)  # an inline job: the worker's own store
+        database = (ctx.database_url if ctx is not None else "") or os.environ.get("CONVEYOR_DATABASE_URL")
         if database:
-            client = cls.from_database(database, blob_dir=os.environ.get("CONVEYOR_BLOB_DIR"))
+            blob_dir = (ctx.blob_dir if ctx is not None else "") or os.environ.get("CONVEYOR_BLOB_DIR")
+            client = cls.from_database(database, blob_dir=blob_dir)
             client.parent_id = parent
             return client
         raise errors.ConveyorError(

@@ -13,6 +13,8 @@ class JobContext:
     queue: str
     array_index: int | None
     worker_id: str
+    database_url: str = ""  # the worker's store, for Client.from_env() in inline jobs
+    blob_dir: str = ""
 
 
 current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("conveyor_job", default=None)

@@ -172,14 +172,25 @@ def call_arguments(payload: Any, parameters: dict[str, str]) -> tuple[list[Any],
     return [payload], dict(parameters)
 
 
-def run_function(ex: Execution, functions: FunctionCache, payload: Any, log: LogBuffer) -> Finish:
+def run_function(
+    ex: Execution,
+    functions: FunctionCache,
+    payload: Any,
+    log: LogBuffer,
+    config: ExecutorConfig | None = None,
+) -> Finish:
     job = ex.job
     assert job.spec.function is not None
 
     def finish(kind: OutcomeKind, reason: str = "", **kw: Any) -> Finish:
         return Finish(job.id, job.attempt, ex.worker_id, kind, reason, **kw)
 
-    token = current.set(JobContext(job.id, job.attempt, job.queue, job.array_index, ex.worker_id))
+    where = config or ExecutorConfig()
+    token = current.set(
+        JobContext(
+            job.id, job.attempt, job.queue, job.array_index, ex.worker_id, where.database_url, where.blob_dir
+        )
+    )
     try:
         fn = functions.resolve(job.spec.function)
         args, kwargs = call_arguments(payload, job.spec.parameters)

@@ -231,7 +231,7 @@ class Worker:
         try:
             if job.spec.function is not None:
                 payload = resolve_payload(self.store, self.blobs, job)
-                result = run_function(ex, self.functions, payload, logbuf)
+                result = run_function(ex, self.functions, payload, logbuf, self.config.executor)
             else:
                 argv = render_argv(job)
                 result = run_process(ex, argv, self.config.executor, logbuf, self._started.put)

@@ -104,7 +104,7 @@ def run_single(
     )
     try:
         if job.spec.function is not None:
-            finish = run_function(ex, FunctionCache(), resolve_payload(store, blobs, job), log)
+            finish = run_function(ex, FunctionCache(), resolve_payload(store, blobs, job), log, config)
         else:
             finish = run_process(
                 ex,

@@ -128,6 +128,7 @@ class SQLiteStore(StoreOps):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._closed = False
         parent = Path(self.path).expanduser().resolve().parent
         if not parent.is_dir():
             raise errors.StoreUnavailable(
@@ -136,6 +137,8 @@ class SQLiteStore(StoreOps):
         self._conn()  # fail now, not at first use
 
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise errors.StoreUnavailable(f"the store for {self.path!r} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
@@ -197,6 +200,8 @@ class SQLiteStore(StoreOps):
         then every 100 ms (the worker's own heartbeat commits count as changes too).
         """
         conn: sqlite3.Connection | None = getattr(self._local, "watch", None)
+        if self._closed:
+            return False
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
@@ -215,7 +220,10 @@ class SQLiteStore(StoreOps):
                 self._local.changed_at = time.monotonic()
                 return True
             try:
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                with self._lock:  # close() takes it too: never a statement on a closing connection
+                    if self._closed:
+                        return False
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
             except sqlite3.Error:
                 return False
             if version != self._local.version:
@@ -227,6 +235,7 @@ class SQLiteStore(StoreOps):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()

@@ -119,6 +119,9 @@ class Worker:
             self._shutdown()
         finally:
             self._threads_done.set()
+            # the store may be closed right after run() returns: no thread of ours may still use it
+            beat.join(timeout=10)
+            listen.join(timeout=10)
             self._pool.shutdown(wait=False, cancel_futures=True)
             try:
                 self.store.worker_stop(self.id, self.clock.now())
@@ -334,7 +337,7 @@ class Worker:
     def _listen_loop(self) -> None:
         while not self._threads_done.is_set() and not self._stopping.is_set():
             try:
-                if self.store.wait_for_jobs(5.0):
+                if self.store.wait_for_jobs(0.5):
                     self._signal.set()
             except Exception:
                 time.sleep(1.0)

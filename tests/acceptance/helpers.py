@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.integration.helpers import process_gone
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -126,14 +128,4 @@ def kill_group(pgid: int | None) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (exited, or a zombie waiting to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+__all__ = ["process_gone"]

@@ -9,19 +9,13 @@ import time
 
 from conveyor.worker.orphans import attempt_processes, kill_attempts
 
+from .helpers import process_gone
+
 
 def _spawn(job_id: int, attempt: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CONVEYOR_JOB_ID": str(job_id), "CONVEYOR_ATTEMPT": str(attempt)}
     # a shell with a grandchild, in its own session like a real command job
     return subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30; wait"], env=env, start_new_session=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def test_processes_are_found_by_job_and_attempt_and_killed_with_their_group() -> None:
@@ -37,10 +31,10 @@ def test_processes_are_found_by_job_and_attempt_and_killed_with_their_group() ->
         assert sorted(killed) == sorted(found)
         assert mine.wait(5) == -9
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in found) and time.monotonic() < deadline:
+        while not all(process_gone(pid) for pid in found) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in found)
-        assert _alive(other.pid)
+        assert all(process_gone(pid) for pid in found)
+        assert not process_gone(other.pid)
         assert os.getpid() not in attempt_processes(987654, 1)
     finally:
         for p in (mine, other):

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, csv, json_arg, key_values, open_app
+from conveyor.cli.common import Formatter, add_db, command_argv, csv, json_arg, key_values, open_app
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -320,9 +320,7 @@ def defs_register(args: argparse.Namespace) -> int:
 
             raise errors.ValidationError("file", "must hold a JSON object")
         spec.update(loaded)
-    argv = list(args.argv or [])
-    if argv and argv[0] == "--":
-        argv = argv[1:]
+    argv = command_argv(args)
     if argv:
         spec["command"] = argv
     if args.function:

@@ -99,3 +99,29 @@ def prepare_process(log_level: str | None, imports: list[str] | None) -> None:
             raise errors.ValidationError(
                 "import", f"cannot import {module!r}: {exc}", "an importable module"
             ) from None
+
+
+def command_argv(args: argparse.Namespace) -> list[str]:
+    """The job's command given after ``--`` (empty when none)."""
+    argv = list(args.argv or [])
+    return argv[1:] if argv and argv[0] == "--" else argv
+
+
+def job_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """What to run and how, from the flags ``submit`` and ``schedules create`` share."""
+    retry: Any = json_arg("retry", getattr(args, "retry", None))
+    if args.attempts is not None:
+        retry = {**(retry or {}), "attempts": args.attempts}
+    return {
+        "queue": args.queue,
+        "definition": args.definition,
+        "definition_revision": args.revision,
+        "command": command_argv(args) or None,
+        "function": args.function,
+        "parameters": key_values("param", args.param),
+        "payload": json_arg("payload", args.payload),
+        "priority": args.priority,
+        "unique_key": args.unique_key,
+        "timeout_seconds": args.timeout,
+        "retry": retry,
+    }

@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
 
-from conveyor import errors
+from conveyor import errors, wire
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, csv, iso_time, json_arg, key_values, open_app
+from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import Dependency, DependencyType, Job, JobState
 
@@ -161,9 +160,6 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _request(args: argparse.Namespace) -> SubmitRequest:
-    argv = list(args.argv or [])
-    if argv and argv[0] == "--":
-        argv = argv[1:]
     deps: list[int | Dependency] = []
     for text in args.depends_on or []:
         job_id, _, kind = text.partition(":")
@@ -176,59 +172,21 @@ def _request(args: argparse.Namespace) -> SubmitRequest:
         if kind and kind.upper() != "N_TO_N":
             raise errors.ValidationError("depends_on", f"dependency type {kind!r} is not known", "N_TO_N")
         deps.append(Dependency(dep_id, DependencyType.N_TO_N if kind else DependencyType.STANDARD))
-    retry: Any = json_arg("retry", args.retry)
-    if args.attempts is not None:
-        retry = {**(retry or {}), "attempts": args.attempts}
     return SubmitRequest(
-        queue=args.queue,
-        definition=args.definition,
-        definition_revision=args.revision,
-        command=argv or None,
-        function=args.function,
-        parameters=key_values("param", args.param),
-        payload=json_arg("payload", args.payload),
-        priority=args.priority,
+        **job_fields(args),
         run_at=iso_time("run_at", args.run_at),
         delay_seconds=args.delay,
         depends_on=deps,
         array_size=args.array_size,
         array_sequential=args.sequential,
-        unique_key=args.unique_key,
         unique_ttl_seconds=args.unique_ttl,
         idempotency_key=args.idempotency_key,
-        timeout_seconds=args.timeout,
-        retry=retry,
         vcpus=args.vcpus,
         memory_mb=args.memory,
         environment=key_values("env", args.env),
         tags=args.tag or (),
         name=args.name,
     )
-
-
-FIELDS = {f for f in SubmitRequest.__dataclass_fields__ if f != "extra"}
-
-
-def request_from_dict(data: Any, where: str) -> SubmitRequest:
-    if not isinstance(data, dict):
-        raise errors.ValidationError(where, "must be a JSON object", '{"queue": ..., "command": [...]}')
-    for k in data:
-        if k not in FIELDS:
-            raise errors.ValidationError(f"{where}.{k}", "is not a known field", ", ".join(sorted(FIELDS)))
-    values = dict(data)
-    if "run_at" in values:
-        values["run_at"] = iso_time(f"{where}.run_at", values["run_at"])
-    if "depends_on" in values:
-        deps: list[int | Dependency] = []
-        for d in values["depends_on"] or []:
-            if isinstance(d, dict):
-                deps.append(
-                    Dependency(int(d["job_id"]), DependencyType(str(d.get("type", "STANDARD")).upper()))
-                )
-            else:
-                deps.append(d)
-        values["depends_on"] = deps
-    return SubmitRequest(**values)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -245,7 +203,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                             raise errors.ValidationError(
                                 f"line {n}", f"malformed JSON: {exc.msg} at column {exc.colno}"
                             ) from None
-                        reqs.append(request_from_dict(data, f"line {n}"))
+                        reqs.append(wire.request_from_dict(data, f"line {n}"))
             results = app.jobs.submit_many(reqs)
             if args.json:
                 render.emit_json(

@@ -11,10 +11,17 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from conveyor import errors, expressions, scheduling
+from conveyor import errors, expressions, scheduling, wire
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, iso_time, json_arg, key_values, open_app
-from conveyor.cli.jobs import request_from_dict
+from conveyor.cli.common import (
+    Formatter,
+    add_db,
+    command_argv,
+    iso_time,
+    job_fields,
+    json_arg,
+    open_app,
+)
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.engine.schedules import SchedulerConfig, ScheduleRequest
 from conveyor.scheduling import Schedule, ScheduleState
@@ -225,29 +232,12 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- create ---------------------------------------------------------------------------------
 def _targets(args: argparse.Namespace) -> list[SubmitRequest]:
     targets = [
-        request_from_dict(json_arg(f"targets[{i}]", text), f"targets[{i}]")
+        wire.request_from_dict(json_arg(f"targets[{i}]", text), f"targets[{i}]")
         for i, text in enumerate(args.target_json or [])
     ]
-    argv = list(args.argv or [])
-    if argv and argv[0] == "--":
-        argv = argv[1:]
+    argv = command_argv(args)
     if argv or args.definition or args.function or not targets:
-        retry: Any = None if args.attempts is None else {"attempts": args.attempts}
-        targets.append(
-            SubmitRequest(
-                queue=args.queue,
-                definition=args.definition,
-                definition_revision=args.revision,
-                command=argv or None,
-                function=args.function,
-                parameters=key_values("param", args.param),
-                payload=json_arg("payload", args.payload),
-                priority=args.priority,
-                unique_key=args.unique_key,
-                timeout_seconds=args.timeout,
-                retry=retry,
-            )
-        )
+        targets.append(SubmitRequest(**job_fields(args)))
     return targets
 
 

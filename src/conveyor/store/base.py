@@ -7,9 +7,8 @@ clauses, id allocation and wake-up notifications.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol
 
@@ -68,12 +67,6 @@ class Dialect(Protocol):
     def notify_jobs(self, tx: Tx, queues: set[str]) -> None: ...
 
 
-def utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store; use aware UTC datetimes")
-    return value.astimezone(UTC)
-
-
 def plus(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
 
@@ -107,8 +100,3 @@ def split_statements(sql: str) -> list[str]:
     if rest:
         statements.append(rest)
     return statements
-
-
-@contextlib.contextmanager
-def nullcontext() -> Iterator[None]:
-    yield

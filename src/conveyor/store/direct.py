@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from conveyor import errors
-from conveyor.model import Job
-from conveyor.store.base import plus
-from conveyor.store.core import SqlStoreBase
+from conveyor.model import ClaimRequest, Job
+from conveyor.store.lifecycle import LifecycleOps
 
 
-class DirectOps(SqlStoreBase):
+class DirectOps(LifecycleOps):
     def job_claim_one(
         self,
         job_id: int,
@@ -27,55 +26,39 @@ class DirectOps(SqlStoreBase):
         The caller (an orchestrator starting one container per job) has chosen where it
         runs. Only a RUNNABLE or SUBMITTED job can be claimed; anything else is a Conflict.
         """
-        d = self.d
-        ts = d.ts(now)
         with self._write() as tx:
-            row = tx.one(
-                "UPDATE jobs SET state = CASE WHEN kind = 'function' THEN 'RUNNING' ELSE 'STARTING' END,"
-                " status_reason = ?, worker_id = ?, lease_expires_at = ?, attempt = attempt + 1,"
-                " attempts_counted = attempts_counted + 1, started_at = COALESCE(started_at, ?), updated_at = ?,"
-                " compute_environment = COALESCE(?, compute_environment), terminate_requested = ?"
-                " WHERE id = ? AND state IN ('RUNNABLE', 'SUBMITTED') AND array_size IS NULL RETURNING *",
-                (
-                    f"started by run-job on {host}",
-                    worker_id,
-                    d.ts(plus(now, lease_seconds)),
-                    ts,
-                    ts,
-                    environment,
-                    False,
-                    job_id,
-                ),
+            current = tx.one(
+                "SELECT state, array_size, queue FROM jobs WHERE id = ?" + self.d.for_update, (job_id,)
             )
-            if row is None:
-                current = tx.one("SELECT state, array_size FROM jobs WHERE id = ?", (job_id,))
-                if current is None:
-                    raise errors.UnknownJob(job_id)
-                if current["array_size"]:
-                    raise errors.Conflict(
-                        f"job {job_id} is an array job; run its children (conveyor jobs list --array {job_id})"
-                    )
+            if current is None:
+                raise errors.UnknownJob(job_id)
+            if current["array_size"]:
+                raise errors.Conflict(
+                    f"job {job_id} is an array job; run its children (conveyor jobs list --array {job_id})"
+                )
+            if current["state"] not in ("RUNNABLE", "SUBMITTED"):
                 raise errors.Conflict(
                     f"job {job_id} is {current['state']}; only a RUNNABLE or SUBMITTED job can be run"
                 )
-            job = self._job(row)
-            tx.x(
-                "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.attempt, worker_id, host, pid, ts, job.compute_environment),
-            )
-            self._events(
-                tx,
-                [
-                    (
-                        "job",
-                        str(job.id),
-                        "job.state",
-                        {"to": job.state.value, "attempt": job.attempt, "worker": worker_id},
-                    )
-                ],
-                now,
-            )
+            if current["state"] == "SUBMITTED":  # not yet due: run-job starts it now
+                tx.x("UPDATE jobs SET state = 'RUNNABLE' WHERE id = ?", (job_id,))
+                self._events(
+                    tx,
+                    [
+                        (
+                            "job",
+                            str(job_id),
+                            "job.state",
+                            {"from": "SUBMITTED", "to": "RUNNABLE", "reason": "run-job"},
+                        )
+                    ],
+                    now,
+                )
+            if environment is None:
+                queue = tx.one("SELECT environments FROM queues WHERE name = ?", (current["queue"],))
+                environment = self.d.unjs(queue["environments"])[0] if queue else "default"
+            req = ClaimRequest(worker_id, environment, None, 1, lease_seconds, host, pid)
+            [job] = self._start_jobs(tx, "id = ?", (job_id,), req, environment, now)
         return job
 
     def job_expired_attempts(self, host: str, now: datetime) -> list[tuple[int, int, str]]:

@@ -11,5 +11,5 @@ from conveyor.store.schedules import ScheduleOps
 from conveyor.store.tokens import TokenOps
 
 
-class StoreOps(ScheduleOps, LifecycleOps, TokenOps, DirectOps):
+class StoreOps(ScheduleOps, DirectOps, LifecycleOps, TokenOps):
     """The store protocol: intent-named operations over one SQL implementation."""

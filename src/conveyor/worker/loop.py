@@ -17,7 +17,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from conveyor import errors
 from conveyor.clock import Clock
@@ -442,12 +441,3 @@ class Worker:
 
 def _is_async(ex: Execution) -> bool:
     return ex._task is not None
-
-
-def worker_summary(stats: RunStats) -> dict[str, Any]:
-    return {
-        "claimed": stats.claimed,
-        "succeeded": stats.succeeded,
-        "failed": stats.failed,
-        "other": stats.other,
-    }

@@ -112,6 +112,10 @@ class JobService:
         self.blobs = blobs
         self.limits = limits
         self.cache = CatalogCache(store, clock)
+        # validated specs, reused across submissions while the catalog snapshot is the same
+        # (the store then also reuses their stored form); keyed like ``_build``'s key
+        self._specs: dict[Any, Any] = {}
+        self._specs_for: tuple[Any, Any] = ({}, {})
 
     # -- submission -----------------------------------------------------------------------
     def submit(self, req: SubmitRequest) -> InsertResult:
@@ -131,7 +135,9 @@ class JobService:
         queues, envs = self.cache.queues, self.cache.envs
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
-        specs: dict[Any, Any] = {}
+        if self._specs_for[0] is not queues or self._specs_for[1] is not envs or len(self._specs) > 1024:
+            self._specs, self._specs_for = {}, (queues, envs)
+        specs = self._specs
         built = []
         for i, req in enumerate(reqs):
             prefix = f"jobs[{i}]." if len(reqs) > 1 else ""
@@ -173,9 +179,15 @@ class JobService:
         if specs is None:
             specs = {}
         cached = specs.get(key)
+        if (
+            cached is not None
+            and req.definition is not None
+            and cached[4] is not self.cache.definition(req.definition, req.definition_revision)
+        ):
+            cached = None  # the definition was re-read since
         if cached is None:
             cached = specs[key] = self._spec(req, prefix, queue, envs, definitions)
-        spec, def_name, def_rev, params = cached
+        spec, def_name, def_rev, params, _ = cached
         # when
         run_at = req.run_at
         if req.delay_seconds is not None:
@@ -268,7 +280,7 @@ class JobService:
         queue: Queue,
         envs: dict[str, Any],
         definitions: dict[tuple[str, int | None], Any],
-    ) -> tuple[DefinitionSpec, str | None, int | None, dict[str, str]]:
+    ) -> tuple[DefinitionSpec, str | None, int | None, dict[str, str], Any]:
         # what to run: a definition (with overrides) or an ad-hoc command/function
         if req.definition is not None:
             if req.command is not None or req.function is not None:
@@ -319,7 +331,8 @@ class JobService:
             environment={**spec.environment, **validate.environment(f"{prefix}environment", req.environment)},
         )
         self._check_fits(prefix, spec, queue, envs)
-        return spec, def_name, def_rev, params
+        found = None if req.definition is None else definitions.get((req.definition, req.definition_revision))
+        return spec, def_name, def_rev, params, found
 
     @staticmethod
     def _check_fits(prefix: str, spec: DefinitionSpec, queue: Queue, envs: dict[str, Any]) -> None:

@@ -86,6 +86,8 @@ def _done(r: Row, state: str | None = None) -> _Done:
 
 
 class LifecycleOps(CatalogOps):
+    _specs: dict[int, tuple[DefinitionSpec, Any, DefinitionSpec]]
+
     # -- submission -------------------------------------------------------------------------
     def job_insert_many(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
         """Insert submissions atomically: all or none. Keys that match return the existing job."""
@@ -105,6 +107,23 @@ class LifecycleOps(CatalogOps):
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""
         return None
+
+    def _spec_forms(self, spec: DefinitionSpec) -> tuple[Any, DefinitionSpec]:
+        """(stored form, spec as read back) of a job spec, cached: the engine hands the same
+        spec object for every submission of the same ad-hoc command, function or definition.
+        The cache keeps the spec alive, so its ``id`` cannot be reused while it is cached."""
+        cache = getattr(self, "_specs", None)
+        if cache is None:
+            cache = self._specs = {}
+        hit = cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1], hit[2]
+        stored = self.d.js(spec_to_dict(spec))
+        echo = spec_from_dict(self.d.echo_js(stored))
+        if len(cache) >= 512:
+            cache.clear()
+        cache[id(spec)] = (spec, stored, echo)
+        return stored, echo
 
     def _plain_state(self, nj: NewJob, now: datetime) -> tuple[str, str]:
         """(state, reason) of a new job without dependencies or array (see ``_initial_state``)."""

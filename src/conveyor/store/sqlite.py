@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
+from conveyor.model import DefinitionSpec, InsertResult, NewJob
 from conveyor.store.base import Row, Tx
 from conveyor.store.ops import StoreOps
 
@@ -113,6 +114,19 @@ def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
+# the plain insert path (see SQLiteStore._insert_plain)
+_INSERT_PLAIN = (
+    "INSERT INTO jobs (queue, name, definition, definition_revision, kind, spec, state, status_reason,"
+    " priority, created_at, updated_at, run_at, vcpus, memory_mb, payload, payload_ref, tags, parent_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PLAIN_EVENTS = (
+    "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(id AS TEXT), 'job.state',"
+    " json_object('to', state, 'reason', status_reason, 'queue', queue) FROM jobs WHERE id BETWEEN ? AND ?"
+    " ORDER BY id"
+)
+
+
 class SQLiteStore(StoreOps):
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -200,6 +214,61 @@ class SQLiteStore(StoreOps):
                     f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
                 ) from exc
             raise
+
+    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
+        """Jobs without keys, dependencies or arrays: one INSERT per job (ids follow from
+        AUTOINCREMENT under the write lock) and one INSERT ... SELECT for all their events."""
+        ts = now.timestamp()
+        rows: list[tuple[Any, ...]] = []
+        states: list[tuple[str, str]] = []
+        echoes: list[DefinitionSpec] = []
+        woken: set[str] = set()
+        for nj in jobs:
+            state, reason = self._plain_state(nj, now)
+            states.append((state, reason))
+            if state == "RUNNABLE":
+                woken.add(nj.queue)
+            stored, echo = self._spec_forms(nj.spec)
+            echoes.append(echo)
+            rows.append(
+                (
+                    nj.queue,
+                    nj.name,
+                    nj.definition,
+                    nj.definition_revision,
+                    nj.spec.kind,
+                    stored,
+                    state,
+                    reason,
+                    int(nj.priority),
+                    ts,
+                    ts,
+                    None if nj.run_at is None else nj.run_at.timestamp(),
+                    float(nj.spec.vcpus),
+                    int(nj.spec.memory_mb),
+                    None if nj.payload is None else json.dumps(nj.payload, separators=(",", ":")),
+                    nj.payload_ref,
+                    json.dumps(list(nj.tags)) if nj.tags else None,
+                    nj.parent_id,
+                )
+            )
+        with self._write() as tx:
+            conn = tx.conn  # type: ignore[attr-defined]
+            if len(rows) == 1:
+                last = conn.execute(_INSERT_PLAIN + " RETURNING id", rows[0]).fetchone()[0]
+            else:
+                conn.executemany(_INSERT_PLAIN, rows)
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            first = last - len(rows) + 1
+            conn.execute(_PLAIN_EVENTS, (ts, first, last))
+        stamp = datetime.fromtimestamp(ts, UTC)
+        out = [
+            InsertResult(self._new_job(first + i, nj, state, reason, stamp, echo, row[14]))
+            for i, (nj, (state, reason), echo, row) in enumerate(zip(jobs, states, echoes, rows, strict=True))
+        ]
+        if woken:
+            self.wake()
+        return out
 
     def wait_for_jobs(self, timeout: float) -> bool:
         """Wake on a commit by any other process, seen through ``PRAGMA data_version``.

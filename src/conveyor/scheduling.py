@@ -449,9 +449,14 @@ def fill(text: str, schedule: str, scheduled_time: str) -> str:
     return text.replace("{" + PARAM_TIME + "}", scheduled_time).replace("{" + PARAM_SCHEDULE + "}", schedule)
 
 
-def new_job(target: ScheduleTarget, schedule: str, nominal: datetime, tz: str) -> NewJob:
-    """The job a fire of ``schedule`` at ``nominal`` submits for ``target``."""
-    when = scheduled_time_text(nominal, tz)
+def new_job(
+    target: ScheduleTarget, schedule: str, nominal: datetime, tz: str, when: str | None = None
+) -> NewJob:
+    """The job a fire of ``schedule`` at ``nominal`` submits for ``target``.
+
+    ``when``: ``scheduled_time_text(nominal, tz)`` when the caller has it already."""
+    if when is None:
+        when = scheduled_time_text(nominal, tz)
     params = {k: fill(v, schedule, when) for k, v in target.spec.parameters.items()}
     params[PARAM_TIME] = when
     params[PARAM_SCHEDULE] = schedule

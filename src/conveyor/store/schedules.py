@@ -11,7 +11,8 @@ index on the history is the backstop: a duplicate fire aborts its whole transact
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ _COLUMNS = (
 _INSERT = f"INSERT INTO schedules ({_COLUMNS}) VALUES ({', '.join('?' * 22)})"
 _SELECT = "SELECT id, " + _COLUMNS.replace("targets", "CAST(targets AS TEXT) AS targets") + " FROM schedules"
 Event = tuple[str, str, str, dict[str, Any]]
+# column types of the rows a fire writes ("json": JSON text, stored as jsonb)
 _FIRE_TYPES = (
     "bigint",
     "text",
@@ -51,10 +53,15 @@ _FIRE_TYPES = (
     "text",
     "text",
     "int",
-    "jsonb",
+    "json",
 )
-_UPDATE_TYPES = ("bigint", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "jsonb")
-_EVENT_TYPES = ("timestamptz", "text", "text", "text", "jsonb")
+_UPDATE_TYPES = ("bigint", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "json")
+_EVENT_TYPES = ("timestamptz", "text", "text", "text", "json")
+_FIRE_SQL = (
+    "INSERT INTO schedule_fires (schedule_id, schedule, nominal_at, last_nominal_at, due_at, fired_at,"
+    " outcome, reason, count, job_ids) "
+)
+_EVENT_SQL = "INSERT INTO events (at, entity, entity_id, type, data) "
 
 
 class ScheduleOps(LifecycleOps):
@@ -257,9 +264,15 @@ class ScheduleOps(LifecycleOps):
 
     # -- firing -----------------------------------------------------------------------------
     def schedule_fire_due(self, now: datetime, limit: int = 500) -> FireCounts:
-        """Fire the schedules due at ``now``, at most ``limit`` of them, in one transaction."""
+        """Fire the schedules due at ``now``, at most ``limit`` of them, in one transaction.
+
+        The per-schedule work is kept small because a burst (every ``0 0 * * *`` schedule
+        at midnight) is all per-schedule work: schedules with the same settings and due
+        times (no window) share one plan, ``{scheduled_time}`` texts and stored forms of
+        times are computed once per batch, and history, schedule and event rows are written
+        with one statement each.
+        """
         d = self.d
-        ts = d.ts(now)
         counts = FireCounts()
         woken: set[str] = set()
         math = self.schedule_math()
@@ -268,11 +281,12 @@ class ScheduleOps(LifecycleOps):
                 _SELECT
                 + " WHERE state = 'ACTIVE' AND next_due_at <= ? ORDER BY next_due_at LIMIT ?"
                 + d.skip_locked,
-                (ts, limit),
+                (d.ts(now), limit),
             )
             if not rows:
                 return counts
-            schedules = [self._schedule(r) for r in rows]
+            b = _Batch(self, now)
+            schedules = [self._schedule(r, b.dt) for r in rows]
             counts.schedules = len(schedules)
             active = self._unfinished(
                 tx, [j for s in schedules if s.overlap is not Overlap.ALLOW for j in s.last_job_ids]
@@ -280,62 +294,67 @@ class ScheduleOps(LifecycleOps):
             queues = {r["name"]: bool(r["enabled"]) for r in tx.q("SELECT name, enabled FROM queues")}
 
             new_jobs: list[NewJob] = []
-            owners: list[tuple[int, int]] = []  # (schedule index, fire index) of each new job
+            owners: list[int] = []  # the fire (index into fires) of each new job
+            fires: list[_Fired] = []
             plans: list[scheduling.FirePlan] = []
-            notes: list[dict[int, list[str]]] = []  # per schedule: fire index -> reasons
             to_stop: list[tuple[int, str]] = []
-            for i, s in enumerate(schedules):
-                p = scheduling.plan(s, now, any(j in active for j in s.last_job_ids), math=math)
+            shared: dict[tuple[Any, ...], scheduling.FirePlan] = {}
+            for s in schedules:
+                previous_active = bool(active) and any(j in active for j in s.last_job_ids)
+                p = None
+                key: tuple[Any, ...] | None = None
+                if not s.window:  # with a window, due times depend on the name
+                    key = (
+                        s.expression, s.timezone, s.anchor_at if s.expression.startswith("rate(") else None,
+                        s.end_at, s.deadline, s.catch_up, s.overlap, s.next_nominal_at, s.next_due_at,
+                        previous_active,
+                    )  # fmt: skip
+                    p = shared.get(key)
+                if p is None:
+                    p = scheduling.plan(s, now, previous_active, math=math)
+                    if key is not None:
+                        shared[key] = p
                 plans.append(p)
-                note: dict[int, list[str]] = {}
-                notes.append(note)
                 if p.replace_previous:
                     reason = f"replaced by the next fire of schedule {s.name}"
                     to_stop.extend((j, reason) for j in s.last_job_ids if j in active)
-                for k, fire in enumerate(p.fires):
+                for fire in p.fires:
+                    f = _Fired(s, fire)
+                    fires.append(f)
+                    when = b.when(fire.nominal_at, s.timezone)
                     for t in s.targets:
-                        if t.queue not in queues:
-                            note.setdefault(k, []).append(f"queue {t.queue!r} does not exist")
-                        elif not queues[t.queue]:
-                            note.setdefault(k, []).append(f"queue {t.queue!r} is disabled")
+                        enabled = queues.get(t.queue)
+                        if enabled is None:
+                            f.notes.append(f"queue {t.queue!r} does not exist")
+                        elif not enabled:
+                            f.notes.append(f"queue {t.queue!r} is disabled")
                         else:
-                            new_jobs.append(scheduling.new_job(t, s.name, fire.nominal_at, s.timezone))
-                            owners.append((i, k))
+                            new_jobs.append(scheduling.new_job(t, s.name, fire.nominal_at, s.timezone, when))
+                            owners.append(len(fires) - 1)
             if to_stop:
                 self._stop_jobs(tx, to_stop, now, woken)
-            results = self._insert(tx, new_jobs, now, woken) if new_jobs else []
-            job_ids: dict[tuple[int, int], list[int]] = {}
-            for owner, res in zip(owners, results, strict=True):
-                job_ids.setdefault(owner, []).append(res.job.id)
-                if res.existing:
-                    notes[owner[0]].setdefault(owner[1], []).append(res.reason)
+            if new_jobs:
+                for owner, res in zip(owners, self._insert(tx, new_jobs, now, woken), strict=True):
+                    f = fires[owner]
+                    f.ids.append(res.job.id)
+                    if res.existing:
+                        f.notes.append(res.reason)
 
-            fire_rows: list[tuple[Any, ...]] = []
-            events: list[Event] = []
-            updates: list[tuple[Any, ...]] = []
+            by_schedule: dict[int, list[_Fired]] = {}
+            for f in fires:
+                by_schedule.setdefault(f.schedule.id, []).append(f)
             finished: list[Schedule] = []
-            for i, (s, p) in enumerate(zip(schedules, plans, strict=True)):
+            for s, p in zip(schedules, plans, strict=True):
                 last_ids = s.last_job_ids
                 last_nominal, last_fired = s.last_nominal_at, s.last_fired_at
-                for k, fire in enumerate(p.fires):
-                    ids = job_ids.get((i, k), [])
-                    reason = "; ".join(notes[i].get(k, []))
-                    outcome = FireOutcome.FIRED if ids else FireOutcome.SKIPPED
+                for f in by_schedule.get(s.id, ()):
+                    fire, ids = f.fire, f.ids
+                    reason = "; ".join(f.notes) if f.notes else ""
                     if fire.covers > 1:
                         reason = "; ".join(
                             filter(None, [f"stands for {fire.covers} nominal times (catch-up ONCE)", reason])
                         )
-                    fire_rows.append(
-                        (s.id, s.name, fire.nominal_at, None, fire.due_at, now, outcome.value, reason,
-                         fire.covers, ids)
-                    )  # fmt: skip
-                    events.append(
-                        _event(
-                            s,
-                            "schedule.fired" if ids else "schedule.skipped",
-                            {"nominal_at": _iso(fire.nominal_at), "jobs": ids, "reason": reason},
-                        )
-                    )
+                    b.fire(s, fire.nominal_at, None, fire.due_at, ids, reason, fire.covers)
                     if ids:
                         counts.fired += 1
                         counts.jobs += len(ids)
@@ -345,34 +364,14 @@ class ScheduleOps(LifecycleOps):
                         counts.skipped += 1
                     last_nominal = fire.nominal_at
                 for skip in p.skipped:
-                    fire_rows.append(
-                        (s.id, s.name, skip.nominal_at, skip.last_nominal_at if skip.count > 1 else None,
-                         skip.due_at, now, FireOutcome.SKIPPED.value, skip.reason, skip.count, [])
-                    )  # fmt: skip
-                    events.append(
-                        _event(
-                            s,
-                            "schedule.skipped",
-                            {"nominal_at": _iso(skip.nominal_at), "count": skip.count, "reason": skip.reason},
-                        )
-                    )
+                    b.skip(s, skip)
                     counts.skipped += skip.count
                     last_nominal = max(last_nominal or skip.last_nominal_at, skip.last_nominal_at)
                 if p.finished:
                     finished.append(s)
-                    events.append(_event(s, "schedule.finished", {"deleted": s.delete_after}))
-                updates.append(
-                    (
-                        s.id,
-                        ScheduleState.FINISHED.value if p.finished else ScheduleState.ACTIVE.value,
-                        p.next_nominal_at,
-                        p.next_due_at,
-                        last_nominal,
-                        last_fired,
-                        list(last_ids),
-                    )
-                )
-            self._write_fires(tx, fire_rows, updates, [(now, *e) for e in events])
+                    b.event(s.name, "schedule.finished", {"deleted": s.delete_after})
+                b.update(s, p, last_nominal, last_fired, last_ids)
+            b.write(tx)
             doomed = [s.id for s in finished if s.delete_after]
             for part in chunks(doomed, 500):
                 tx.x("DELETE FROM schedules WHERE " + d.id_in("id"), (d.ids(part),))
@@ -383,63 +382,6 @@ class ScheduleOps(LifecycleOps):
         if woken:
             self.wake()
         return counts
-
-    def _write_fires(
-        self,
-        tx: Tx,
-        fires: list[tuple[Any, ...]],
-        updates: list[tuple[Any, ...]],
-        events: list[tuple[Any, ...]],
-    ) -> None:
-        """History rows, advanced schedules and events of one batch.
-
-        PostgreSQL: one set-based statement each (a JSON array parameter), since a row at a
-        time costs a round trip each. SQLite runs in-process, where ``executemany`` is fastest.
-        """
-        fire_sql = (
-            "INSERT INTO schedule_fires (schedule_id, schedule, nominal_at, last_nominal_at, due_at, fired_at,"
-            " outcome, reason, count, job_ids) "
-        )
-        event_sql = "INSERT INTO events (at, entity, entity_id, type, data) "
-        if self.d.name == "postgres":
-            # the unique index refuses a second fire of a nominal time
-            tx.x(fire_sql + self._rows_sql(_FIRE_TYPES), (self._rows_param(fires),))
-            tx.x(
-                "UPDATE schedules SET state = v.c1, next_nominal_at = v.c2, next_due_at = v.c3,"
-                " last_nominal_at = v.c4, last_fired_at = v.c5, last_job_ids = v.c6"
-                " FROM (" + self._rows_sql(_UPDATE_TYPES) + ") AS v WHERE schedules.id = v.c0",
-                (self._rows_param(updates),),
-            )
-            tx.x(event_sql + self._rows_sql(_EVENT_TYPES), (self._rows_param(events),))
-            return
-        d = self.d
-
-        def row(values: tuple[Any, ...], types: Sequence[str]) -> tuple[Any, ...]:
-            return tuple(
-                d.js(v) if t == "jsonb" else d.ts(v) if isinstance(v, datetime) else v
-                for v, t in zip(values, types, strict=True)
-            )
-
-        tx.many(fire_sql + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row(f, _FIRE_TYPES) for f in fires])
-        tx.many(
-            "UPDATE schedules SET state = ?, next_nominal_at = ?, next_due_at = ?, last_nominal_at = ?,"
-            " last_fired_at = ?, last_job_ids = ? WHERE id = ?",
-            [(*row(u, _UPDATE_TYPES)[1:], u[0]) for u in updates],
-        )
-        tx.many(event_sql + "VALUES (?, ?, ?, ?, ?)", [row(e, _EVENT_TYPES) for e in events])
-
-    def _rows_sql(self, types: Sequence[str]) -> str:
-        """PostgreSQL ``SELECT`` of rows passed as one JSON array parameter (``_rows_param``);
-        columns ``c0, c1, ...`` of the given types (``jsonb`` keeps a JSON value)."""
-        cols = [f"e->{i}" if t == "jsonb" else f"(e->>{i})::{t}" for i, t in enumerate(types)]
-        return (
-            "SELECT "
-            + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols))
-            + " FROM jsonb_array_elements(CAST(? AS jsonb)) AS e"
-        )
-
-    def _rows_param(self, rows: Sequence[Sequence[Any]]) -> Any:
-        return self.d.js([[v.isoformat() if isinstance(v, datetime) else v for v in row] for row in rows])
 
     def _unfinished(self, tx: Tx, job_ids: list[int]) -> set[int]:
         """Which of these jobs have not reached a terminal state."""
@@ -537,34 +479,50 @@ class ScheduleOps(LifecycleOps):
             d.ts(updated),
         )
 
-    def _schedule(self, r: Row) -> Schedule:
+    def _schedule(self, r: Row, dt: Callable[[Any], datetime | None] | None = None) -> Schedule:
+        """A schedule from its row; ``dt`` reads stored times (a batch passes a memoised one)."""
         d = self.d
+        dt = dt or d.dt
         deadline = r["deadline_seconds"]
+        tags = r["tags"]
+        last_ids = r["last_job_ids"]
         return Schedule(
             id=int(r["id"]),
             name=r["name"],
             expression=r["expression"],
             timezone=r["timezone"],
             targets=self._parse_targets(r["targets"]),
-            anchor_at=_req(d.dt(r["anchor_at"])),
-            start_at=d.dt(r["start_at"]),
-            end_at=d.dt(r["end_at"]),
-            window=timedelta(seconds=float(r["window_seconds"])),
-            overlap=Overlap(r["overlap"]),
-            catch_up=CatchUp(r["catch_up"]),
-            deadline=None if deadline is None else timedelta(seconds=float(deadline)),
-            state=ScheduleState(r["state"]),
+            anchor_at=_req(dt(r["anchor_at"])),
+            start_at=dt(r["start_at"]),
+            end_at=dt(r["end_at"]),
+            window=_seconds(r["window_seconds"]),
+            overlap=_OVERLAP[r["overlap"]],
+            catch_up=_CATCH_UP[r["catch_up"]],
+            deadline=None if deadline is None else _seconds(deadline),
+            state=_STATE[r["state"]],
             delete_after=bool(r["delete_after"]),
             description=r["description"],
-            tags=tuple(d.unjs(r["tags"]) or ()),
-            next_nominal_at=d.dt(r["next_nominal_at"]),
-            next_due_at=d.dt(r["next_due_at"]),
-            last_nominal_at=d.dt(r["last_nominal_at"]),
-            last_fired_at=d.dt(r["last_fired_at"]),
-            last_job_ids=tuple(int(j) for j in d.unjs(r["last_job_ids"]) or ()),
-            created_at=d.dt(r["created_at"]),
-            updated_at=d.dt(r["updated_at"]),
+            tags=tuple(d.unjs(tags)) if tags else (),
+            next_nominal_at=dt(r["next_nominal_at"]),
+            next_due_at=dt(r["next_due_at"]),
+            last_nominal_at=dt(r["last_nominal_at"]),
+            last_fired_at=dt(r["last_fired_at"]),
+            last_job_ids=tuple(int(j) for j in d.unjs(last_ids) or ())
+            if last_ids and last_ids != "[]"
+            else (),
+            created_at=dt(r["created_at"]),
+            updated_at=dt(r["updated_at"]),
         )
+
+
+_OVERLAP = {m.value: m for m in Overlap}
+_CATCH_UP = {m.value: m for m in CatchUp}
+_STATE = {m.value: m for m in ScheduleState}
+_ZERO = timedelta(0)
+
+
+def _seconds(value: Any) -> timedelta:
+    return _ZERO if not value else timedelta(seconds=float(value))
 
 
 def _event(s: Schedule, type_: str, data: dict[str, Any]) -> Event:
@@ -578,3 +536,153 @@ def _iso(value: datetime | None) -> str | None:
 def _req(value: datetime | None) -> datetime:
     assert value is not None
     return value
+
+
+@dataclass(slots=True)
+class _Fired:
+    """One fire being made: its jobs' ids and why targets did not submit."""
+
+    schedule: Schedule
+    fire: scheduling.Fire
+    ids: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Batch:
+    """The rows one ``schedule_fire_due`` writes, in their stored form.
+
+    A burst is thousands of schedules sharing a handful of instants, reasons and zones, so
+    each distinct value is converted once: times to what the backend stores (SQLite: epoch
+    seconds; PostgreSQL: ISO text inside one JSON parameter), texts to JSON.
+    """
+
+    def __init__(self, ops: ScheduleOps, now: datetime) -> None:
+        self.ops = ops
+        self.pg = ops.d.name == "postgres"
+        self._stored: dict[datetime, Any] = {}
+        self._read: dict[Any, datetime | None] = {}
+        self._when: dict[tuple[datetime, str], str] = {}
+        self._json: dict[str, str] = {}
+        self.now = self.t(now)
+        self.fires: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    # -- conversions, memoised --------------------------------------------------------------
+    def dt(self, raw: Any) -> datetime | None:
+        """A stored time read back (rows of one batch share most of theirs)."""
+        if raw is None:
+            return None
+        got = self._read.get(raw)
+        if got is None:
+            got = self._read[raw] = self.ops.d.dt(raw)
+        return got
+
+    def t(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        got = self._stored.get(value)
+        if got is None:
+            got = self._stored[value] = value.isoformat() if self.pg else self.ops.d.ts(value)
+        return got
+
+    def when(self, nominal: datetime, tz: str) -> str:
+        key = (nominal, tz)
+        got = self._when.get(key)
+        if got is None:
+            got = self._when[key] = scheduling.scheduled_time_text(nominal, tz)
+        return got
+
+    def js(self, text: str) -> str:
+        """``text`` as a JSON string literal."""
+        got = self._json.get(text)
+        if got is None:
+            got = self._json[text] = json.dumps(text)
+        return got
+
+    def iso(self, value: datetime) -> str:
+        return self.js(value.isoformat())
+
+    # -- rows ---------------------------------------------------------------------------------
+    def fire(
+        self,
+        s: Schedule,
+        nominal: datetime,
+        last_nominal: datetime | None,
+        due: datetime | None,
+        ids: list[int],
+        reason: str,
+        count: int,
+    ) -> None:
+        jobs = _ids_json(ids)
+        self.fires.append(
+            (s.id, s.name, self.t(nominal), self.t(last_nominal), self.t(due), self.now,
+             FireOutcome.FIRED.value if ids else FireOutcome.SKIPPED.value, reason, count, jobs)
+        )  # fmt: skip
+        data = f'{{"nominal_at":{self.iso(nominal)},"jobs":{jobs},"reason":{self.js(reason)}}}'
+        self.events.append(
+            (self.now, "schedule", s.name, "schedule.fired" if ids else "schedule.skipped", data)
+        )
+
+    def skip(self, s: Schedule, skip: scheduling.Skip) -> None:
+        self.fires.append(
+            (s.id, s.name, self.t(skip.nominal_at), self.t(skip.last_nominal_at) if skip.count > 1 else None,
+             self.t(skip.due_at), self.now, FireOutcome.SKIPPED.value, skip.reason, skip.count, "[]")
+        )  # fmt: skip
+        data = f'{{"nominal_at":{self.iso(skip.nominal_at)},"count":{skip.count},"reason":{self.js(skip.reason)}}}'
+        self.events.append((self.now, "schedule", s.name, "schedule.skipped", data))
+
+    def event(self, entity_id: str, type_: str, data: dict[str, Any]) -> None:
+        self.events.append((self.now, "schedule", entity_id, type_, json.dumps(data, separators=(",", ":"))))
+
+    def update(
+        self,
+        s: Schedule,
+        p: scheduling.FirePlan,
+        last_nominal: datetime | None,
+        last_fired: datetime | None,
+        last_ids: Sequence[int],
+    ) -> None:
+        self.updates.append(
+            (s.id, (ScheduleState.FINISHED if p.finished else ScheduleState.ACTIVE).value,
+             self.t(p.next_nominal_at), self.t(p.next_due_at), self.t(last_nominal), self.t(last_fired),
+             _ids_json(last_ids))
+        )  # fmt: skip
+
+    def write(self, tx: Tx) -> None:
+        """History rows (the unique index refuses a second fire of a nominal time), advanced
+        schedules and events: one statement each. PostgreSQL: rows in one JSON parameter (a
+        round trip per row would dominate); SQLite runs in-process: ``executemany``."""
+        if self.pg:
+            rows = _rows_sql
+            tx.x(_FIRE_SQL + rows(_FIRE_TYPES), (json.dumps(self.fires),))
+            tx.x(
+                "UPDATE schedules SET state = v.c1, next_nominal_at = v.c2, next_due_at = v.c3,"
+                " last_nominal_at = v.c4, last_fired_at = v.c5, last_job_ids = v.c6"
+                " FROM (" + rows(_UPDATE_TYPES) + ") AS v WHERE schedules.id = v.c0",
+                (json.dumps(self.updates),),
+            )
+            tx.x(_EVENT_SQL + rows(_EVENT_TYPES), (json.dumps(self.events),))
+            return
+        tx.many(_FIRE_SQL + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.fires)
+        tx.many(
+            "UPDATE schedules SET state = ?, next_nominal_at = ?, next_due_at = ?, last_nominal_at = ?,"
+            " last_fired_at = ?, last_job_ids = ? WHERE id = ?",
+            [(*u[1:], u[0]) for u in self.updates],
+        )
+        tx.many(_EVENT_SQL + "VALUES (?, ?, ?, ?, ?)", self.events)
+
+
+def _rows_sql(types: Sequence[str]) -> str:
+    """PostgreSQL ``SELECT`` of rows passed as one JSON array of arrays; columns ``c0, c1,
+    ...`` of the given types ("json": a JSON text, parsed into jsonb)."""
+    cols = [f"(e->>{i})::jsonb" if t == "json" else f"(e->>{i})::{t}" for i, t in enumerate(types)]
+    return (
+        "SELECT "
+        + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols))
+        + " FROM jsonb_array_elements(CAST(? AS jsonb)) AS e"
+    )
+
+
+def _ids_json(ids: Sequence[int]) -> str:
+    return "[" + ",".join(map(str, ids)) + "]"

@@ -281,12 +281,28 @@ def first_times(
     Nothing before ``now`` fires (no catch-up for time the schedule did not exist or was
     paused); a future start time that is itself a fire time is included.
     """
+    nominal = first_nominal(s.expression, s.timezone, s.anchor_at, s.start_at, s.end_at, now, math)
+    return nominal, None if nominal is None else due_time(s, nominal)
+
+
+def first_nominal(
+    expression: str,
+    tz: str,
+    anchor: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+    math: FireMath | None = None,
+) -> datetime | None:
+    """The first nominal time of a schedule created or resumed at ``now`` (see ``first_times``)."""
     math = math or FireMath(64)
     after = now
-    if s.start_at is not None and s.start_at > now:
-        after = s.start_at - timedelta(microseconds=1)
-    nominal = _within_end(s, math.next_after(s.expression, s.timezone, after, s.anchor_at))
-    return nominal, None if nominal is None else due_time(s, nominal)
+    if start is not None and start > now:
+        after = start - timedelta(microseconds=1)
+    nominal = math.next_after(expression, tz, after, anchor)
+    if nominal is None or (end is not None and nominal > end):
+        return None
+    return nominal
 
 
 def plan(

@@ -38,6 +38,7 @@ MAX_TARGETS = 20
 MAX_WINDOW_MINUTES = scheduling.MAX_WINDOW / timedelta(minutes=1)
 # submission fields that make no sense for a job fired by a schedule
 _NOT_IN_TARGETS = ("run_at", "delay_seconds", "depends_on", "idempotency_key", "parent_id")
+_NO_WINDOW = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +91,13 @@ class ScheduleService:
         now: datetime,
         *,
         targets: tuple[ScheduleTarget, ...] | None = None,
-        memo: dict[int, tuple[ScheduleTarget, ...]] | None = None,
+        memo: dict[tuple[int, ...], tuple[ScheduleTarget, ...]] | None = None,
     ) -> Schedule:
         """Validate a request into a ``Schedule`` with its first due time (nothing stored).
 
         ``targets``: already validated ones (an update that keeps them); ``memo``: validated
-        targets by request, for the bulk path where many schedules share their targets.
+        targets by the ids of the request's targets, for the bulk path where many schedules
+        share their target objects.
         """
         name = validate.name("name", req.name)
         math = self.store.schedule_math()
@@ -133,32 +135,16 @@ class ScheduleService:
                 "a time in the future",
             )
         if targets is None:
-            key = id(req.targets)  # the caller keeps the requests (and so the ids) alive
+            # the caller keeps the requests (and so these ids) alive
+            key = tuple(map(id, req.targets))
             targets = None if memo is None else memo.get(key)
             if targets is None:
                 targets = self._targets(req.targets, now)
                 if memo is not None:
                     memo[key] = targets
-        schedule = Schedule(
-            name=name,
-            expression=expr.text,
-            timezone=zone,
-            targets=targets,
-            anchor_at=start or now,
-            start_at=start,
-            end_at=end,
-            window=timedelta(minutes=window),
-            overlap=overlap,
-            catch_up=catch_up,
-            deadline=deadline,
-            state=ScheduleState.ACTIVE if req.enabled else ScheduleState.PAUSED,
-            delete_after=req.delete_after,
-            description=req.description,
-            tags=tags,
-            created_at=now,
-            updated_at=now,
-        )
-        nominal, due = scheduling.first_times(schedule, now, math)
+        anchor = start or now
+        window_td = timedelta(minutes=window) if window else _NO_WINDOW
+        nominal = scheduling.first_nominal(expr.text, zone, anchor, start, end, now, math)
         if nominal is None:
             raise errors.ValidationError(
                 "expression",
@@ -166,7 +152,27 @@ class ScheduleService:
                 + (f" before end {end.isoformat()}" if end is not None else " after now"),
                 "an expression with a fire time in the future",
             )
-        return replace(schedule, next_nominal_at=nominal, next_due_at=due)
+        return Schedule(
+            name=name,
+            expression=expr.text,
+            timezone=zone,
+            targets=targets,
+            anchor_at=anchor,
+            start_at=start,
+            end_at=end,
+            window=window_td,
+            overlap=overlap,
+            catch_up=catch_up,
+            deadline=deadline,
+            state=ScheduleState.ACTIVE if req.enabled else ScheduleState.PAUSED,
+            delete_after=req.delete_after,
+            description=req.description,
+            tags=tags,
+            next_nominal_at=nominal,
+            next_due_at=nominal + scheduling.window_offset(name, nominal, window_td),
+            created_at=now,
+            updated_at=now,
+        )
 
     def _targets(self, reqs: Sequence[SubmitRequest], now: datetime) -> tuple[ScheduleTarget, ...]:
         if not reqs:
@@ -229,7 +235,7 @@ class ScheduleService:
         """The bulk path: validate all (identical targets are validated once), then insert
         ``batch`` per transaction. Errors name the request: ``schedules[i].field``."""
         now = self.clock.now()
-        memo: dict[int, tuple[ScheduleTarget, ...]] = {}
+        memo: dict[tuple[int, ...], tuple[ScheduleTarget, ...]] = {}
         built = []
         names: set[str] = set()
         for i, req in enumerate(reqs):

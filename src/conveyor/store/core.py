@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -12,6 +13,7 @@ from typing import Any
 from conveyor import errors
 from conveyor.model import (
     ComputeEnvironment,
+    DefinitionSpec,
     Job,
     JobState,
     Queue,
@@ -20,6 +22,22 @@ from conveyor.model import (
 from conveyor.store.base import Dialect, Row, Tx, migration_files, split_statements
 
 DEFAULT_ENVIRONMENT = "default"
+
+# job specs by their stored text: the jobs of one definition or command share it, and a
+# worker reads thousands of them a second (specs are frozen, so sharing one is safe)
+_SPECS: dict[str, DefinitionSpec] = {}
+
+
+def _spec(raw: Any, d: Dialect) -> DefinitionSpec:
+    if not isinstance(raw, str):
+        return spec_from_dict(d.unjs(raw))
+    spec = _SPECS.get(raw)
+    if spec is None:
+        if len(_SPECS) >= 1024:
+            _SPECS.clear()
+        spec = _SPECS[raw] = spec_from_dict(json.loads(raw))
+    return spec
+
 DEFAULT_QUEUE = "default"
 
 
@@ -101,7 +119,7 @@ class SqlStoreBase(abc.ABC):
             name=r["name"],
             definition=r["definition"],
             definition_revision=r["definition_revision"],
-            spec=spec_from_dict(d.unjs(r["spec"])),
+            spec=_spec(r["spec"], d),
             state=JobState(r["state"]),
             status_reason=r["status_reason"],
             priority=int(r["priority"]),

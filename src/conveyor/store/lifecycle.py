@@ -1475,7 +1475,13 @@ class LifecycleOps(CatalogOps):
             if len(ids) < batch:
                 break
         with self._write() as tx:
-            counts["events"] = tx.x("DELETE FROM events WHERE at < ?", (cutoff,))
+            # ids follow time: the first event at or after the cutoff bounds the old ones (found
+            # by walking the primary key from the oldest, as far as the rows being deleted)
+            counts["events"] = tx.x(
+                "DELETE FROM events WHERE id < COALESCE((SELECT id FROM events WHERE at >= ? ORDER BY id LIMIT 1),"
+                " (SELECT MAX(id) + 1 FROM events))",
+                (cutoff,),
+            )
             tx.x("DELETE FROM workers WHERE stopped_at < ?", (cutoff,))
         return counts
 

@@ -184,7 +184,7 @@ START_JOBS = (
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
-    " SELECT * FROM c"
+    " SELECT c.*, c.spec::text AS spec_text FROM c"
 )
 
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt stopped, event
@@ -393,7 +393,9 @@ class PostgresStore(StoreOps):
                 req.worker_id,
             ),
         )
-        return sorted((self._job(r) for r in rows), key=lambda j: (-j.priority, j.id))
+        # the spec as text: parsed once per distinct spec (see core._spec)
+        jobs = [self._job({**r, "spec": r["spec_text"]}) for r in rows]
+        return sorted(jobs, key=lambda j: (-j.priority, j.id))
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(

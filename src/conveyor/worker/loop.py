@@ -167,6 +167,10 @@ class Worker:
             self._check_deadlines()
             if claimed:
                 idle_wait = 0.02
+                # report the jobs just started together rather than one fast one at a time
+                with self._lock:
+                    busy = len(self._running)
+                self._coalesce(busy)
                 continue
             with self._lock:
                 busy = len(self._running)
@@ -182,7 +186,7 @@ class Worker:
     def _coalesce(self, busy: int) -> None:
         """A batch of one finish costs a whole transaction: when more jobs are about to end, wait
         up to 2 ms for them, so finishes (and the claims that refill the slots) go in batches."""
-        target = max(1, busy // 2)
+        target = max(1, busy)
         deadline = time.monotonic() + 0.002
         while self._done.qsize() < target and not self._stopping.is_set():
             left = deadline - time.monotonic()

@@ -6,6 +6,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,57 @@ def test_the_scheduler_loop_fires_in_the_background_and_stops(sqlite_url: str, t
             scheduler.stop()
         assert app.store.job_list(limit=1)
         assert scheduler.stats.total.fired >= 1 and scheduler.stats.errors == 0
+
+
+def test_update_changes_only_the_given_settings(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ("--database", sqlite_url)
+    code, _, _ = run(
+        capsys, "schedules", "create", "nightly", "-x", "cron(0 2 * * ? *)", "--tz", "Europe/Berlin",
+        "--window", "15", "--overlap", "skip", "--end", "2030-01-01T00:00:00+00:00", "--tag", "ops",
+        "--description", "backup", *db, "--", "./backup.sh", "{scheduled_time}",
+    )  # fmt: skip
+    assert code == 0
+
+    def show() -> dict[str, object]:
+        code, out, _ = run(capsys, "schedules", "show", "nightly", "--json", *db)
+        assert code == 0
+        data: dict[str, object] = json.loads(out)
+        return data
+
+    before = show()
+    code, out, _ = run(capsys, "schedules", "update", "nightly", "-x", "cron(30 3 * * ? *)", *db)
+    assert code == 0 and "updated (expression)" in out and "03:3" in out
+    after = show()
+    assert after["expression"] == "cron(30 3 * * ? *)"
+    unchanged = ("timezone", "window_minutes", "overlap", "end_at", "tags", "description", "targets", "state")
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+
+    code, out, _ = run(
+        capsys, "schedules", "update", "nightly", "--end", "none", "--tag", "a", "--tag", "b", "--deadline",
+        "600", "--overlap", "replace", "--json", *db,
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["end_at"] is None and data["tags"] == ["a", "b"] and data["deadline_seconds"] == 600
+    assert (
+        data["overlap"] == "REPLACE" and data["window_minutes"] == 15 and data["targets"] == before["targets"]
+    )
+
+    # any target flag replaces the targets; --paused also pauses it
+    code, out, _ = run(
+        capsys, "schedules", "update", "nightly", "--priority", "3", "--paused", *db, "--", "./other.sh"
+    )
+    assert code == 0 and "paused" in out
+    data = show()
+    targets: list[dict[str, Any]] = data["targets"]  # type: ignore[assignment]
+    assert len(targets) == 1
+    assert targets[0]["spec"]["command"] == ["./other.sh"] and targets[0]["priority"] == 3
+    assert data["state"] == "PAUSED" and data["expression"] == "cron(30 3 * * ? *)"
+
+    code, _, err = run(capsys, "schedules", "update", "nightly", *db)
+    assert code == 2 and "nothing to change" in err
+    code, _, err = run(capsys, "schedules", "update", "nightly", "--tz", "Mars/Base", *db)
+    assert code == 2 and "timezone" in err
+    code, _, err = run(capsys, "schedules", "update", "ghost", "--window", "1", *db)
+    assert code == 2 and "ghost" in err
+    assert show()["timezone"] == "Europe/Berlin"

@@ -40,6 +40,15 @@ policies: --overlap ALLOW | SKIP (not while the previous fire's jobs are unfinis
 (each late fire, at most 100). A fire more than 60 s after its due time is late.
 """
 
+UPDATE_EPILOG = """examples:
+  conveyor schedules update nightly --expression 'cron(30 2 * * ? *)'
+  conveyor schedules update report --window 15 --overlap SKIP
+  conveyor schedules update sync --end none --tag clients --tag hourly
+  conveyor schedules update nightly --queue slow -- ./backup.sh --full {scheduled_time}
+Only the settings given change; next fire times are recomputed from now. Any target flag
+replaces all the targets. --start, --end and --deadline take 'none' to clear them.
+"""
+
 NEXT_EPILOG = """examples:
   conveyor schedules next 'cron(0 9 ? * MON-FRI *)' --tz America/New_York --count 3
   conveyor schedules next '*/15 * * * *' --after 2026-03-29T00:00:00+01:00 --tz Europe/Berlin
@@ -88,51 +97,24 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_db(p)
     p.add_argument("name")
-    p.add_argument(
-        "--expression",
-        "-x",
-        required=True,
-        metavar="EXPR",
-        help="cron(...), rate(...), at(...), a crontab line or @hourly/@daily/...",
-    )
-    p.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone (default UTC)")
-    p.add_argument(
-        "--target-json",
-        action="append",
-        metavar="JSON|@FILE",
-        help="a target as a submission object (repeat for several)",
-    )
-    p.add_argument(
-        "--queue", "-q", default="default", help="target queue for the shortcut (default: default)"
-    )
-    p.add_argument("--definition", "-d", help="target job definition")
-    p.add_argument("--revision", type=int, help="a specific revision of the definition")
-    p.add_argument("--function", "-f", metavar="MODULE:CALLABLE", help="target Python callable")
-    p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="job parameter (repeat)")
-    p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload of each job")
-    p.add_argument("--priority", type=int, default=0, help="job priority within the queue")
-    p.add_argument(
-        "--unique-key", metavar="KEY", help="at most one unfinished job per key, e.g. sync:{schedule}"
-    )
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill each attempt after this long")
-    p.add_argument("--attempts", type=int, help="attempts in all, 1..10")
-    p.add_argument(
-        "--window", type=float, default=0, metavar="MIN", help="flexible window in minutes (0-1440)"
-    )
-    p.add_argument(
-        "--overlap", default="ALLOW", type=str.upper, metavar="POLICY", help="ALLOW, SKIP or REPLACE"
-    )
-    p.add_argument(
-        "--catch-up", default="ONCE", type=str.upper, metavar="POLICY", help="ONCE (default), SKIP or ALL"
-    )
-    p.add_argument("--deadline", type=float, metavar="SECONDS", help="never fire more than this late")
-    p.add_argument("--start", metavar="ISO-TIME", help="no fire before this time (rate() counts from it)")
-    p.add_argument("--end", metavar="ISO-TIME", help="no fire after this time")
-    p.add_argument("--description", default="", help="what it is for")
-    p.add_argument("--tag", action="append", help="tag (repeat)")
-    p.add_argument("--paused", action="store_true", help="create paused")
-    p.add_argument("--delete-after", action="store_true", help="at() only: delete the schedule once it fired")
+    _settings(p, update=False)
     p.set_defaults(func=cmd_create)
+    p = ss.add_parser(
+        "update",
+        help="change a schedule: only the settings given change",
+        description=(
+            "Change a schedule's settings; the ones not given keep their values. Next fire times"
+            " are recomputed from now. Any target flag (--queue, --definition, --function,"
+            " --param, ..., -- COMMAND, --target-json) replaces all the targets."
+        ),
+        epilog=UPDATE_EPILOG,
+        formatter_class=Formatter,
+        usage="%(prog)s NAME [options] [-- COMMAND ...]",
+    )
+    add_db(p)
+    p.add_argument("name")
+    _settings(p, update=True)
+    p.set_defaults(func=cmd_update)
     ss._parser_class = plain_parser
 
     p = ss.add_parser(
@@ -229,6 +211,93 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(func=cmd_scheduler)
 
 
+def _settings(p: argparse.ArgumentParser, *, update: bool) -> None:
+    """The flags of ``create``; for ``update`` none is required and none has a default, so
+    what was not given is absent (None) and keeps its stored value."""
+
+    def default(value: Any) -> Any:
+        return None if update else value
+
+    clear = " ('none' clears it)" if update else ""
+    p.add_argument(
+        "--expression",
+        "-x",
+        required=not update,
+        metavar="EXPR",
+        help="cron(...), rate(...), at(...), a crontab line or @hourly/@daily/...",
+    )
+    p.add_argument("--tz", default=default("UTC"), metavar="ZONE", help="IANA time zone (default UTC)")
+    p.add_argument(
+        "--target-json",
+        action="append",
+        metavar="JSON|@FILE",
+        help="a target as a submission object (repeat for several)",
+    )
+    p.add_argument(
+        "--queue", "-q", default=default("default"), help="target queue for the shortcut (default: default)"
+    )
+    p.add_argument("--definition", "-d", help="target job definition")
+    p.add_argument("--revision", type=int, help="a specific revision of the definition")
+    p.add_argument("--function", "-f", metavar="MODULE:CALLABLE", help="target Python callable")
+    p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="job parameter (repeat)")
+    p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload of each job")
+    p.add_argument("--priority", type=int, default=default(0), help="job priority within the queue")
+    p.add_argument(
+        "--unique-key", metavar="KEY", help="at most one unfinished job per key, e.g. sync:{schedule}"
+    )
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill each attempt after this long")
+    p.add_argument("--attempts", type=int, help="attempts in all, 1..10")
+    p.add_argument(
+        "--window", type=float, default=default(0), metavar="MIN", help="flexible window in minutes (0-1440)"
+    )
+    p.add_argument(
+        "--overlap", default=default("ALLOW"), type=str.upper, metavar="POLICY", help="ALLOW, SKIP or REPLACE"
+    )
+    p.add_argument(
+        "--catch-up",
+        default=default("ONCE"),
+        type=str.upper,
+        metavar="POLICY",
+        help="ONCE (default), SKIP or ALL",
+    )
+    p.add_argument(
+        "--deadline",
+        type=_number_or_none if update else float,
+        metavar="SECONDS",
+        help="never fire more than this late" + clear,
+    )
+    p.add_argument(
+        "--start", metavar="ISO-TIME", help="no fire before this time (rate() counts from it)" + clear
+    )
+    p.add_argument("--end", metavar="ISO-TIME", help="no fire after this time" + clear)
+    p.add_argument("--description", default=default(""), help="what it is for")
+    p.add_argument("--tag", action="append", help="tag (repeat)" + ("; replaces the tags" if update else ""))
+    if update:
+        p.add_argument("--paused", action="store_true", help="also pause it (resume: `schedules resume`)")
+        p.add_argument(
+            "--delete-after",
+            action=argparse.BooleanOptionalAction,
+            help="at() only: delete the schedule once it fired",
+        )
+    else:
+        p.add_argument("--paused", action="store_true", help="create paused")
+        p.add_argument(
+            "--delete-after", action="store_true", help="at() only: delete the schedule once it fired"
+        )
+
+
+_NONE = "none"
+
+
+def _number_or_none(text: str) -> float | str:
+    if text.strip().lower() == _NONE:
+        return _NONE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or 'none')") from None
+
+
 # -- create ---------------------------------------------------------------------------------
 def _targets(args: argparse.Namespace) -> list[SubmitRequest]:
     targets = [
@@ -269,6 +338,67 @@ def cmd_create(args: argparse.Namespace) -> int:
                 else f"next due {_local(s.next_due_at, s.timezone)}"
             )
             sys.stdout.write(f"schedule {s.name} created: {s.expression} ({s.timezone}), {due}\n")
+    return 0
+
+
+# -- update ---------------------------------------------------------------------------------
+_TARGET_FLAGS = ("target_json", "definition", "revision", "function", "param", "payload", "unique_key",
+                 "timeout", "attempts", "queue", "priority")  # fmt: skip
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, as ``ScheduleService.update`` takes them."""
+    changes: dict[str, Any] = {}
+    simple = {
+        "expression": "expression",
+        "tz": "timezone",
+        "window": "window_minutes",
+        "overlap": "overlap",
+        "catch_up": "catch_up",
+        "description": "description",
+        "delete_after": "delete_after",
+    }
+    for flag, key in simple.items():
+        value = getattr(args, flag)
+        if value is not None:
+            changes[key] = value
+    for flag, key in (("start", "start_at"), ("end", "end_at")):
+        text = getattr(args, flag)
+        if text is not None:
+            changes[key] = None if text.strip().lower() == _NONE else iso_time(flag, text)
+    if args.deadline is not None:
+        changes["deadline_seconds"] = None if args.deadline == _NONE else args.deadline
+    if args.tag is not None:
+        changes["tags"] = tuple(args.tag)
+    if command_argv(args) or any(getattr(args, flag) is not None for flag in _TARGET_FLAGS):
+        if args.queue is None:
+            args.queue = "default"
+        if args.priority is None:
+            args.priority = 0
+        changes["targets"] = _targets(args)
+    return changes
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    changes = _changes(args)
+    if not changes and not args.paused:
+        raise errors.ValidationError(
+            "settings", "nothing to change", "--expression, --tz, --window, ... (see --help)"
+        )
+    with open_app(args) as app:
+        s = app.schedules.update(args.name, **changes) if changes else app.schedules.get(args.name)
+        if args.paused:
+            s, _ = app.schedules.pause(args.name)
+        if args.json:
+            render.emit_json(_plain(s))
+        else:
+            due = (
+                s.state.value.lower()
+                if s.state is not ScheduleState.ACTIVE
+                else f"next due {_local(s.next_due_at, s.timezone)}"
+            )
+            changed = ", ".join(sorted(changes)) or "state"
+            sys.stdout.write(f"schedule {s.name} updated ({changed}): {s.expression} ({s.timezone}), {due}\n")
     return 0
 
 

@@ -101,24 +101,30 @@ def _pg(sql: str) -> str:
 
 
 class _PgTx:
-    __slots__ = ("cur",)
+    __slots__ = ("cur", "pipeline")
 
-    def __init__(self, cur: psycopg.Cursor[dict[str, Any]]) -> None:
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]], pipeline: psycopg.Pipeline | None = None) -> None:
         self.cur = cur
+        self.pipeline = pipeline
+
+    def _run(self, sql: str, params: Sequence[Any]) -> None:
+        self.cur.execute(_pg(sql), params)
+        if self.pipeline is not None:
+            self.pipeline.sync()  # the statement's result (and anything queued before it)
 
     def q(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        self.cur.execute(_pg(sql), params)
+        self._run(sql, params)
         if not self.cur.description:
             return []
         rows: list[Row] = list(self.cur.fetchall())
         return rows
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        self.cur.execute(_pg(sql), params)
+        self._run(sql, params)
         return self.cur.fetchone() if self.cur.description else None
 
     def x(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cur.execute(_pg(sql), params)
+        self._run(sql, params)
         return self.cur.rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -265,18 +271,22 @@ class PostgresStore(StoreOps):
                     return
                 conn.autocommit = True
                 try:
-                    with conn.cursor() as cur:
-                        if mode == "async":
-                            cur.execute(b"BEGIN; SET LOCAL synchronous_commit = off")
-                        try:
+                    if mode == "statement":
+                        with conn.cursor() as cur:
                             yield _PgTx(cur)
+                        return
+                    # pipeline mode: BEGIN and SET LOCAL travel with the first statement, so
+                    # they cost no round trip of their own
+                    with conn.pipeline() as pipeline, conn.cursor() as cur:
+                        cur.execute(b"BEGIN")
+                        cur.execute(b"SET LOCAL synchronous_commit = off")
+                        try:
+                            yield _PgTx(cur, pipeline)
                         except BaseException:
-                            if mode == "async":
-                                with contextlib.suppress(psycopg.Error):
-                                    cur.execute(b"ROLLBACK")
+                            with contextlib.suppress(psycopg.Error):
+                                cur.execute(b"ROLLBACK")
                             raise
-                        if mode == "async":
-                            cur.execute(b"COMMIT")
+                        cur.execute(b"COMMIT")
                 finally:
                     with contextlib.suppress(psycopg.Error):
                         conn.autocommit = False

@@ -256,6 +256,10 @@ def child_main(args) -> int:
             for m, unit in EXPECTED[wl]:
                 c.emit(wl, m, None, unit, "n/a: storage baseline, no worker")
             return 0
+        if wl not in peer.workloads:
+            for m, unit in EXPECTED[wl]:
+                c.emit(wl, m, None, unit, f"n/a: {peer.name} measures only {', '.join(peer.workloads)}")
+            return 0
         {"W1": c.w1, "W2": c.w2, "W3": c.w3}[wl]()
         return 0
     finally:

@@ -15,6 +15,7 @@ REGISTRY = {
     "procrastinate": "peers.procrastinate_peer:ProcrastinatePeer",
     "psycopg-baseline": "peers.baselines:PsycopgBaseline",
     "sqlite-baseline": "peers.baselines:SqliteBaseline",
+    "body-baseline": "peers.baselines:BodyBaseline",
 }
 
 DEFAULT_PEERS = list(REGISTRY)

@@ -29,6 +29,8 @@ class Peer:
     worker_layout = "?"
     #: whether the peer runs a worker at all (baselines do not)
     has_worker = True
+    #: the workloads that mean something for this peer
+    workloads: tuple[str, ...] = ("W1", "W2", "W3")
 
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen] = []

@@ -91,3 +91,49 @@ class SqliteBaseline(Peer):
     def close(self) -> None:
         self.conn.close()
         shutil.rmtree(SQLITE_DIR, ignore_errors=True)
+
+
+BODY_FILE = Path(BENCH_DIR / "results" / "body-baseline.tmp")
+
+
+class BodyBaseline(Peer):
+    """The W2 ceiling: the task body itself, called in a loop by ``--concurrency`` processes
+    with no queue at all (each process takes every k-th number). No queue can drain faster
+    than this on the same machine; run it with ``--workloads W2``."""
+
+    name = "body-baseline"
+    backend = "none"
+    bulk_api = "a Python list"
+    worker_layout = "2 processes calling common.record(n) in a loop (no queue)"
+    workloads = ("W2",)
+
+    def version(self) -> str:
+        return "the task body alone"
+
+    def setup(self) -> None:
+        self.ns: list[int] = []
+
+    def flush(self) -> None:
+        self.ns = []
+        common.reset_counters()
+
+    def enqueue_one(self, n: int) -> None:
+        self.ns.append(n)
+
+    def enqueue_bulk(self, ns: list[int]) -> None:
+        self.ns.extend(ns)
+
+    def worker_commands(self, concurrency: int) -> list[list[str]]:
+        import sys
+
+        BODY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        BODY_FILE.write_text(" ".join(map(str, self.ns)))
+        code = (
+            "import sys, time\n"
+            "from peers import common\n"
+            f"ns = [int(x) for x in open({str(BODY_FILE)!r}).read().split()][int(sys.argv[1])::int(sys.argv[2])]\n"
+            "for n in ns:\n"
+            "    common.record(n)\n"
+            "time.sleep(60)  # stay up: the harness stops workers itself\n"
+        )
+        return [[sys.executable, "-c", code, str(k), str(concurrency)] for k in range(concurrency)]

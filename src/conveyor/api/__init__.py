@@ -6,6 +6,7 @@ server`` serves it with an embedded worker. See ``routes.py`` for every route.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from conveyor.api import jobs
+from conveyor.api.group import GroupCommit
 from conveyor.api.http import ApiConfig, RateLimiter, endpoint, http_exception, unexpected
 from conveyor.api.openapi import docs_page, document
 from conveyor.api.routes import OPERATIONS
@@ -77,5 +80,14 @@ def create_api(app: App, config: ApiConfig | None = None) -> Starlette:
     )
     api.state.conveyor = app
     api.state.config = config
-    api.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    api.state.limiter = limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    api.state.submit_group = (
+        GroupCommit(
+            functools.partial(jobs.submit_group, app, config, limiter),
+            config.group_max,
+            config.group_concurrency,
+        )
+        if config.group_max > 1
+        else None
+    )
     return api

@@ -38,6 +38,9 @@ class ApiConfig:
     rate_per_second: float = 1000.0  # per token; 0 turns the limit off
     rate_burst: float = 2000.0
     log_poll_seconds: float = 0.25  # how often a followed log is re-read
+    # single submissions arriving together share one transaction (api/group.py); 1: no grouping
+    group_max: int = 256
+    group_concurrency: int = 1  # batches in flight at once
 
 
 class BadRequest(errors.ConveyorError):
@@ -254,6 +257,46 @@ def bearer(request: Request) -> str:
     return secret.strip()
 
 
+async def read_request(
+    request: Request, body: str | None, body_required: bool, limit: int
+) -> tuple[str, Any]:
+    """The bearer secret and the parsed, schema-checked JSON body (None when there is none)."""
+    secret = bearer(request)
+    parsed: Any = None
+    if body is not None:
+        raw = await read_body(request, limit)
+        if raw.strip():
+            parsed = parse_json(raw)
+            schema.check(body, parsed)
+        elif body_required:
+            raise errors.ValidationError("body", "is empty", "a JSON object")
+    return secret, parsed
+
+
+def authorised_call(
+    app: App,
+    config: ApiConfig,
+    limiter: RateLimiter,
+    secret: str,
+    path: Mapping[str, str],
+    query: QueryParams,
+    body: Any,
+) -> Call:
+    """Verify the caller and take one request from its rate limit (blocking: may read the store)."""
+    principal = app.tokens.verify(secret)
+    limiter.take(principal.token_id)
+    return Call(app, config, principal, path, query, body)
+
+
+def render(result: Reply | Response | Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    reply = result if isinstance(result, Reply) else Reply(result)
+    if reply.status == 204:
+        return Response(status_code=204, headers=reply.headers)
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
 def endpoint(
     handler: Handler, body: str | None = None, body_required: bool = True
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -261,34 +304,20 @@ def endpoint(
 
     async def run(request: Request) -> Response:
         state = request.app.state
-        app: App = state.conveyor
-        config: ApiConfig = state.config
         try:
-            secret = bearer(request)
-            parsed: Any = None
-            if body is not None:
-                raw = await read_body(request, config.max_body_bytes)
-                if raw.strip():
-                    parsed = parse_json(raw)
-                    schema.check(body, parsed)
-                elif body_required:
-                    raise errors.ValidationError("body", "is empty", "a JSON object")
+            secret, parsed = await read_request(request, body, body_required, state.config.max_body_bytes)
 
             def work() -> Reply | Any:
-                principal = app.tokens.verify(secret)
-                state.limiter.take(principal.token_id)
-                call = Call(app, config, principal, request.path_params, request.query_params, parsed)
+                call = authorised_call(
+                    state.conveyor, state.config, state.limiter, secret,
+                    request.path_params, request.query_params, parsed,
+                )  # fmt: skip
                 return handler(call)
 
             result = await run_in_threadpool(work)
         except Exception as exc:
             return error_response(exc)
-        if isinstance(result, Response):
-            return result
-        reply = result if isinstance(result, Reply) else Reply(result)
-        if reply.status == 204:
-            return Response(status_code=204, headers=reply.headers)
-        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        return render(result)
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__

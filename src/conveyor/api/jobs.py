@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from conveyor import errors, wire
-from conveyor.api.http import ApiConfig, Call, Reply, bearer, error_response
+from conveyor.api.group import GroupCommit
+from conveyor.api.http import (
+    ApiConfig,
+    Call,
+    RateLimiter,
+    Reply,
+    authorised_call,
+    bearer,
+    error_response,
+    read_request,
+    render,
+)
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import Job, JobState
+from conveyor.model import InsertResult, Job, JobState
 
 MAX_PAGE = 1000
 
@@ -36,9 +49,121 @@ def _authorise_submission(call: Call, req: SubmitRequest, field: str) -> SubmitR
 
 def submit(call: Call) -> Reply:
     req = _authorise_submission(call, wire.request_from_dict(call.body, ""), "queue")
-    result = call.app.jobs.submit(req)
+    return _submitted(call.app.jobs.submit(req))
+
+
+def _submitted(result: InsertResult) -> Reply:
     body = {"job": wire.job_to_dict(result.job), "existing": result.existing, "reason": result.reason}
     return Reply(body, 200 if result.existing else 201, {"Location": f"/v1/jobs/{result.job.id}"})
+
+
+# -- single submissions, group-committed ------------------------------------------------------------
+
+# A submission with one of these answers from what the store holds (an existing job, a held
+# key, a dependency's state): it takes the ungrouped path, where its answer cannot depend on
+# which other requests happened to share its transaction.
+_KEYED = ("unique_key", "idempotency_key", "depends_on", "array_size")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One single submission waiting for its group: what ``submit`` would get, unverified."""
+
+    secret: str
+    body: Any
+    query: QueryParams
+
+
+def groupable(body: Any) -> bool:
+    return isinstance(body, dict) and not any(body.get(key) for key in _KEYED)
+
+
+def submit_group(
+    app: App, config: ApiConfig, limiter: RateLimiter, items: list[Pending]
+) -> list[Reply | BaseException]:
+    """Answer each single submission exactly as ``submit`` alone would, inserting them together.
+
+    Each item is verified, rate-limited, read and authorised on its own; those that pass are
+    inserted in one ``submit_many`` transaction. When that fails, nothing was inserted (all or
+    none), so each is submitted again on its own and gets its own answer: one bad submission
+    never fails another. A store outage is every item's answer, as it would have been.
+    """
+    out: list[Reply | BaseException | None] = [None] * len(items)
+    calls: list[tuple[int, Call, SubmitRequest]] = []
+    for i, item in enumerate(items):
+        try:
+            call = authorised_call(app, config, limiter, item.secret, {}, item.query, item.body)
+            calls.append(
+                (i, call, _authorise_submission(call, wire.request_from_dict(item.body, ""), "queue"))
+            )
+        except Exception as exc:
+            out[i] = exc
+    while len(calls) > 1:
+        try:
+            results = app.jobs.submit_many([req for _, _, req in calls])
+        except errors.StoreUnavailable as exc:
+            for i, _, _ in calls:
+                out[i] = exc
+            calls = []
+        except errors.ValidationError as exc:  # names the refused one: answer it alone, group the rest
+            culprit = _culprit(exc, len(calls))
+            if culprit is None:
+                break
+            i, call, req = calls.pop(culprit)
+            out[i] = _submit_alone(call, req)
+        except Exception:  # find out which one is refused, one by one
+            break
+        else:
+            for (i, _, _), result in zip(calls, results, strict=True):
+                out[i] = _submitted(result)
+            calls = []
+    for i, call, req in calls:
+        out[i] = _submit_alone(call, req)
+    return [answer if answer is not None else RuntimeError("no answer") for answer in out]
+
+
+def _submit_alone(call: Call, req: SubmitRequest) -> Reply | Exception:
+    try:
+        return _submitted(call.app.jobs.submit(req))
+    except Exception as exc:
+        return exc
+
+
+_ITEM = re.compile(r"jobs\[(\d+)\]\.")
+
+
+def _culprit(exc: errors.ValidationError, count: int) -> int | None:
+    """The position of the submission a batch validation error names (``jobs[3].queue``)."""
+    match = _ITEM.match(exc.field or "")
+    if match is None or int(match.group(1)) >= count:
+        return None
+    return int(match.group(1))
+
+
+async def submit_endpoint(request: Request) -> Response:
+    """POST /v1/jobs: plain submissions are group-committed, keyed ones go one by one."""
+    state = request.app.state
+    try:
+        secret, parsed = await read_request(request, "Submission", True, state.config.max_body_bytes)
+        group: GroupCommit[Pending, Reply] | None = state.submit_group
+        if group is not None and groupable(parsed):
+            result: Reply | Any = await group(Pending(secret, parsed, request.query_params))
+        else:
+
+            def work() -> Reply:
+                call = authorised_call(
+                    state.conveyor, state.config, state.limiter, secret, {}, request.query_params, parsed
+                )
+                return submit(call)
+
+            result = await run_in_threadpool(work)
+    except Exception as exc:
+        return error_response(exc)
+    return render(result)
+
+
+submit_endpoint.__name__ = submit.__name__
+submit_endpoint.__doc__ = submit.__doc__
 
 
 def submit_batch(call: Call) -> Reply:

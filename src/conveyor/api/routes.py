@@ -66,7 +66,7 @@ OPERATIONS: list[Op] = [
     # jobs
     Op(
         "POST", "/v1/jobs", jobs.submit, "Submit a job (200 with existing=true when a unique or idempotency key matched)",
-        "jobs", body="Submission", ok=201, response="Submitted", extra_status=(200,),
+        "jobs", body="Submission", ok=201, response="Submitted", extra_status=(200,), raw=jobs.submit_endpoint,
     ),
     Op(
         "POST", "/v1/jobs/batch", jobs.submit_batch, "Submit many jobs in one transaction (all or none)",

@@ -38,6 +38,7 @@ def _spec(raw: Any, d: Dialect) -> DefinitionSpec:
         spec = _SPECS[raw] = spec_from_dict(json.loads(raw))
     return spec
 
+
 DEFAULT_QUEUE = "default"
 
 

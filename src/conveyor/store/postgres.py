@@ -138,7 +138,6 @@ def redact(url: str) -> str:
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
-    conn.commit()
 
 
 # -- one-statement fast paths (each saves several round trips and, with autocommit, BEGIN) --
@@ -146,7 +145,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 # Insert jobs without keys, dependencies or arrays, with their events, and wake listeners:
 # one statement. The rows travel as ONE jsonb array of objects (json.dumps in C on the
 # client; psycopg's text dumping of one array per column cost more than the database's
-# work). Parameters: the rows, created/updated, event time, notify channel, woken queues.
+# work). Parameters: the time, the rows. Queues with new runnable jobs are notified.
 # Returns the new ids in input order.
 _PLAIN_COLUMNS = (
     ("queue", "text"),
@@ -168,15 +167,17 @@ _PLAIN_COLUMNS = (
 )
 _COLS = ", ".join(c for c, _ in _PLAIN_COLUMNS)
 INSERT_PLAIN_JOBS = (
-    "WITH v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
+    "WITH p AS (SELECT ?::timestamptz AS now),"
+    " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
     + ", ".join(f"{c} {t}" for c, t in _PLAIN_COLUMNS)
     + ", ord int)),"
     f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
-    f" SELECT id, {_COLS}, ?::timestamptz, ?::timestamptz FROM v),"
+    f" SELECT id, {_COLS}, p.now, p.now FROM v, p),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
-    " SELECT ?::timestamptz, 'job', id::text, 'job.state',"
-    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v ORDER BY ord),"
-    " n AS (SELECT count(pg_notify(?, q)) AS n FROM unnest(?::text[]) AS q)"
+    " SELECT p.now, 'job', id::text, 'job.state',"
+    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v, p ORDER BY ord),"
+    f" n AS (SELECT count(pg_notify('{CHANNEL}', q)) AS n"
+    " FROM (SELECT DISTINCT queue FROM v WHERE state = 'RUNNABLE') AS w(q))"
     " SELECT v.id FROM v, n ORDER BY v.ord"
 )
 
@@ -239,7 +240,7 @@ class PostgresStore(StoreOps):
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": True},
             configure=_configure,
             open=False,
             name="conveyor",
@@ -260,36 +261,30 @@ class PostgresStore(StoreOps):
 
     @contextlib.contextmanager
     def _tx(self, mode: str = "") -> Iterator[Tx]:
-        """A transaction. ``mode``: "" BEGIN ... COMMIT by psycopg; "statement": autocommit, for
-        one statement (atomic on its own, no BEGIN/COMMIT round trips); "async": BEGIN and
-        ``SET LOCAL synchronous_commit = off`` in one round trip, then COMMIT."""
+        """A transaction. The pool's connections are in autocommit mode. ``mode``: "" BEGIN ...
+        COMMIT; "async": the same with ``SET LOCAL synchronous_commit = off``; "statement": one
+        statement, atomic on its own, with no BEGIN/COMMIT at all.
+
+        Transactions run in pipeline mode: BEGIN (and SET LOCAL) travel with the first
+        statement, so they cost no round trip of their own."""
         try:
             with self._pool.connection() as conn:
-                if not mode:
+                if mode == "statement":
                     with conn.cursor() as cur:
                         yield _PgTx(cur)
                     return
-                conn.autocommit = True
-                try:
-                    if mode == "statement":
-                        with conn.cursor() as cur:
-                            yield _PgTx(cur)
-                        return
-                    # pipeline mode: BEGIN and SET LOCAL travel with the first statement, so
-                    # they cost no round trip of their own
-                    with conn.pipeline() as pipeline, conn.cursor() as cur:
-                        cur.execute(b"BEGIN")
+                with conn.pipeline() as pipeline, conn.cursor() as cur:
+                    cur.execute(b"BEGIN")
+                    if mode == "async":
                         cur.execute(b"SET LOCAL synchronous_commit = off")
-                        try:
-                            yield _PgTx(cur, pipeline)
-                        except BaseException:
-                            with contextlib.suppress(psycopg.Error):
-                                cur.execute(b"ROLLBACK")
-                            raise
-                        cur.execute(b"COMMIT")
-                finally:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.autocommit = False
+                    try:
+                        yield _PgTx(cur, pipeline)
+                    except BaseException:
+                        with contextlib.suppress(psycopg.Error):
+                            cur.execute(b"ROLLBACK")
+                            pipeline.sync()
+                        raise
+                    cur.execute(b"COMMIT")
         except psycopg.errors.UniqueViolation as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc.diag.message_detail or exc}") from exc
         except psycopg.errors.UndefinedTable as exc:
@@ -353,7 +348,7 @@ class PostgresStore(StoreOps):
                 row["parent_id"] = nj.parent_id
             rows.append(row)
         with self._tx("statement") as tx:
-            got = tx.q(INSERT_PLAIN_JOBS, (Jsonb(rows), now, now, now, CHANNEL, sorted(woken)))
+            got = tx.q(INSERT_PLAIN_JOBS, (now, Jsonb(rows)))
         stamp = d.dt(now)
         assert stamp is not None
         out = [

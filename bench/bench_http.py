@@ -8,6 +8,13 @@ drives it from client processes (``--procs`` x ``--clients`` threads, kept-alive
 connections): single submissions (raw HTTP and the SDK's ``Client.submit``) and bulk
 submissions (``POST /v1/jobs/batch`` of ``--batch`` jobs). Prints jobs/s and latency
 percentiles per scenario. The load generator shares the machine with the server.
+
+With ``--load wrk`` (or ``both``, the default when ``wrk`` is installed: ``apt-get install
+wrk``) the raw-HTTP scenarios are also driven by wrk (C, ``--connections`` kept-alive
+connections on one thread), which leaves the cores to the server; the Python generator
+stays for the SDK-versus-raw comparison. ``server_cpu_ms`` is the server's CPU time
+(user + system, all its processes) per request: the figure that least depends on what else
+runs on the machine. ``load`` is the 1-minute load average when the scenario ended.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import http.client
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,6 +126,72 @@ def run(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far; 0 where /proc is missing."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(
+    mode: str, port: int, token: str, seconds: float, connections: int, batch: int, tmp: Path
+) -> dict[str, Any]:
+    """One raw-HTTP scenario driven by wrk: its requests/s and latency percentiles."""
+    if mode == "bulk":
+        body, path, per = json.dumps({"jobs": [{"command": ["true"]}] * batch}), "/v1/jobs/batch", batch
+    else:
+        body, path, per = '{"command": ["true"]}', "/v1/jobs", 1
+    script = tmp / f"wrk_{mode}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    return {
+        "scenario": f"{mode}/wrk",
+        "jobs": requests * per,
+        "jobs_per_s": round(requests * per / seconds),
+        "requests": requests,
+        "p50_ms": round(_seconds(lat["50"]) * 1000, 2),
+        "p99_ms": round(_seconds(lat["99"]) * 1000, 2),
+        "elapsed_s": seconds,
+    }
+
+
 def database(backend: str, tmp: Path) -> tuple[str, Any]:
     if backend == "sqlite":
         return f"sqlite:///{tmp / 'bench.db'}", None
@@ -143,6 +218,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="threads per load process")
     parser.add_argument("--batch", type=int, default=1000, help="jobs per bulk request")
     parser.add_argument("--scenarios", default="single,sdk,bulk")
+    parser.add_argument(
+        "--load",
+        choices=["python", "wrk", "both"],
+        default="both" if shutil.which("wrk") else "python",
+        help="load generator of the raw-HTTP scenarios (single, bulk); sdk is always Python",
+    )
+    parser.add_argument("--connections", type=int, default=32, help="wrk's connections (single)")
+    parser.add_argument("--bulk-connections", type=int, default=4, help="wrk's connections (bulk)")
+    parser.add_argument("--http-processes", type=int, default=1, help="the server's HTTP processes")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = []
@@ -154,7 +238,8 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
             server = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", "server", "--database", url, "--port", str(port),
-                 "--no-worker", "--no-scheduler", "--rate-limit", "0", "--log-level", "WARNING"],
+                 "--no-worker", "--no-scheduler", "--rate-limit", "0", "--log-level", "WARNING",
+                 "--http-processes", str(args.http_processes)],
                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
@@ -170,19 +255,39 @@ def main() -> None:
                 ).stdout.strip()  # fmt: skip
                 base = f"http://127.0.0.1:{port}"
                 for mode in args.scenarios.split(","):
-                    r = run(mode, port, token, base, args.seconds, args.procs, args.clients, args.batch)
-                    r["backend"] = backend
-                    results.append(r)
-                    print(json.dumps(r), flush=True)
+                    loads = ["python"] if mode == "sdk" else ["python", "wrk"]
+                    if args.load != "both" and mode != "sdk":
+                        loads = [args.load]
+                    for load in loads:
+                        cpu0 = cpu_seconds(server.pid)
+                        if load == "wrk":
+                            conns = args.bulk_connections if mode == "bulk" else args.connections
+                            r = run_wrk(mode, port, token, args.seconds, conns, args.batch, tmp)
+                        else:
+                            r = run(
+                                mode, port, token, base, args.seconds, args.procs, args.clients, args.batch
+                            )
+                        cpu = cpu_seconds(server.pid) - cpu0
+                        r["server_cpu_ms"] = round(cpu * 1000 / max(1, r["requests"]), 3)
+                        r["load"] = round(load_average(), 2)
+                        r["backend"] = backend
+                        results.append(r)
+                        print(json.dumps(r), flush=True)
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(30)
                 if cleanup is not None:
                     cleanup()
     print()
-    print(f"{'backend':9} {'scenario':8} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'backend':9} {'scenario':11} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'server CPU ms/req':>18} {'load':>5}"
+    )
     for r in results:
-        print(f"{r['backend']:9} {r['scenario']:8} {r['jobs_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+        print(
+            f"{r['backend']:9} {r['scenario']:11} {r['jobs_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8}"
+            f" {r['server_cpu_ms']:>18} {r['load']:>5}"
+        )
 
 
 if __name__ == "__main__":

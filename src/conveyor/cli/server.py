@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
+import time
+from typing import Any
 
+from conveyor import errors
 from conveyor.api import ApiConfig, create_api
-from conveyor.app import ExecutorConfig, WorkerConfig
+from conveyor.app import App, ExecutorConfig, WorkerConfig
 from conveyor.cli.common import Formatter, add_db, open_app, prepare_process
 
 FIRST_TOKEN = """conveyor: no API token exists yet. Create the first admin token (its secret is shown once):
@@ -36,6 +41,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--http-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP processes sharing the port (Linux/macOS; the embedded worker and scheduler run in one)",
+    )
     p.add_argument("--no-worker", action="store_true", help="do not run the embedded worker")
     p.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler")
     p.add_argument(
@@ -70,54 +82,126 @@ def cmd_server(args: argparse.Namespace) -> int:
     prepare_process(args.log_level, args.imports)
     connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     api_url = args.public_url or f"http://{connect_host}:{args.port}"
-    with open_app(args) as app:
-        if not app.tokens.any_usable():
-            db = f" --database {args.database}" if args.database else ""
-            sys.stderr.write(FIRST_TOKEN.format(database=db))
-            sys.stderr.flush()
-        worker_thread: threading.Thread | None = None
-        worker = None
-        if not args.no_worker:
-            worker = app.worker(
-                WorkerConfig(
-                    environment=args.environment,
-                    concurrency=args.concurrency,
-                    executor=ExecutorConfig(api_url=api_url, job_token=app.tokens.mint_job_token),
+    sockets: list[socket.socket] | None = None
+    children: list[int] = []
+    if args.http_processes > 1:
+        if not hasattr(os, "fork"):
+            raise errors.ValidationError("http-processes", "needs os.fork (Linux, macOS)", "1 here")
+        with open_app(args):
+            pass  # migrate once, before the processes start
+        sockets = [_bind(args.host, args.port)]
+        for _ in range(args.http_processes - 1):
+            pid = os.fork()  # before any thread or connection exists in this process
+            if pid == 0:
+                code = 1
+                try:
+                    code = _serve_http_only(args, sockets)
+                finally:
+                    os._exit(code)
+            children.append(pid)
+    try:
+        with open_app(args) as app:
+            if not app.tokens.any_usable():
+                db = f" --database {args.database}" if args.database else ""
+                sys.stderr.write(FIRST_TOKEN.format(database=db))
+                sys.stderr.flush()
+            worker_thread: threading.Thread | None = None
+            worker = None
+            if not args.no_worker:
+                worker = app.worker(
+                    WorkerConfig(
+                        environment=args.environment,
+                        concurrency=args.concurrency,
+                        executor=ExecutorConfig(api_url=api_url, job_token=app.tokens.mint_job_token),
+                    )
                 )
-            )
-            worker_thread = threading.Thread(target=worker.run, name="conveyor-embedded-worker", daemon=True)
-            worker_thread.start()
-        scheduler = None if args.no_scheduler else app.scheduler()
-        if scheduler is not None:
-            scheduler.start()
-        api = create_api(
-            app,
-            ApiConfig(
-                max_body_bytes=args.max_body,
-                rate_per_second=args.rate_limit,
-                rate_burst=max(1.0, 2 * args.rate_limit),
-            ),
-        )
-        config = uvicorn.Config(
-            api,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level.lower(),
-            access_log=False,
-            lifespan="off",
-        )
-        sys.stderr.write(f"conveyor: serving {api_url} (docs: {api_url}/docs) on {app.store.d.name}\n")
-        sys.stderr.flush()
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal for the
-        # handler that was there before it: make that one a no-op so the exit status is 0
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: None)
-        try:
-            uvicorn.Server(config).run()
-        finally:
+                worker_thread = threading.Thread(
+                    target=worker.run, name="conveyor-embedded-worker", daemon=True
+                )
+                worker_thread.start()
+            scheduler = None if args.no_scheduler else app.scheduler()
             if scheduler is not None:
-                scheduler.stop()
-            if worker is not None and worker_thread is not None:
-                worker.request_stop()
-                worker_thread.join(35.0)
+                scheduler.start()
+            processes = f", {args.http_processes} HTTP processes" if children else ""
+            sys.stderr.write(
+                f"conveyor: serving {api_url} (docs: {api_url}/docs) on {app.store.d.name}{processes}\n"
+            )
+            sys.stderr.flush()
+            try:
+                _run(uvicorn.Server(_uvicorn_config(args, app)), sockets)
+            finally:
+                if scheduler is not None:
+                    scheduler.stop()
+                if worker is not None and worker_thread is not None:
+                    worker.request_stop()
+                    worker_thread.join(35.0)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
+    return 0
+
+
+def _uvicorn_config(args: argparse.Namespace, app: App) -> Any:
+    import uvicorn
+
+    api = create_api(
+        app,
+        ApiConfig(
+            max_body_bytes=args.max_body,
+            rate_per_second=args.rate_limit,
+            rate_burst=max(1.0, 2 * args.rate_limit),
+        ),
+    )
+    return uvicorn.Config(
+        api,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        lifespan="off",
+    )
+
+
+def _run(server: Any, sockets: list[socket.socket] | None) -> None:
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal for the
+    # handler that was there before it: make that one a no-op so the exit status is 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)
+    server.run(sockets=sockets)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket every HTTP process accepts from."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise errors.ValidationError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve_http_only(args: argparse.Namespace, sockets: list[socket.socket]) -> int:
+    """A forked HTTP process: the API only; it stops with its parent."""
+    import uvicorn
+
+    parent = os.getppid()
+    with App.open(args.database, migrate=False) as app:
+        server = uvicorn.Server(_uvicorn_config(args, app))
+
+        def orphaned() -> None:
+            while not server.should_exit:
+                if os.getppid() != parent:
+                    server.should_exit = True
+                time.sleep(1.0)
+
+        threading.Thread(target=orphaned, name="conveyor-parent-watch", daemon=True).start()
+        _run(server, sockets)
     return 0

@@ -8,6 +8,8 @@ anyOf, $ref); each error names the field path (``jobs[3].retry.attempts``).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from conveyor import errors
@@ -395,7 +397,10 @@ def _is(kind: str, value: Any) -> bool:
 
 def check(name: str, value: Any) -> None:
     """Raise ``errors.ValidationError`` naming the field when ``value`` does not fit schema ``name``."""
-    _check(SCHEMAS[name], value, "")
+    checker = _COMPILED.get(name)
+    if checker is None:
+        checker = _COMPILED[name] = _compile(SCHEMAS[name])
+    checker(value, "")
     _no_nul(value, "")
 
 
@@ -420,67 +425,173 @@ def _path(base: str, key: str | int) -> str:
     return f"{base}.{key}" if base else key
 
 
-def _check(s: S, value: Any, at: str) -> None:
-    where = at or "body"
+Checker = Callable[[Any, str], None]
+_COMPILED: dict[str, Checker] = {}
+
+
+def _compile(s: S) -> Checker:
+    """A schema as one function: only the rules the schema has are looked at, once per value.
+
+    Rules run in a fixed order (type, enum, number bounds, string, array, object), so an
+    invalid value is always reported by the same rule.
+    """
     if "$ref" in s:
-        _check(SCHEMAS[s["$ref"].rsplit("/", 1)[1]], value, at)
-        return
+        name = s["$ref"].rsplit("/", 1)[1]
+
+        def by_ref(value: Any, at: str) -> None:  # resolved at the first call: schemas may recurse
+            checker = _COMPILED.get(name)
+            if checker is None:
+                checker = _COMPILED[name] = _compile(SCHEMAS[name])
+            checker(value, at)
+
+        return by_ref
     if "anyOf" in s:
-        failures = []
-        for option in s["anyOf"]:
-            try:
-                _check(option, value, at)
-                return
-            except errors.ValidationError as exc:
-                failures.append(exc)
-        # the most specific failure: the one whose type matched
-        deepest = max(failures, key=lambda e: len(e.field))
-        raise deepest
+        options = [_compile(option) for option in s["anyOf"]]
+
+        def any_of(value: Any, at: str) -> None:
+            failures = []
+            for option in options:
+                try:
+                    option(value, at)
+                    return
+                except errors.ValidationError as exc:
+                    failures.append(exc)
+            # the most specific failure: the one whose type matched
+            raise max(failures, key=lambda e: len(e.field))
+
+        return any_of
+    rules: list[Checker] = []
     kinds = s.get("type")
     if kinds is not None:
-        options = kinds if isinstance(kinds, list) else [kinds]
-        if not any(_is(k, value) for k in options):
-            raise errors.ValidationError(where, f"must be {' or '.join(options)}", None)
-    if "enum" in s and value not in s["enum"]:
-        raise errors.ValidationError(where, f"{value!r} is not allowed", ", ".join(map(str, s["enum"])))
-    if _is("number", value):
-        if "minimum" in s and value < s["minimum"]:
-            raise errors.ValidationError(where, f"{value} is below {s['minimum']}")
-        if "exclusiveMinimum" in s and value <= s["exclusiveMinimum"]:
-            raise errors.ValidationError(where, f"{value} must be more than {s['exclusiveMinimum']}")
-        if "maximum" in s and value > s["maximum"]:
-            raise errors.ValidationError(where, f"{value} is above {s['maximum']}")
+        names = kinds if isinstance(kinds, list) else [kinds]
+        tests = [functools.partial(_is, k) for k in names]
+        message = f"must be {' or '.join(names)}"
+
+        def typed(value: Any, at: str) -> None:
+            for test in tests:
+                if test(value):
+                    return
+            raise errors.ValidationError(at or "body", message, None)
+
+        rules.append(typed)
+    if "enum" in s:
+        allowed, listed = s["enum"], ", ".join(map(str, s["enum"]))
+
+        def enum(value: Any, at: str) -> None:
+            if value not in allowed:
+                raise errors.ValidationError(at or "body", f"{value!r} is not allowed", listed)
+
+        rules.append(enum)
+    # a rule is left out only where it could never fire: the type rule refuses its values
+    typed_as: set[str] | None = None if kinds is None else set(kinds if isinstance(kinds, list) else [kinds])
+
+    def may_be(kind: str) -> bool:
+        return typed_as is None or kind in typed_as
+
+    if may_be("number") or any(k in s for k in ("minimum", "exclusiveMinimum", "maximum")):
+        rules += _number_rules(s)
+    if may_be("string") or "maxLength" in s or "minLength" in s:
+        rules += _string_rules(s)
+    if any(k in s for k in ("minItems", "maxItems", "items")):
+        rules += _array_rules(s)
+    if may_be("object") or any(
+        k in s for k in ("maxProperties", "properties", "required", "additionalProperties")
+    ):
+        rules += _object_rules(s)
+    if not rules:
+        return _anything
+    if len(rules) == 1:
+        return rules[0]
+
+    def all_of(value: Any, at: str) -> None:
+        for rule in rules:
+            rule(value, at)
+
+    return all_of
+
+
+def _anything(value: Any, at: str) -> None:
+    return None
+
+
+def _number_rules(s: S) -> list[Checker]:
+    low, above, high = s.get("minimum"), s.get("exclusiveMinimum"), s.get("maximum")
+
+    def number(value: Any, at: str) -> None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        where = at or "body"
+        if low is not None and value < low:
+            raise errors.ValidationError(where, f"{value} is below {low}")
+        if above is not None and value <= above:
+            raise errors.ValidationError(where, f"{value} must be more than {above}")
+        if high is not None and value > high:
+            raise errors.ValidationError(where, f"{value} is above {high}")
         if isinstance(value, float) and value != value:
             raise errors.ValidationError(where, "is not a number")
-    if isinstance(value, str):
-        if "maxLength" in s and len(value) > s["maxLength"]:
-            raise errors.ValidationError(where, f"is longer than {s['maxLength']} characters")
-        if "minLength" in s and len(value) < s["minLength"]:
-            raise errors.ValidationError(where, f"is shorter than {s['minLength']} characters")
+
+    return [number]
+
+
+def _string_rules(s: S) -> list[Checker]:
+    longest, shortest = s.get("maxLength"), s.get("minLength")
+
+    def string(value: Any, at: str) -> None:
+        if not isinstance(value, str):
+            return
+        if longest is not None and len(value) > longest:
+            raise errors.ValidationError(at or "body", f"is longer than {longest} characters")
+        if shortest is not None and len(value) < shortest:
+            raise errors.ValidationError(at or "body", f"is shorter than {shortest} characters")
         if "\x00" in value:
-            raise errors.ValidationError(where, "contains a NUL character")
-    if isinstance(value, list):
-        if "minItems" in s and len(value) < s["minItems"]:
-            raise errors.ValidationError(where, f"needs at least {s['minItems']} item(s)")
-        if "maxItems" in s and len(value) > s["maxItems"]:
-            raise errors.ValidationError(where, f"has more than {s['maxItems']} items")
-        if "items" in s:
+            raise errors.ValidationError(at or "body", "contains a NUL character")
+
+    return [string]
+
+
+def _array_rules(s: S) -> list[Checker]:
+    fewest, most = s.get("minItems"), s.get("maxItems")
+    item_check = _compile(s["items"]) if "items" in s else None
+
+    def array(value: Any, at: str) -> None:
+        if not isinstance(value, list):
+            return
+        if fewest is not None and len(value) < fewest:
+            raise errors.ValidationError(at or "body", f"needs at least {fewest} item(s)")
+        if most is not None and len(value) > most:
+            raise errors.ValidationError(at or "body", f"has more than {most} items")
+        if item_check is not None:
             for i, item in enumerate(value):
-                _check(s["items"], item, _path(at, i))
-    if isinstance(value, dict):
-        if "maxProperties" in s and len(value) > s["maxProperties"]:
-            raise errors.ValidationError(where, f"has more than {s['maxProperties']} members")
-        props: dict[str, S] = s.get("properties", {})
-        for key in s.get("required", ()):
+                item_check(item, f"{at}[{i}]")
+
+    return [array]
+
+
+def _object_rules(s: S) -> list[Checker]:
+    most = s.get("maxProperties")
+    props = {key: _compile(sub) for key, sub in s.get("properties", {}).items()}
+    required = tuple(s.get("required", ()))
+    extra = s.get("additionalProperties", True)
+    extra_check = _compile(extra) if isinstance(extra, dict) else None
+    known = ", ".join(sorted(props))
+
+    def obj(value: Any, at: str) -> None:
+        if not isinstance(value, dict):
+            return
+        if most is not None and len(value) > most:
+            raise errors.ValidationError(at or "body", f"has more than {most} members")
+        for key in required:
             if key not in value:
                 raise errors.ValidationError(_path(at, key), "is required")
-        extra = s.get("additionalProperties", True)
         for key, item in value.items():
             if "\x00" in key:
-                raise errors.ValidationError(where, "a member name contains a NUL character")
-            if key in props:
-                _check(props[key], item, _path(at, key))
+                raise errors.ValidationError(at or "body", "a member name contains a NUL character")
+            prop = props.get(key)
+            if prop is not None:
+                prop(item, f"{at}.{key}" if at else key)
             elif extra is False:
-                raise errors.ValidationError(_path(at, key), "is not a known field", ", ".join(sorted(props)))
-            elif isinstance(extra, dict):
-                _check(extra, item, _path(at, key))
+                raise errors.ValidationError(_path(at, key), "is not a known field", known)
+            elif extra_check is not None:
+                extra_check(item, _path(at, key))
+
+    return [obj]

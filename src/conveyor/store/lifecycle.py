@@ -108,6 +108,37 @@ class LifecycleOps(CatalogOps):
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""
         return None
 
+    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
+        """Plain jobs (see ``_plain``) inserted with their events inside ``tx``: their ids, in order.
+        Queues that got runnable jobs are added to ``woken`` (the caller notifies)."""
+        return [r.job.id for r in self._insert(tx, jobs, now, woken)]
+
+    def _insert_ids(
+        self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
+    ) -> list[tuple[int, bool, str]]:
+        """(id, existing, reason) of each submission, inserted inside ``tx``, for callers that
+        need no ``Job`` back (the scheduler): plain jobs take the backend's one-statement path."""
+        out: list[tuple[int, bool, str] | None] = [None] * len(jobs)
+        plain = [i for i, nj in enumerate(jobs) if _plain(nj)]
+        if plain:
+            ids = self._insert_plain_tx(tx, [jobs[i] for i in plain], now, woken)
+            for i, job_id in zip(plain, ids, strict=True):
+                out[i] = (job_id, False, "")
+        rest = [i for i, nj in enumerate(jobs) if out[i] is None]
+        if rest:
+            results = self._insert(tx, [jobs[i] for i in rest], now, woken)
+            for i, res in zip(rest, results, strict=True):
+                out[i] = (res.job.id, res.existing, res.reason)
+        return [r for r in out if r is not None]
+
+    def _spec_stored(self, spec: DefinitionSpec) -> Any:
+        """The stored form of a spec, from the cache when the spec object is known there."""
+        cache = getattr(self, "_specs", None)
+        hit = None if cache is None else cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        return self.d.js(spec_to_dict(spec))
+
     def _spec_forms(self, spec: DefinitionSpec) -> tuple[Any, DefinitionSpec]:
         """(stored form, spec as read back) of a job spec, cached: the engine hands the same
         spec object for every submission of the same ad-hoc command, function or definition.

@@ -166,6 +166,19 @@ _PLAIN_COLUMNS = (
     ("parent_id", "bigint"),
 )
 _COLS = ", ".join(c for c, _ in _PLAIN_COLUMNS)
+# the same inside a caller's transaction: no NOTIFY (the caller sends it); also just ids
+INSERT_PLAIN_JOBS_TX = (
+    "WITH p AS (SELECT ?::timestamptz AS now),"
+    " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
+    + ", ".join(f"{c} {t}" for c, t in _PLAIN_COLUMNS)
+    + ", ord int)),"
+    f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
+    f" SELECT id, {_COLS}, p.now, p.now FROM v, p),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT p.now, 'job', id::text, 'job.state',"
+    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v, p ORDER BY ord)"
+    " SELECT v.id FROM v ORDER BY v.ord"
+)
 INSERT_PLAIN_JOBS = (
     "WITH p AS (SELECT ?::timestamptz AS now),"
     " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
@@ -306,19 +319,22 @@ class PostgresStore(StoreOps):
         return self._tx("async" if self.async_commit else "")
 
     # -- fast paths (see the statements above) -------------------------------------------------
-    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
-        d = self.d
+    def _plain_rows(
+        self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[DefinitionSpec]]:
         rows: list[dict[str, Any]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        woken: set[str] = set()
         for ord_, nj in enumerate(jobs):
             state, reason = self._plain_state(nj, now)
             states.append((state, reason))
             if state == "RUNNABLE":
                 woken.add(nj.queue)
-            stored, echo = self._spec_forms(nj.spec)
-            echoes.append(echo)
+            if echo:
+                stored, spec = self._spec_forms(nj.spec)
+                echoes.append(spec)
+            else:
+                stored = self._spec_stored(nj.spec)
             row: dict[str, Any] = {
                 "queue": nj.queue,
                 "kind": nj.spec.kind,
@@ -347,6 +363,16 @@ class PostgresStore(StoreOps):
             if nj.parent_id is not None:
                 row["parent_id"] = nj.parent_id
             rows.append(row)
+        return rows, states, echoes
+
+    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
+        rows, _, _ = self._plain_rows(jobs, now, woken, echo=False)
+        return [int(r["id"]) for r in tx.q(INSERT_PLAIN_JOBS_TX, (now, Jsonb(rows)))]
+
+    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
+        d = self.d
+        woken: set[str] = set()
+        rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
         with self._tx("statement") as tx:
             got = tx.q(INSERT_PLAIN_JOBS, (now, Jsonb(rows)))
         stamp = d.dt(now)

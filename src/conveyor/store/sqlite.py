@@ -215,21 +215,23 @@ class SQLiteStore(StoreOps):
                 ) from exc
             raise
 
-    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
-        """Jobs without keys, dependencies or arrays: one INSERT per job (ids follow from
-        AUTOINCREMENT under the write lock) and one INSERT ... SELECT for all their events."""
+    def _plain_rows(
+        self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]], list[DefinitionSpec]]:
         ts = now.timestamp()
         rows: list[tuple[Any, ...]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        woken: set[str] = set()
         for nj in jobs:
             state, reason = self._plain_state(nj, now)
             states.append((state, reason))
             if state == "RUNNABLE":
                 woken.add(nj.queue)
-            stored, echo = self._spec_forms(nj.spec)
-            echoes.append(echo)
+            if echo:
+                stored, spec = self._spec_forms(nj.spec)
+                echoes.append(spec)
+            else:
+                stored = self._spec_stored(nj.spec)
             rows.append(
                 (
                     nj.queue,
@@ -252,16 +254,30 @@ class SQLiteStore(StoreOps):
                     nj.parent_id,
                 )
             )
+        return rows, states, echoes
+
+    @staticmethod
+    def _write_plain(tx: Tx, rows: list[tuple[Any, ...]], ts: float) -> int:
+        """Insert the rows and their events; the id of the first (the others follow: ids come
+        from AUTOINCREMENT and the write lock is held)."""
+        conn = tx.conn  # type: ignore[attr-defined]
+        if len(rows) == 1:
+            last = conn.execute(_INSERT_PLAIN + " RETURNING id", rows[0]).fetchone()[0]
+        else:
+            conn.executemany(_INSERT_PLAIN, rows)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first: int = last - len(rows) + 1
+        conn.execute(_PLAIN_EVENTS, (ts, first, last))
+        return first
+
+    def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
+        """Jobs without keys, dependencies or arrays: one INSERT per job and one INSERT ...
+        SELECT for all their events."""
+        woken: set[str] = set()
+        rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
         with self._write() as tx:
-            conn = tx.conn  # type: ignore[attr-defined]
-            if len(rows) == 1:
-                last = conn.execute(_INSERT_PLAIN + " RETURNING id", rows[0]).fetchone()[0]
-            else:
-                conn.executemany(_INSERT_PLAIN, rows)
-                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            first = last - len(rows) + 1
-            conn.execute(_PLAIN_EVENTS, (ts, first, last))
-        stamp = datetime.fromtimestamp(ts, UTC)
+            first = self._write_plain(tx, rows, now.timestamp())
+        stamp = datetime.fromtimestamp(now.timestamp(), UTC)
         out = [
             InsertResult(self._new_job(first + i, nj, state, reason, stamp, echo, row[14]))
             for i, (nj, (state, reason), echo, row) in enumerate(zip(jobs, states, echoes, rows, strict=True))
@@ -269,6 +285,11 @@ class SQLiteStore(StoreOps):
         if woken:
             self.wake()
         return out
+
+    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
+        rows, _, _ = self._plain_rows(jobs, now, woken, echo=False)
+        first = self._write_plain(tx, rows, now.timestamp())
+        return list(range(first, first + len(rows)))
 
     def wait_for_jobs(self, timeout: float) -> bool:
         """Wake on a commit by any other process, seen through ``PRAGMA data_version``.

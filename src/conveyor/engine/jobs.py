@@ -169,12 +169,12 @@ class JobService:
             req.definition_revision,
             None if req.command is None else tuple(req.command),
             req.function,
-            repr(sorted((req.parameters or {}).items())),
+            repr(sorted(req.parameters.items())) if req.parameters else None,
             req.timeout_seconds,
-            repr(req.retry),
+            None if req.retry is None else repr(req.retry),
             req.vcpus,
             req.memory_mb,
-            repr(sorted((req.environment or {}).items())),
+            repr(sorted(req.environment.items())) if req.environment else None,
         )
         if specs is None:
             specs = {}

@@ -4,8 +4,8 @@ A ``GroupCommit`` takes items from many request tasks and hands them, as one lis
 ``process`` function run in the threadpool; each request gets back its own outcome (a value
 or an exception). It is self-clocking, like a database's group commit: an idle group starts
 a batch at once (no added latency at low load); items arriving while ``concurrency`` batches
-are in flight wait and leave together in the next one (up to ``max_items``). Under load the
-cost of a transaction, of a threadpool hop and of token checks is shared by the batch.
+are in flight wait and leave together in the next one (up to ``max_items``). Under load a
+transaction (its commit, its write lock) and a threadpool hop serve the whole batch.
 
 ``process`` must give every item its own outcome: one item's failure never fails another
 (see ``jobs.submit_group``). A request is answered only when its batch has returned, i.e.
@@ -20,21 +20,21 @@ from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-I = TypeVar("I")  # noqa: E741 - the item type
-O = TypeVar("O")  # noqa: E741 - the outcome type
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
-class GroupCommit(Generic[I, O]):
+class GroupCommit(Generic[Item, Outcome]):
     def __init__(
         self,
-        process: Callable[[list[I]], Sequence[O | BaseException]],
+        process: Callable[[list[Item]], Sequence[Outcome | BaseException]],
         max_items: int = 256,
         concurrency: int = 1,
     ) -> None:
         self.process = process
         self.max_items = max(1, max_items)
         self.concurrency = max(1, concurrency)
-        self._waiting: list[tuple[I, asyncio.Future[O]]] = []
+        self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # for tests and curiosity: how many batches were processed
@@ -45,9 +45,9 @@ class GroupCommit(Generic[I, O]):
         """Items not yet handed to ``process``."""
         return len(self._waiting)
 
-    async def __call__(self, item: I) -> O:
+    async def __call__(self, item: Item) -> Outcome:
         """The outcome of ``item``, once the batch holding it has been processed."""
-        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._running < self.concurrency:
             self._running += 1
@@ -62,7 +62,7 @@ class GroupCommit(Generic[I, O]):
                 batch = self._waiting[: self.max_items]
                 del self._waiting[: self.max_items]
                 try:
-                    outcomes: Sequence[O | BaseException] = await run_in_threadpool(
+                    outcomes: Sequence[Outcome | BaseException] = await run_in_threadpool(
                         self.process, [item for item, _ in batch]
                     )
                     if len(outcomes) != len(batch):
@@ -79,7 +79,7 @@ class GroupCommit(Generic[I, O]):
             self._running -= 1
 
     def _settle(
-        self, batch: list[tuple[I, asyncio.Future[O]]], outcomes: Sequence[O | BaseException]
+        self, batch: list[tuple[Item, asyncio.Future[Outcome]]], outcomes: Sequence[Outcome | BaseException]
     ) -> None:
         self.batches += 1
         self.items += len(batch)

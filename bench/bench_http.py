@@ -238,8 +238,8 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
             server = subprocess.Popen(
                 [sys.executable, "-m", "conveyor", "server", "--database", url, "--port", str(port),
-                 "--no-worker", "--no-scheduler", "--rate-limit", "0", "--log-level", "WARNING",
-                 "--http-processes", str(args.http_processes)],
+                 "--no-worker", "--no-scheduler", "--rate-limit", "0", "--log-level", "WARNING"]
+                + (["--http-processes", str(args.http_processes)] if args.http_processes > 1 else []),
                 cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:

@@ -144,6 +144,8 @@ class NewJob:
     tags: tuple[str, ...] = ()
     parent_id: int | None = None
     name: str | None = None
+    # the payload as compact JSON text, when the engine has it already (validation made it)
+    payload_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

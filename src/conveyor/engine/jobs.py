@@ -222,9 +222,10 @@ class JobService:
         if req.parent_id is not None:
             self._check_follow_up(prefix, req.parent_id, queue.name, parents)
         # payload
-        payload, payload_ref = req.payload, None
+        payload, payload_ref, payload_json = req.payload, None, None
         if payload is not None:
-            raw = validate.payload_bytes(f"{prefix}payload", payload)
+            payload_json = validate.payload_json(f"{prefix}payload", payload)
+            raw = payload_json.encode()
             if len(raw) > self.limits.max_payload_bytes:
                 raise errors.ValidationError(
                     f"{prefix}payload",
@@ -232,7 +233,7 @@ class JobService:
                     f"at most {self.limits.max_payload_bytes:,} bytes",
                 )
             if len(raw) > self.limits.inline_payload_bytes:
-                payload, payload_ref = None, self.blobs.put(raw)
+                payload, payload_ref, payload_json = None, self.blobs.put(raw), None
         unique_key = req.unique_key
         if unique_key is not None:
             if "{" in unique_key:
@@ -259,6 +260,7 @@ class JobService:
             definition=def_name,
             definition_revision=def_rev,
             payload=payload,
+            payload_json=payload_json,
             payload_ref=payload_ref,
             priority=validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
             run_at=run_at,

@@ -218,9 +218,10 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
     )
 
 
-def payload_bytes(field: str, value: Any) -> bytes:
+def payload_json(field: str, value: Any) -> str:
+    """The payload as compact JSON text; a clear error when it is not JSON."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise errors.ValidationError(
             field,

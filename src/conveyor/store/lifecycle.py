@@ -360,12 +360,12 @@ class LifecycleOps(CatalogOps):
             definition=nj.definition,
             definition_revision=nj.definition_revision,
             spec=spec,
-            state=JobState(state),
+            state=_STATES[state],
             status_reason=reason,
             priority=int(nj.priority),
             created_at=stamp,
             updated_at=stamp,
-            run_at=d.dt(d.ts(nj.run_at)),
+            run_at=None if nj.run_at is None else d.dt(d.ts(nj.run_at)),
             started_at=None,
             finished_at=stamp if state == "FAILED" else None,
             attempt=0,
@@ -380,7 +380,7 @@ class LifecycleOps(CatalogOps):
             array_size=nj.array_size,
             array_index=None,
             array_parent_id=None,
-            depends_on=tuple(dep.job_id for dep in nj.depends_on),
+            depends_on=tuple(dep.job_id for dep in nj.depends_on) if nj.depends_on else (),
             worker_id=None,
             lease_expires_at=None,
             compute_environment=None,
@@ -1515,6 +1515,9 @@ class LifecycleOps(CatalogOps):
             )
             tx.x("DELETE FROM workers WHERE stopped_at < ?", (cutoff,))
         return counts
+
+
+_STATES = {s.value: s for s in JobState}
 
 
 def _plain(nj: NewJob) -> bool:

@@ -248,7 +248,11 @@ class SQLiteStore(StoreOps):
                     None if nj.run_at is None else nj.run_at.timestamp(),
                     float(nj.spec.vcpus),
                     int(nj.spec.memory_mb),
-                    None if nj.payload is None else json.dumps(nj.payload, separators=(",", ":")),
+                    nj.payload_json
+                    if nj.payload_json is not None
+                    else None
+                    if nj.payload is None
+                    else json.dumps(nj.payload, separators=(",", ":")),
                     nj.payload_ref,
                     json.dumps(list(nj.tags)) if nj.tags else None,
                     nj.parent_id,

@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 from conveyor import errors
@@ -96,8 +97,10 @@ def cmd_server(args: argparse.Namespace) -> int:
                 code = 1
                 try:
                     code = _serve_http_only(args, sockets)
+                except BaseException:
+                    traceback.print_exc()
                 finally:
-                    os._exit(code)
+                    os._exit(code)  # never back into the parent's code
             children.append(pid)
     try:
         with open_app(args) as app:

@@ -70,6 +70,11 @@ def raise_problem(status: int, body: bytes) -> None:
     raise kinds.get(status, errors.ConveyorError)(detail)
 
 
+# uvicorn closes a kept-alive connection after 5 s idle; one idle longer than this is
+# replaced before use rather than raced
+IDLE_RECONNECT = 4.0
+
+
 class HttpBackend:
     """HTTP/1.1 with one kept-alive connection per thread (standard library only)."""
 
@@ -116,22 +121,37 @@ class HttpBackend:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         for retry in (True, False):
             conn = self._conn()
+            if (
+                conn.sock is not None
+                and time.monotonic() - getattr(self._local, "used", 0.0) > IDLE_RECONNECT
+            ):
+                conn.close()  # the server may be closing it right now: do not race it
             reused = conn.sock is not None
+            sent = False
             try:
                 conn.request(method, target, body=data, headers=self._headers(data))
+                sent = True
                 resp = conn.getresponse()
                 payload = resp.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 conn.close()
-                # a kept-alive connection the server closed while idle: the request never arrived
-                if retry and reused:
+                # A kept-alive connection the server closed: send again only what cannot be
+                # applied twice (a POST that went out may have been applied before the close).
+                if retry and reused and (not sent or method in ("GET", "HEAD")):
                     continue
+                if sent and method not in ("GET", "HEAD"):
+                    raise errors.StoreUnavailable(
+                        f"the server at {self.host}:{self.port} closed the connection after the"
+                        f" request was sent: {method} {path} may or may not have been applied"
+                        " (submit with an idempotency key to retry safely)"
+                    ) from None
                 raise errors.StoreUnavailable(
                     f"the server at {self.host}:{self.port} closed the connection"
                 ) from None
             except OSError as exc:
                 conn.close()
                 raise errors.StoreUnavailable(f"cannot reach {self.host}:{self.port}: {exc}") from None
+            self._local.used = time.monotonic()
             if resp.status >= 400:
                 raise_problem(resp.status, payload)
             return payload

@@ -41,7 +41,7 @@ import psycopg
 from conveyor.app import App
 from conveyor.clock import FrozenClock, SystemClock
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.engine.schedules import ScheduleRequest
+from conveyor.engine.schedules import Scheduler, SchedulerConfig, ScheduleRequest
 from conveyor.store import open_store
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
@@ -215,9 +215,11 @@ def _burst_child(url: str, due: datetime, go: Any, ready: Any, results: Any) -> 
     store.schedule_next_due()  # connect before the clock starts
     ready.wait(60)
     go.wait()
+    # what `conveyor scheduler` does at a burst: Scheduler.run_once (parallel batches)
+    scheduler = Scheduler(store, FrozenClock(due), SchedulerConfig(batch_size=1000))
     jobs = 0
     while True:
-        counts = store.schedule_fire_due(due, 1000)
+        counts = scheduler.run_once(due)
         jobs += counts.jobs
         if counts.schedules == 0:
             break

@@ -107,3 +107,22 @@ def test_a_burst_of_alike_schedules_fires_each_with_its_own_name_jobs_and_histor
     assert fired["o000"]["jobs"] == [] and "disabled" in str(fired["o000"]["reason"])
     # a second look at the same instant fires nothing
     assert store.schedule_fire_due(clock.now(), limit=100).schedules == 0
+
+
+def test_a_burst_fired_by_parallel_batches_fires_every_schedule_exactly_once(
+    store: Store, clock: FrozenClock
+) -> None:
+    from collections import Counter
+
+    from conveyor.engine.schedules import Scheduler, SchedulerConfig
+
+    now = clock.now()
+    store.schedule_create_many([schedule(f"p{i:04}", now) for i in range(600)], now, batch=250)
+    clock.advance(MIN)
+    scheduler = Scheduler(store, clock, SchedulerConfig(batch_size=25, parallel=4))
+    counts = scheduler.run_once(clock.now())
+    assert (counts.schedules, counts.fired, counts.jobs) == (600, 600, 600)
+    names = Counter(j.name for j in store.job_list(limit=10_000))
+    assert len(names) == 600 and set(names.values()) == {1}
+    assert scheduler.run_once(clock.now()).schedules == 0
+    scheduler.close()

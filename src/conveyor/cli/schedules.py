@@ -642,7 +642,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         scheduler = app.scheduler(SchedulerConfig(batch_size=args.batch_size))
         if args.once:
-            counts = scheduler.run_once(app.clock.now())
+            try:
+                counts = scheduler.run_once(app.clock.now())
+            finally:
+                scheduler.close()
             if args.json:
                 render.emit_json(counts)
             else:

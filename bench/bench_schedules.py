@@ -111,6 +111,7 @@ def steady_child(url: str, seconds: float, batch: int) -> None:
     """In a child process: run the scheduler loop on the real clock; print RSS and lags."""
     store = open_store(url)
     clock = SystemClock()
+    scheduler = Scheduler(store, clock, SchedulerConfig(batch_size=batch))
     lags: list[float] = []
     fires = 0
     # the backlog that came due while the process started is catch-up, not steady state
@@ -119,27 +120,28 @@ def steady_child(url: str, seconds: float, batch: int) -> None:
     max_sleep = 0.05
     try:
         while time.monotonic() < stop_at:
-            while True:
-                now = clock.now()
-                counts = store.schedule_fire_due(now, batch)
-                committed = time.time()
-                if counts.schedules:
-                    fires += counts.fired
-                    with store._read() as tx:
-                        rows = tx.q(
-                            "SELECT due_at FROM schedule_fires WHERE fired_at = ? AND outcome = 'FIRED'",
-                            (store.d.ts(now),),
-                        )
-                    dues = [store.d.dt(r["due_at"]).timestamp() for r in rows]  # type: ignore[union-attr]
-                    lags += [committed - due for due in dues if due >= warm]
-                if counts.schedules < batch:
-                    break
+            # the loop of `conveyor scheduler`: Scheduler.run_once (at a minute boundary
+            # thousands come due together and are fired by parallel batches); every fire of
+            # one run_once counts as committed when the last batch has (an upper bound)
+            now = clock.now()
+            counts = scheduler.run_once(now)
+            committed = time.time()
+            if counts.schedules:
+                fires += counts.fired
+                with store._read() as tx:
+                    rows = tx.q(
+                        "SELECT due_at FROM schedule_fires WHERE fired_at = ? AND outcome = 'FIRED'",
+                        (store.d.ts(now),),
+                    )
+                dues = [store.d.dt(r["due_at"]).timestamp() for r in rows]  # type: ignore[union-attr]
+                lags += [committed - due for due in dues if due >= warm]
             upcoming = store.schedule_next_due()
             wait = max_sleep
             if upcoming is not None:
                 wait = min(wait, max(0.0, (upcoming - clock.now()).total_seconds()))
             time.sleep(wait)
     finally:
+        scheduler.close()
         store.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lags.sort()

@@ -191,6 +191,16 @@ class InsertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Inserted:
+    """A submission's outcome without the whole job (bulk callers that need no more)."""
+
+    id: int
+    state: JobState
+    existing: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     job_id: int
     number: int

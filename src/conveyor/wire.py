@@ -7,7 +7,7 @@ submission means the same over HTTP, from the SDK on the database and in ``--fro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from conveyor.model import (
     Dependency,
     DependencyType,
     EnvironmentUsage,
+    Inserted,
     Job,
     JobDefinition,
     Queue,
@@ -67,6 +68,18 @@ def job_to_dict(job: Job) -> JSONObject:
         "lease_expires_at": when(job.lease_expires_at),
         "compute_environment": job.compute_environment,
         "terminate_requested": job.terminate_requested,
+    }
+
+
+def batch_to_dict(results: Sequence[Inserted]) -> JSONObject:
+    """The answer to a bulk submission: each job's id and state, and the counts."""
+    created = sum(not r.existing for r in results)
+    return {
+        "jobs": [
+            {"id": r.id, "state": r.state.value, "existing": r.existing, "reason": r.reason} for r in results
+        ],
+        "created": created,
+        "existing": len(results) - created,
     }
 
 

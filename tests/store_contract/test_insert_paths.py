@@ -80,3 +80,24 @@ def test_concurrent_plain_batches_from_two_connections_get_their_own_ids(
                 assert job is not None and job.payload == {"by": name, "n": n}
     finally:
         other.close()
+
+
+def test_brief_insert_answers_what_the_full_insert_would(store: Store, clock: FrozenClock) -> None:
+    from conveyor.model import Inserted
+
+    now = clock.now()
+    later = now + timedelta(minutes=1)
+    plain = store.job_insert_brief(
+        [new(payload={"i": i}, run_at=later if i == 2 else None) for i in range(5)], now
+    )
+    assert [r.state for r in plain] == [JobState.RUNNABLE] * 2 + [JobState.SUBMITTED] + [
+        JobState.RUNNABLE
+    ] * 2
+    for i, r in enumerate(plain):
+        job = store.job_get(r.id)
+        assert job is not None and job.payload == {"i": i} and job.state is r.state and not r.existing
+    # with a key: the general path, and a second submission says it matched
+    first = store.job_insert_brief([new(unique_key="u"), new()], now)
+    again = store.job_insert_brief([new(unique_key="u")], now)
+    assert again == [Inserted(first[0].id, JobState.RUNNABLE, True, again[0].reason)]
+    assert again[0].reason and first[1].id > first[0].id

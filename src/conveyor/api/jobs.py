@@ -171,19 +171,8 @@ def submit_batch(call: Call) -> Reply:
         _authorise_submission(call, wire.request_from_dict(item, f"jobs[{i}]"), f"jobs[{i}].queue")
         for i, item in enumerate(call.body["jobs"])
     ]
-    results = call.app.jobs.submit_many(reqs)
-    created = sum(not r.existing for r in results)
-    return Reply(
-        {
-            "jobs": [
-                {"id": r.job.id, "state": r.job.state.value, "existing": r.existing, "reason": r.reason}
-                for r in results
-            ],
-            "created": created,
-            "existing": len(results) - created,
-        },
-        201 if created else 200,
-    )
+    out = wire.batch_to_dict(call.app.jobs.submit_many_brief(reqs))
+    return Reply(out, 201 if out["created"] else 200)
 
 
 def _readable(call: Call, job_id: int) -> Job:

@@ -240,16 +240,7 @@ class LocalBackend:
 
     def submit_many(self, bodies: Sequence[Mapping[str, Any]]) -> JSONObject:
         reqs = [wire.request_from_dict(b, f"jobs[{i}]") for i, b in enumerate(bodies)]
-        results = self.app.jobs.submit_many(reqs)
-        created = sum(not r.existing for r in results)
-        return {
-            "jobs": [
-                {"id": r.job.id, "state": r.job.state.value, "existing": r.existing, "reason": r.reason}
-                for r in results
-            ],
-            "created": created,
-            "existing": len(results) - created,
-        }
+        return wire.batch_to_dict(self.app.jobs.submit_many_brief(reqs))
 
     def get_job(self, job_id: int, explain: bool = False) -> JSONObject:
         job = self.app.jobs.get(job_id)

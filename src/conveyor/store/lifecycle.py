@@ -19,6 +19,7 @@ from conveyor.model import (
     DefinitionSpec,
     DependencyType,
     Finish,
+    Inserted,
     InsertResult,
     Job,
     JobState,
@@ -103,6 +104,25 @@ class LifecycleOps(CatalogOps):
         if woken:
             self.wake()
         return results
+
+    def job_insert_brief(self, jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
+        """``job_insert_many`` for callers that need only ids and states: plain jobs are not
+        built back into ``Job`` objects."""
+        if jobs and all(_plain(nj) for nj in jobs):
+            woken: set[str] = set()
+            with self._write() as tx:
+                ids = self._insert_plain_tx(tx, jobs, now, woken)
+                if woken:
+                    self.d.notify_jobs(tx, woken)
+            if woken:
+                self.wake()
+            return [
+                Inserted(job_id, _STATES[self._plain_state(nj, now)[0]])
+                for job_id, nj in zip(ids, jobs, strict=True)
+            ]
+        return [
+            Inserted(r.job.id, r.job.state, r.existing, r.reason) for r in self.job_insert_many(jobs, now)
+        ]
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""

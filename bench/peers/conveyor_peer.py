@@ -21,7 +21,7 @@ def noop(n: int) -> None:
 
 
 class _ConveyorPeer(Peer):
-    bulk_api = "JobService.submit_many (one transaction per batch)"
+    bulk_api = "JobService.submit_many_brief (one transaction per batch; ids and states back)"
     worker_layout = f"2 `conveyor worker` processes, inline executor, --concurrency {CONCURRENCY} each"
     url = ""
 
@@ -64,7 +64,7 @@ class _ConveyorPeer(Peer):
     def enqueue_bulk(self, ns: list[int]) -> None:
         from conveyor.engine.jobs import SubmitRequest
 
-        self.app.jobs.submit_many(
+        self.app.jobs.submit_many_brief(
             [SubmitRequest(function="peers.conveyor_peer:noop", payload={"args": [n]}) for n in ns]
         )
 

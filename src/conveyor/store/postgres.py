@@ -163,8 +163,7 @@ _PLAIN_COLUMNS = (
     ("parent_id", "bigint"),
 )
 _COLS = ", ".join(c for c, _ in _PLAIN_COLUMNS)
-# the same inside a caller's transaction: no NOTIFY (the caller sends it); also just ids
-INSERT_PLAIN_JOBS_TX = (
+_PLAIN_CTES = (
     "WITH p AS (SELECT ?::timestamptz AS now),"
     " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
     + ", ".join(f"{c} {t}" for c, t in _PLAIN_COLUMNS)
@@ -174,22 +173,14 @@ INSERT_PLAIN_JOBS_TX = (
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT p.now, 'job', id::text, 'job.state',"
     " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v, p ORDER BY ord)"
-    " SELECT v.id FROM v ORDER BY v.ord"
 )
 INSERT_PLAIN_JOBS = (
-    "WITH p AS (SELECT ?::timestamptz AS now),"
-    " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
-    + ", ".join(f"{c} {t}" for c, t in _PLAIN_COLUMNS)
-    + ", ord int)),"
-    f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
-    f" SELECT id, {_COLS}, p.now, p.now FROM v, p),"
-    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
-    " SELECT p.now, 'job', id::text, 'job.state',"
-    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v, p ORDER BY ord),"
-    f" n AS (SELECT count(pg_notify('{CHANNEL}', q)) AS n"
+    _PLAIN_CTES + f", n AS (SELECT count(pg_notify('{CHANNEL}', q)) AS n"
     " FROM (SELECT DISTINCT queue FROM v WHERE state = 'RUNNABLE') AS w(q))"
     " SELECT v.id FROM v, n ORDER BY v.ord"
 )
+# the same inside a caller's transaction: no NOTIFY (the caller sends it)
+INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT v.id FROM v ORDER BY v.ord"
 
 # Start the RUNNABLE jobs matching {which}, open their attempts and record their events:
 # one statement. Parameters: those of lifecycle._START_JOBS, then worker, host, pid, started,

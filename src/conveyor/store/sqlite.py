@@ -171,37 +171,19 @@ class SQLiteStore(StoreOps):
         return conn
 
     @contextlib.contextmanager
-    def _tx(self, begin: str) -> Iterator[Tx]:
-        conn = self._conn()
-        try:
-            conn.execute(begin)
-        except sqlite3.OperationalError as exc:
-            raise errors.StoreUnavailable(f"SQLite database {self.path!r} is not available: {exc}") from exc
-        try:
-            yield _SQLiteTx(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Tx]:
-        """A write transaction, ``BEGIN IMMEDIATE`` ... ``COMMIT``, errors translated as ``_translated``
-        does (one frame: submissions are short, and nested context managers were ~5% of one).
+    def _tx(self, begin: str, write: bool = False) -> Iterator[Tx]:
+        """A transaction (``BEGIN`` ... ``COMMIT``) with SQLite's errors translated, in one frame:
+        submissions are short, and nested context managers were ~5% of one.
 
         Writers of this process queue on a lock instead of on SQLite's busy handler, which
         sleeps in growing steps (up to 100 ms) and made tail latency spiky under many threads.
         Other processes still meet at the database lock (busy_timeout)."""
         try:
-            with self._write_lock:
+            with self._write_lock if write else contextlib.nullcontext():
                 conn = self._conn()
                 changes = conn.total_changes
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute(begin)
                 except sqlite3.OperationalError as exc:
                     raise errors.StoreUnavailable(
                         f"SQLite database {self.path!r} is not available: {exc}"
@@ -216,7 +198,7 @@ class SQLiteStore(StoreOps):
                 except sqlite3.Error:
                     conn.execute("ROLLBACK")
                     raise
-                if conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
+                if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
                     self._write_count += 1
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
@@ -227,22 +209,11 @@ class SQLiteStore(StoreOps):
                 ) from exc
             raise
 
-    def _read(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._translated(self._tx("BEGIN"))
+    def _write(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._tx("BEGIN IMMEDIATE", write=True)
 
-    @contextlib.contextmanager
-    def _translated(self, inner: contextlib.AbstractContextManager[Tx]) -> Iterator[Tx]:
-        try:
-            with inner as tx:
-                yield tx
-        except sqlite3.IntegrityError as exc:
-            raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise errors.StoreUnavailable(
-                    f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
-                ) from exc
-            raise
+    def _read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._tx("BEGIN")
 
     def _plain_rows(
         self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool

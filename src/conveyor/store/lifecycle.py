@@ -88,6 +88,7 @@ def _done(r: Row, state: str | None = None) -> _Done:
 
 class LifecycleOps(CatalogOps):
     _specs: dict[int, tuple[DefinitionSpec, Any, DefinitionSpec]]
+    _stored_specs: dict[int, tuple[DefinitionSpec, Any]]
 
     # -- submission -------------------------------------------------------------------------
     def job_insert_many(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
@@ -152,12 +153,24 @@ class LifecycleOps(CatalogOps):
         return [r for r in out if r is not None]
 
     def _spec_stored(self, spec: DefinitionSpec) -> Any:
-        """The stored form of a spec, from the cache when the spec object is known there."""
+        """The stored form of a spec (no read-back form: callers that need no ``Job``), cached
+        like ``_spec_forms``: a bulk submission repeats one spec object, a scheduler burst
+        makes one per job (those just pass through the cache)."""
         cache = getattr(self, "_specs", None)
         hit = None if cache is None else cache.get(id(spec))
         if hit is not None and hit[0] is spec:
             return hit[1]
-        return self.d.js(spec_to_dict(spec))
+        stored_cache = getattr(self, "_stored_specs", None)
+        if stored_cache is None:
+            stored_cache = self._stored_specs = {}
+        got = stored_cache.get(id(spec))
+        if got is not None and got[0] is spec:
+            return got[1]
+        stored = self.d.js(spec_to_dict(spec))
+        if len(stored_cache) >= 512:
+            stored_cache.clear()
+        stored_cache[id(spec)] = (spec, stored)
+        return stored
 
     def _spec_forms(self, spec: DefinitionSpec) -> tuple[Any, DefinitionSpec]:
         """(stored form, spec as read back) of a job spec, cached: the engine hands the same

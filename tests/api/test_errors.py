@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def test_validation_errors_are_422_with_the_field_path(live: Live) -> None:
     answer = live.call("POST", "/v1/jobs", {"command": ["x"], "payload": {"a": "\u0000"}})
     _is_problem(answer, 422)
     assert answer.json["field"] == "payload.a"
+    # the same in a UTF-16 body (no "\\u0000" escape in its bytes) and in a batch
+    utf16 = json.dumps({"command": ["x"], "payload": {"b": "\u0000"}}, ensure_ascii=False).encode("utf-16")
+    answer = live.call("POST", "/v1/jobs", raw=utf16)
+    _is_problem(answer, 422)
+    assert answer.json["field"] == "payload.b"
+    answer = live.call("POST", "/v1/jobs/batch", {"jobs": [{"command": ["x"]}, {"command": ["x\u0000"]}]})
+    _is_problem(answer, 422)
+    assert answer.json["field"] == "jobs[1].command[0]"
     _is_problem(live.call("POST", "/v1/jobs", {}), 422)  # nothing to run
     _is_problem(live.call("POST", "/v1/jobs", [1, 2]), 422)
     _is_problem(live.call("GET", "/v1/jobs?limit=0"), 422)

@@ -280,7 +280,7 @@ async def read_request(
         raw = await read_body(request, limit)
         if raw.strip():
             parsed = parse_json(raw)
-            schema.check(body, parsed)
+            schema.check(body, parsed, raw)
         elif body_required:
             raise errors.ValidationError("body", "is empty", "a JSON object")
     return secret, parsed

@@ -395,13 +395,19 @@ def _is(kind: str, value: Any) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
-def check(name: str, value: Any) -> None:
-    """Raise ``errors.ValidationError`` naming the field when ``value`` does not fit schema ``name``."""
+def check(name: str, value: Any, raw: bytes | None = None) -> None:
+    """Raise ``errors.ValidationError`` naming the field when ``value`` does not fit schema ``name``.
+
+    ``raw``: the JSON text ``value`` was parsed from. In UTF-8 JSON a NUL can only get into the
+    parsed value as a ``\\u0000`` escape (a raw control character in a string is refused by
+    the parser), so when the text has neither that escape nor a NUL byte (UTF-16 and UTF-32
+    texts always have some) the walk looking for NULs is skipped."""
     checker = _COMPILED.get(name)
     if checker is None:
         checker = _COMPILED[name] = _compile(SCHEMAS[name])
     checker(value, "")
-    _no_nul(value, "")
+    if raw is None or b"\\u0000" in raw or b"\x00" in raw:
+        _no_nul(value, "")
 
 
 def _no_nul(value: Any, at: str) -> None:

@@ -7,7 +7,7 @@ unique constraints; nothing here trusts a leader. See docs/states.md for the dia
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,6 +188,21 @@ class LifecycleOps(CatalogOps):
             cache.clear()
         cache[id(spec)] = (spec, stored, echo)
         return stored, echo
+
+    def _plain_each(
+        self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
+    ) -> Iterator[tuple[NewJob, str, str, Any, DefinitionSpec | None]]:
+        """What a backend's plain insert needs of each job: (job, state, reason, stored spec,
+        spec as read back when ``echo``). Queues that get runnable jobs go into ``woken``."""
+        for nj in jobs:
+            state, reason = self._plain_state(nj, now)
+            if state == "RUNNABLE":
+                woken.add(nj.queue)
+            if echo:
+                stored, spec = self._spec_forms(nj.spec)
+                yield nj, state, reason, stored, spec
+            else:
+                yield nj, state, reason, self._spec_stored(nj.spec), None
 
     def _plain_state(self, nj: NewJob, now: datetime) -> tuple[str, str]:
         """(state, reason) of a new job without dependencies or array (see ``_initial_state``)."""

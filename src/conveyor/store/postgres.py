@@ -310,16 +310,10 @@ class PostgresStore(StoreOps):
         rows: list[dict[str, Any]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        for ord_, nj in enumerate(jobs):
-            state, reason = self._plain_state(nj, now)
+        for ord_, (nj, state, reason, stored, spec) in enumerate(self._plain_each(jobs, now, woken, echo)):
             states.append((state, reason))
-            if state == "RUNNABLE":
-                woken.add(nj.queue)
-            if echo:
-                stored, spec = self._spec_forms(nj.spec)
+            if spec is not None:
                 echoes.append(spec)
-            else:
-                stored = self._spec_stored(nj.spec)
             row: dict[str, Any] = {
                 "queue": nj.queue,
                 "kind": nj.spec.kind,

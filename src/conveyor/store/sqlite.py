@@ -222,16 +222,10 @@ class SQLiteStore(StoreOps):
         rows: list[tuple[Any, ...]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        for nj in jobs:
-            state, reason = self._plain_state(nj, now)
+        for nj, state, reason, stored, spec in self._plain_each(jobs, now, woken, echo):
             states.append((state, reason))
-            if state == "RUNNABLE":
-                woken.add(nj.queue)
-            if echo:
-                stored, spec = self._spec_forms(nj.spec)
+            if spec is not None:
                 echoes.append(spec)
-            else:
-                stored = self._spec_stored(nj.spec)
             rows.append(
                 (
                     nj.queue,

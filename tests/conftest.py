@@ -54,6 +54,10 @@ def pg_url(pg_template: str) -> Iterator[str]:
     name = f"conveyor_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    # a copy keeps the template's store id: give it its own, as a database migrated on its
+    # own has (tests on other databases run on this host at the same time; see orphans.py)
+    with psycopg.connect(_pg_url(name), autocommit=True) as conn:
+        conn.execute("UPDATE store_info SET value = md5(random()::text || clock_timestamp()::text)")
     try:
         yield _pg_url(name)
     finally:

@@ -74,6 +74,7 @@ def test_child_environment_has_the_job_id_the_attempt_and_the_definition_environ
     assert env["CONVEYOR_JOB_ID"] == str(job_id)
     assert env["CONVEYOR_ATTEMPT"] == "1"
     assert env["CONVEYOR_QUEUE"] == "default"
+    assert env["CONVEYOR_STORE_ID"] == app.store.store_id() and len(env["CONVEYOR_STORE_ID"]) == 32
     assert env["GREETING"] == "hello"
     assert "CONVEYOR_ARRAY_INDEX" not in env
 

@@ -205,6 +205,12 @@ class SqlStoreBase(abc.ABC):
             )
         return applied
 
+    def store_id(self) -> str:
+        """This database's random identity (made by migration 0006; see worker/orphans.py)."""
+        with self._read() as tx:
+            row = tx.one("SELECT value FROM store_info WHERE key = 'store_id'")
+        return str(row["value"]) if row else ""
+
     def schema_status(self) -> tuple[int, int]:
         """(applied version, latest shipped version)."""
         latest = max(v for v, _, _ in migration_files(self.d.name))

@@ -39,6 +39,7 @@ class ExecutorConfig:
     enforce_memory: bool = True
     database_url: str = ""
     blob_dir: str = ""
+    store_id: str = ""  # handed to process jobs as CONVEYOR_STORE_ID (see orphans.py)
     api_url: str = ""  # the server's URL, handed to process jobs as CONVEYOR_URL
     job_token: Callable[[Job], str] | None = None  # mints the job's CONVEYOR_TOKEN
 
@@ -266,6 +267,8 @@ def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
     env["CONVEYOR_JOB_ID"] = str(job.id)
     env["CONVEYOR_ATTEMPT"] = str(job.attempt)
     env["CONVEYOR_QUEUE"] = job.queue
+    if config.store_id:
+        env["CONVEYOR_STORE_ID"] = config.store_id
     if job.array_index is not None:
         env["CONVEYOR_ARRAY_INDEX"] = str(job.array_index)
         env["CONVEYOR_ARRAY_PARENT_ID"] = str(job.array_parent_id)

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from conveyor import errors
@@ -67,6 +67,8 @@ class Worker:
             raise errors.ValidationError(
                 "lease_seconds", f"{config.lease_seconds:g} is too short", "2 s or more"
             )
+        if not config.executor.store_id:  # process jobs carry it: see orphans.py
+            config = replace(config, executor=replace(config.executor, store_id=store.store_id()))
         self.store, self.clock, self.blobs, self.config = store, clock, blobs, config
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.host = socket.gethostname()
@@ -383,7 +385,7 @@ class Worker:
                         if owner != self.id
                     ]
                     if orphans:
-                        killed = kill_attempts(orphans)
+                        killed = kill_attempts(orphans, self.config.executor.store_id)
                         if killed:
                             log.warning(
                                 "killed %d process(es) of attempts whose worker was lost", len(killed)

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from conveyor.clock import Clock
 from conveyor.model import Finish, Job, OutcomeKind, WorkerInfo
@@ -53,6 +53,8 @@ def run_single(
     executor: ExecutorConfig | None = None,
 ) -> SingleRun:
     config = executor or ExecutorConfig()
+    if not config.store_id:
+        config = replace(config, store_id=store.store_id())
     host = socket.gethostname()
     worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}-run-job"
     now = clock.now()

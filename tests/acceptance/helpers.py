@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
 
 from tests.integration.helpers import process_gone
 
@@ -129,3 +133,57 @@ def kill_group(pgid: int | None) -> None:
 
 
 __all__ = ["process_gone"]
+
+
+# -- a real `conveyor server` ------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def call(port: int, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """One HTTP request: (status, JSON body, or the raw bytes when it is not JSON)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw and resp.getheader("content-type", "").endswith(
+            "json"
+        ) else raw
+    finally:
+        conn.close()
+
+
+def start_server(tmp_path: Path, db: str, *options: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``conveyor server --port FREE OPTIONS`` in ``tmp_path``, ready (``/readyz`` answers 200):
+    (process, port, log file)."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            argv(["server", "--port", str(port), *options], db),
+            cwd=tmp_path,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited {proc.returncode}: {log.read_text()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc, port, log
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(10)
+    pytest.fail(f"the server did not get ready: {log.read_text()}")

@@ -87,8 +87,7 @@ def _done(r: Row, state: str | None = None) -> _Done:
 
 
 class LifecycleOps(CatalogOps):
-    _specs: dict[int, tuple[DefinitionSpec, Any, DefinitionSpec]]
-    _stored_specs: dict[int, tuple[DefinitionSpec, Any]]
+    _specs: dict[int, list[Any]]
 
     # -- submission -------------------------------------------------------------------------
     def job_insert_many(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
@@ -109,85 +108,65 @@ class LifecycleOps(CatalogOps):
     def job_insert_brief(self, jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
         """``job_insert_many`` for callers that need only ids and states: plain jobs are not
         built back into ``Job`` objects."""
-        if jobs and all(_plain(nj) for nj in jobs):
-            woken: set[str] = set()
-            with self._write() as tx:
-                ids = self._insert_plain_tx(tx, jobs, now, woken)
-                if woken:
-                    self.d.notify_jobs(tx, woken)
+        woken: set[str] = set()
+        with self._write() as tx:
+            out = self._insert_ids(tx, jobs, now, woken)
             if woken:
-                self.wake()
-            return [
-                Inserted(job_id, _STATES[self._plain_state(nj, now)[0]])
-                for job_id, nj in zip(ids, jobs, strict=True)
-            ]
-        return [
-            Inserted(r.job.id, r.job.state, r.existing, r.reason) for r in self.job_insert_many(jobs, now)
-        ]
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return out
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""
         return None
 
-    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
-        """Plain jobs (see ``_plain``) inserted with their events inside ``tx``: their ids, in order.
-        Queues that got runnable jobs are added to ``woken`` (the caller notifies)."""
-        return [r.job.id for r in self._insert(tx, jobs, now, woken)]
-
-    def _insert_ids(
+    def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
-    ) -> list[tuple[int, bool, str]]:
-        """(id, existing, reason) of each submission, inserted inside ``tx``, for callers that
-        need no ``Job`` back (the scheduler): plain jobs take the backend's one-statement path."""
-        out: list[tuple[int, bool, str] | None] = [None] * len(jobs)
-        plain = [i for i, nj in enumerate(jobs) if _plain(nj)]
-        if plain:
-            ids = self._insert_plain_tx(tx, [jobs[i] for i in plain], now, woken)
-            for i, job_id in zip(plain, ids, strict=True):
-                out[i] = (job_id, False, "")
-        rest = [i for i, nj in enumerate(jobs) if out[i] is None]
-        if rest:
-            results = self._insert(tx, [jobs[i] for i in rest], now, woken)
-            for i, res in zip(rest, results, strict=True):
-                out[i] = (res.job.id, res.existing, res.reason)
-        return [r for r in out if r is not None]
+    ) -> list[tuple[int, str]]:
+        """Plain jobs (see ``_plain``) inserted with their events inside ``tx``: (id, state) of
+        each, in order. Queues that got runnable jobs are added to ``woken`` (the caller notifies)."""
+        return [(r.job.id, r.job.state.value) for r in self._insert(tx, jobs, now, woken)]
+
+    def _insert_ids(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[Inserted]:
+        """Each submission's outcome, inserted inside ``tx``, for callers that need no ``Job``
+        back (bulk submissions, the scheduler). When every job is plain the backend's
+        one-statement path takes them; otherwise ``_insert`` does, so that ids always follow
+        the submission order (the claim order within a priority)."""
+        if jobs and all(_plain(nj) for nj in jobs):
+            return [
+                Inserted(job_id, _STATES[state])
+                for job_id, state in self._insert_plain_tx(tx, jobs, now, woken)
+            ]
+        return [
+            Inserted(r.job.id, r.job.state, r.existing, r.reason) for r in self._insert(tx, jobs, now, woken)
+        ]
 
     def _spec_stored(self, spec: DefinitionSpec) -> Any:
-        """The stored form of a spec (no read-back form: callers that need no ``Job``), cached
-        like ``_spec_forms``: a bulk submission repeats one spec object, a scheduler burst
-        makes one per job (those just pass through the cache)."""
-        cache = getattr(self, "_specs", None)
-        hit = None if cache is None else cache.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1]
-        stored_cache = getattr(self, "_stored_specs", None)
-        if stored_cache is None:
-            stored_cache = self._stored_specs = {}
-        got = stored_cache.get(id(spec))
-        if got is not None and got[0] is spec:
-            return got[1]
-        stored = self.d.js(spec_to_dict(spec))
-        if len(stored_cache) >= 512:
-            stored_cache.clear()
-        stored_cache[id(spec)] = (spec, stored)
-        return stored
+        """The stored form of a spec, for callers that need no read-back form (a bulk submission
+        repeats one spec object; a scheduler burst makes one per job, which pass through)."""
+        return self._spec_entry(spec)[1]
 
     def _spec_forms(self, spec: DefinitionSpec) -> tuple[Any, DefinitionSpec]:
         """(stored form, spec as read back) of a job spec, cached: the engine hands the same
-        spec object for every submission of the same ad-hoc command, function or definition.
-        The cache keeps the spec alive, so its ``id`` cannot be reused while it is cached."""
+        spec object for every submission of the same ad-hoc command, function or definition."""
+        entry = self._spec_entry(spec)
+        if entry[2] is None:
+            entry[2] = spec_from_dict(self.d.echo_js(entry[1]))
+        return entry[1], entry[2]
+
+    def _spec_entry(self, spec: DefinitionSpec) -> list[Any]:
+        """The cache entry [spec, stored form, read-back form or None] of a spec object. The
+        entry keeps the spec alive, so its ``id`` cannot be reused while it is cached."""
         cache = getattr(self, "_specs", None)
         if cache is None:
             cache = self._specs = {}
-        hit = cache.get(id(spec))
-        if hit is not None and hit[0] is spec:
-            return hit[1], hit[2]
-        stored = self.d.js(spec_to_dict(spec))
-        echo = spec_from_dict(self.d.echo_js(stored))
-        if len(cache) >= 512:
-            cache.clear()
-        cache[id(spec)] = (spec, stored, echo)
-        return stored, echo
+        entry = cache.get(id(spec))
+        if entry is None or entry[0] is not spec:
+            if len(cache) >= 512:
+                cache.clear()
+            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None]
+        return entry
 
     def _plain_each(
         self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool

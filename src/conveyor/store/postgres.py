@@ -344,9 +344,12 @@ class PostgresStore(StoreOps):
             rows.append(row)
         return rows, states, echoes
 
-    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
-        rows, _, _ = self._plain_rows(jobs, now, woken, echo=False)
-        return [int(r["id"]) for r in tx.q(INSERT_PLAIN_JOBS_TX, (now, Jsonb(rows)))]
+    def _insert_plain_tx(
+        self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
+    ) -> list[tuple[int, str]]:
+        rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
+        got = tx.q(INSERT_PLAIN_JOBS_TX, (now, Jsonb(rows)))
+        return [(int(r["id"]), state) for r, (state, _) in zip(got, states, strict=True)]
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         d = self.d

@@ -390,13 +390,11 @@ class ScheduleOps(LifecycleOps):
             if to_stop:
                 self._stop_jobs(tx, to_stop, now, woken)
             if new_jobs:
-                for owner, (job_id, existing, reason) in zip(
-                    owners, self._insert_ids(tx, new_jobs, now, woken), strict=True
-                ):
+                for owner, res in zip(owners, self._insert_ids(tx, new_jobs, now, woken), strict=True):
                     f = fires[owner]
-                    f.ids.append(job_id)
-                    if existing:
-                        f.notes.append(reason)
+                    f.ids.append(res.id)
+                    if res.existing:
+                        f.notes.append(res.reason)
 
             by_schedule: dict[int, list[_Fired]] = {}
             for f in fires:

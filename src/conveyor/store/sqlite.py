@@ -284,10 +284,12 @@ class SQLiteStore(StoreOps):
             self.wake()
         return out
 
-    def _insert_plain_tx(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[int]:
-        rows, _, _ = self._plain_rows(jobs, now, woken, echo=False)
+    def _insert_plain_tx(
+        self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
+    ) -> list[tuple[int, str]]:
+        rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
         first = self._write_plain(tx, rows, now.timestamp())
-        return list(range(first, first + len(rows)))
+        return [(first + i, state) for i, (state, _) in enumerate(states)]
 
     def wait_for_jobs(self, timeout: float) -> bool:
         """Wake on a commit by any other process, seen through ``PRAGMA data_version``.

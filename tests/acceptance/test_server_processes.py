@@ -50,3 +50,11 @@ def test_http_processes_share_the_port_and_stop_with_the_server(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "65"])
+def test_an_impossible_number_of_http_processes_exits_2_naming_the_flag(tmp_path: Path, count: str) -> None:
+    db = f"sqlite:///{tmp_path / 'conveyor.db'}"
+    made = conveyor("server", "--port", "1", "--http-processes", count, db=db, cwd=tmp_path)
+    assert made.returncode == 2, made.stderr
+    assert "http-processes" in made.stderr and "1-64" in made.stderr

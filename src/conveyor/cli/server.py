@@ -85,6 +85,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     api_url = args.public_url or f"http://{connect_host}:{args.port}"
     sockets: list[socket.socket] | None = None
     children: list[int] = []
+    if not 1 <= args.http_processes <= 64:
+        raise errors.ValidationError("http-processes", f"{args.http_processes} is out of range", "1-64")
     if args.http_processes > 1:
         if not hasattr(os, "fork"):
             raise errors.ValidationError("http-processes", "needs os.fork (Linux, macOS)", "1 here")

@@ -13,7 +13,7 @@ Workloads (see bench/README.md for the exact definitions):
   W1  enqueue N jobs one call at a time, then (if the library has an official
       bulk API) in batches of --bulk-size; no worker running.
   W2  pre-queue N jobs, start workers for --concurrency cores, rate from first
-      to last completion (Redis INCR counter in the task).
+      to last completion (completions counted in Redis, see peers/common.py).
   W3  idle workers, --samples jobs at --rate jobs/s, enqueue->start latency.
 """
 
@@ -154,10 +154,10 @@ class Child:
             if not isinstance(exc, Timeout):
                 raise
             partial = exc.args[0]
-            first = r.get(common.FIRST_KEY)
+            first, _ = common.first_last()
             rate = None
             if first and partial > 1:
-                rate = (partial - 1) / (time.time() - float(first))
+                rate = (partial - 1) / (time.time() - first)
             self.emit(
                 "W2",
                 "drain_rate",
@@ -168,15 +168,15 @@ class Child:
             )
             return
         last_deadline = time.monotonic() + 5
-        while r.get(common.LAST_KEY) is None and time.monotonic() < last_deadline:
+        while common.first_last()[1] is None and time.monotonic() < last_deadline:
             time.sleep(0.01)
-        first = float(r.get(common.FIRST_KEY))
-        last = float(r.get(common.LAST_KEY))
+        first, last = common.first_last()
         time.sleep(0.5)
         extra = int(r.get(common.CNT_KEY)) - N
         rate = (N - 1) / (last - first)
         notes = [
             self.peer.worker_layout,
+            f"counter {os.environ.get('BENCH_COUNTER', self.peer.counter_mode)}",
             f"first->last completion {last - first:.2f}s; spawn->last {last - t_spawn:.2f}s",
         ]
         if extra:

@@ -31,6 +31,8 @@ class Peer:
     has_worker = True
     #: the workloads that mean something for this peer
     workloads: tuple[str, ...] = ("W1", "W2", "W3")
+    #: how the task body counts completions (common.py); BENCH_COUNTER in the environment wins
+    counter_mode = "batched"
 
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen] = []
@@ -68,6 +70,7 @@ class Peer:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(BENCH_DIR) + os.pathsep + env.get("PYTHONPATH", "")
         env["BENCH_TARGET"] = str(target)
+        env.setdefault("BENCH_COUNTER", self.counter_mode)
         env["PYTHONUNBUFFERED"] = "1"
         for i, argv in enumerate(self.worker_commands(concurrency)):
             log = open(LOG_DIR / f"{self.name}-worker{i}.log", "ab")  # noqa: SIM115

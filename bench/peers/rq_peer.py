@@ -18,6 +18,8 @@ class RQPeer(Peer):
     backend = "redis"
     bulk_api = "Queue.enqueue_many(Queue.prepare_data(...)) (one Redis pipeline per batch)"
     worker_class = "rq.worker.Worker"
+    # the forked work-horse exits right after its job: count in Redis inside the job
+    counter_mode = "per-job"
     worker_layout = "2 `rq worker` processes (default Worker: fork per job)"
 
     def __init__(self) -> None:
@@ -67,6 +69,7 @@ class RQPeer(Peer):
 class RQSimplePeer(RQPeer):
     name = "rq-simple"
     worker_class = "rq.worker.SimpleWorker"
+    counter_mode = "batched"
     worker_layout = "2 `rq worker --worker-class SimpleWorker` processes (no fork per job)"
 
 

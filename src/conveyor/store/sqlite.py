@@ -9,7 +9,9 @@ in the URL to trade speed for that too).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -144,6 +146,7 @@ class SQLiteStore(StoreOps):
         self._lock = threading.Lock()
         self._closed = False
         self._write_lock = threading.Lock()
+        self._flock_fd: int | None = None
         self._write_count = 0  # commits through this store object that changed rows
         parent = Path(self.path).expanduser().resolve().parent
         if not parent.is_dir():
@@ -175,31 +178,42 @@ class SQLiteStore(StoreOps):
         """A transaction (``BEGIN`` ... ``COMMIT``) with SQLite's errors translated, in one frame:
         submissions are short, and nested context managers were ~5% of one.
 
-        Writers of this process queue on a lock instead of on SQLite's busy handler, which
-        sleeps in growing steps (up to 100 ms) and made tail latency spiky under many threads.
-        Other processes still meet at the database lock (busy_timeout)."""
+        Writers queue on locks instead of on SQLite's busy handler, which sleeps in growing
+        steps (up to 100 ms) and made tail latency spiky: the threads of this process on a
+        lock, the processes on ``flock`` of the file ``<database>-lock``, which wakes the next
+        writer as soon as the last one commits (two draining workers went ~15% faster).
+        Programs that do not take it still meet at SQLite's own lock (busy_timeout)."""
         try:
             with self._write_lock if write else contextlib.nullcontext():
                 conn = self._conn()
-                changes = conn.total_changes
+                if write:
+                    fd = self._flock_fd
+                    if fd is None:
+                        fd = self._flock_fd = self._open_lock_file()
+                    fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    conn.execute(begin)
-                except sqlite3.OperationalError as exc:
-                    raise errors.StoreUnavailable(
-                        f"SQLite database {self.path!r} is not available: {exc}"
-                    ) from exc
-                try:
-                    yield _SQLiteTx(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error:
-                    conn.execute("ROLLBACK")
-                    raise
-                if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
-                    self._write_count += 1
+                    changes = conn.total_changes
+                    try:
+                        conn.execute(begin)
+                    except sqlite3.OperationalError as exc:
+                        raise errors.StoreUnavailable(
+                            f"SQLite database {self.path!r} is not available: {exc}"
+                        ) from exc
+                    try:
+                        yield _SQLiteTx(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    try:
+                        conn.execute("COMMIT")
+                    except sqlite3.Error:
+                        conn.execute("ROLLBACK")
+                        raise
+                    if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
+                        self._write_count += 1
+                finally:
+                    if write:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
         except sqlite3.OperationalError as exc:
@@ -208,6 +222,14 @@ class SQLiteStore(StoreOps):
                     f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
                 ) from exc
             raise
+
+    def _open_lock_file(self) -> int:
+        try:
+            return os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise errors.StoreUnavailable(
+                f"cannot open the lock file of SQLite database {self.path!r}: {exc}"
+            ) from exc
 
     def _write(self) -> contextlib.AbstractContextManager[Tx]:
         return self._tx("BEGIN IMMEDIATE", write=True)

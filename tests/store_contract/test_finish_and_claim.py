@@ -18,7 +18,7 @@ from conveyor.model import (
 )
 from conveyor.store import Store, open_store
 
-from .helpers import FN, claim, claim_one, get, insert, insert_one, job_states_seen, new, retrying
+from .helpers import CMD, FN, claim, claim_one, get, insert, insert_one, job_states_seen, new, retrying
 
 
 def _req(limit: int, worker: str = "w1", env: str = "default") -> ClaimRequest:
@@ -165,3 +165,60 @@ def test_finish_and_claim_reports_finishes_of_any_kind_like_finish_many(
     assert get(store, b.id).state is JobState.SUBMITTED
     clock.advance(60)
     assert [j.id for j in claim(store, clock.now())] == [b.id]
+
+
+def test_claimed_jobs_equal_what_the_store_gives_back(store: Store, clock: FrozenClock) -> None:
+    spec = DefinitionSpec(function="tasks:work", parameters={"x": "1"}, timeout_seconds=5)
+    parent = insert_one(store, clock.now(), new(priority=5))
+    insert(
+        store,
+        clock.now(),
+        new(payload={"a": [1, 2]}, tags=("x", "y"), priority=2, name="n", parent_id=parent.id),
+        new(spec=spec, payload="text"),
+        new(spec=retrying(3), deps=(parent.id,)),
+        new(spec=CMD, unique_key="k", idempotency_key="i"),
+        new(array_size=2),
+    )
+    clock.advance(1)
+    first = claim(store, clock.now(), limit=1)
+    assert first[0].id == parent.id and first == [get(store, parent.id)]
+    clock.advance(1)
+    # the parent succeeds with a result; the dependant is released and claimed in the same batch
+    applied, jobs = store.job_finish_and_claim(
+        [Finish(parent.id, 1, "w1", OutcomeKind.SUCCEEDED, result=[1])], _req(10), clock.now()
+    )
+    assert applied == [True] and len(jobs) == 6  # three plain jobs, the dependant, two array children
+    assert [j.priority for j in jobs] == [2, 0, 0, 0, 0, 0]
+    assert [j.id for j in jobs[1:]] == sorted(j.id for j in jobs[1:])
+    for job in jobs:
+        assert job == get(store, job.id)
+    # a retried attempt keeps its first start; the claim's event names the attempt and worker
+    dependant = next(j for j in jobs if j.depends_on)
+    clock.advance(1)
+    _, again = store.job_finish_and_claim(
+        [Finish(dependant.id, 1, "w1", OutcomeKind.FAILED, "boom", exit_code=1)], _req(10, "w2"), clock.now()
+    )
+    assert [j.id for j in again] == [dependant.id]
+    assert again[0] == get(store, dependant.id) and again[0].started_at == dependant.started_at
+    events = [e.data for e in store.events_list(entity="job", entity_id=str(dependant.id))]
+    assert events[-1] == {"from": "RUNNABLE", "to": "RUNNING", "attempt": 2, "worker": "w2"}
+
+
+def test_a_batch_records_one_event_per_job_in_order(store: Store, clock: FrozenClock) -> None:
+    jobs = insert(store, clock.now(), new(), new(), new(priority=1))
+    seen = store.events_list()[-1].id
+    claimed = claim(store, clock.now(), limit=3)
+    assert [j.id for j in claimed] == [jobs[2].id, jobs[0].id, jobs[1].id]
+    clock.advance(1)
+    store.job_finish_and_claim(
+        [Finish(j.id, 1, "w1", OutcomeKind.SUCCEEDED) for j in reversed(claimed)], _req(3), clock.now()
+    )
+    got = [(e.entity_id, e.data) for e in store.events_list(after_id=seen)]
+    started = [
+        (str(j.id), {"from": "RUNNABLE", "to": "RUNNING", "attempt": 1, "worker": "w1"}) for j in claimed
+    ]
+    ended = [(str(j.id), {"from": "RUNNING", "to": "SUCCEEDED", "attempt": 1}) for j in reversed(claimed)]
+    assert got == started + ended
+    for j in claimed:
+        [attempt] = store.job_attempts(j.id)
+        assert attempt.stopped_at == clock.now() and attempt.exit_code == 0 and attempt.reason == "succeeded"

@@ -58,7 +58,8 @@ class DirectOps(LifecycleOps):
                 queue = tx.one("SELECT environments FROM queues WHERE name = ?", (current["queue"],))
                 environment = self.d.unjs(queue["environments"])[0] if queue else "default"
             req = ClaimRequest(worker_id, environment, None, 1, lease_seconds, host, pid)
-            [job] = self._start_jobs(tx, "id = ?", (job_id,), req, environment, now)
+            rows = self._start_jobs(tx, "id = ?", (job_id,), req, environment, now)
+        [job] = self._claimed_jobs(rows, req, environment, now)
         return job
 
     def job_expired_attempts(self, host: str, now: datetime) -> list[tuple[int, int, str]]:

@@ -31,7 +31,7 @@ from conveyor.model import (
 )
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.catalog import WORKER_LIVENESS, CatalogOps
-from conveyor.store.core import _req, chunks
+from conveyor.store.core import _req, _spec, chunks
 
 ACTIVE = "('STARTING', 'RUNNING')"
 WAITING = "('SUBMITTED', 'PENDING', 'RUNNABLE')"
@@ -46,13 +46,20 @@ _JOB_COLUMNS = (
 )
 _INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 30)})"
 # starts the RUNNABLE jobs matching {which}; parameters: reason, worker, lease, started,
-# updated, environment, terminate_requested, then those of {which}
+# updated, environment, terminate_requested, then those of {which}. Backends add RETURNING.
 _START_JOBS = (
     "UPDATE jobs SET state = CASE WHEN kind = 'function' THEN 'RUNNING' ELSE 'STARTING' END,"
     " status_reason = ?, worker_id = ?, lease_expires_at = ?, attempt = attempt + 1,"
     " attempts_counted = attempts_counted + 1, started_at = COALESCE(started_at, ?),"
     " updated_at = ?, compute_environment = ?, terminate_requested = ?"
-    " WHERE {which} AND state = 'RUNNABLE' RETURNING *"
+    " WHERE {which} AND state = 'RUNNABLE'"
+)
+# what ``_start_jobs`` returns of each job, in this order (the rest the claim itself set);
+# ``_claimed_jobs`` builds the jobs from it after the commit
+CLAIMED = (
+    "id, queue, name, definition, definition_revision, kind, spec, priority, created_at, run_at,"
+    " started_at, finished_at, attempt, attempts_counted, payload, payload_ref, result, tags,"
+    " unique_key, idempotency_key, parent_id, array_size, array_index, array_parent_id, depends_on"
 )
 PROMOTE_EVERY = timedelta(seconds=0.1)
 
@@ -673,26 +680,30 @@ class LifecycleOps(CatalogOps):
         """Claim up to ``req.limit`` runnable jobs that fit, with a lease; promote due jobs first."""
         woken: set[str] = set()
         with self._worker_write() as tx:
-            jobs = self._claim(tx, req, now, woken)
+            rows = self._claim(tx, req, now, woken)
         if woken:
             self.wake()
-        return jobs
+        return self._claimed_jobs(rows, req, req.environment, now)
 
     def job_finish_and_claim(
         self, finishes: Sequence[Finish], req: ClaimRequest, now: datetime
     ) -> tuple[list[bool], list[Job]]:
-        """``job_finish_many`` then ``job_claim``, in one transaction (a worker's batch: one commit)."""
+        """``job_finish_many`` then ``job_claim``, in one transaction (a worker's batch: one commit).
+
+        The claimed jobs are built after the commit: on SQLite the write lock of every process
+        is held for the transaction, so Python work inside it serialises the workers."""
         woken: set[str] = set()
         with self._worker_write() as tx:
             applied = self._finish_many(tx, finishes, now, woken)
-            jobs = self._claim(tx, req, now, woken)
+            rows = self._claim(tx, req, now, woken)
             if woken:
                 self.d.notify_jobs(tx, woken)
         if woken:
             self.wake()
-        return applied, jobs
+        return applied, self._claimed_jobs(rows, req, req.environment, now)
 
-    def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Job]:
+    def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Sequence[Any]]:
+        """Start what the request may take; the jobs' ``CLAIMED`` rows, in line order."""
         d = self.d
         self._maybe_promote(tx, now, woken)
         if req.limit <= 0:
@@ -748,7 +759,7 @@ class LifecycleOps(CatalogOps):
             if env.max_memory_mb is not None:
                 free_m = env.max_memory_mb - float(used["m"])
         earlier = self._earlier_capacity(tx, queues, env.name, now)
-        jobs: list[Job] = []
+        jobs: list[Sequence[Any]] = []
         remaining = req.limit
         # queues of equal priority form one line: job priority, then FIFO, across all of them
         groups: dict[int, list[str]] = {}
@@ -814,45 +825,91 @@ class LifecycleOps(CatalogOps):
         req: ClaimRequest,
         env_name: str,
         now: datetime,
-    ) -> list[Job]:
-        """Start the RUNNABLE jobs selected by the SQL condition ``which``: lease, attempt, event.
+    ) -> list[Sequence[Any]]:
+        """Start the RUNNABLE jobs selected by the SQL condition ``which`` (``_START_JOBS``):
+        lease, attempt row, event. Returns their ``CLAIMED`` rows in line order (priority,
+        then id), for ``_claimed_jobs``. Each backend does it in as few statements as it can."""
+        raise NotImplementedError
 
-        Returns them in line order (priority, then id). PostgreSQL does it in one statement.
-        """
+    def _claimed_jobs(
+        self, rows: Sequence[Sequence[Any]], req: ClaimRequest, env_name: str, now: datetime
+    ) -> list[Job]:
+        """The jobs ``_start_jobs`` started, as ``_job`` would read them back: what the claim
+        set comes from the request, the rest from the ``CLAIMED`` rows."""
         d = self.d
         ts = d.ts(now)
-        rows = tx.q(
-            _START_JOBS.format(which=which),
-            (
-                f"started on worker {req.worker_id}",
-                req.worker_id,
-                d.ts(plus(now, req.lease_seconds)),
-                ts,
-                ts,
-                env_name,
-                False,
-                *params,
-            ),
-        )
-        jobs = sorted((self._job(r) for r in rows), key=lambda j: (-j.priority, j.id))
-        tx.many(
-            "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(j.id, j.attempt, req.worker_id, req.host, req.pid, ts, env_name) for j in jobs],
-        )
-        self._events(
-            tx,
-            [
-                (
-                    "job",
-                    str(j.id),
-                    "job.state",
-                    {"from": "RUNNABLE", "to": j.state.value, "attempt": j.attempt, "worker": req.worker_id},
+        stamp = _req(d.dt(ts))
+        lease = d.dt(d.ts(plus(now, req.lease_seconds)))
+        reason = f"started on worker {req.worker_id}"
+        dt, unjs = d.dt, d.unjs
+        seen_raw: Any = None
+        seen_dt: datetime | None = None
+        jobs: list[Job] = []
+        for (
+            job_id,
+            queue,
+            name,
+            definition,
+            revision,
+            kind,
+            spec,
+            priority,
+            created_raw,
+            run_at,
+            started_raw,
+            finished_at,
+            attempt,
+            counted,
+            payload,
+            payload_ref,
+            result,
+            tags,
+            unique_key,
+            idempotency_key,
+            parent_id,
+            array_size,
+            array_index,
+            array_parent_id,
+            depends_on,
+        ) in rows:
+            # a batch submitted together shares its creation time: convert it once
+            if created_raw != seen_raw or seen_dt is None:
+                seen_raw, seen_dt = created_raw, _req(dt(created_raw))
+            jobs.append(
+                Job(
+                    id=int(job_id),
+                    queue=queue,
+                    name=name,
+                    definition=definition,
+                    definition_revision=revision,
+                    spec=_spec(spec, d),
+                    state=JobState.RUNNING if kind == "function" else JobState.STARTING,
+                    status_reason=reason,
+                    priority=int(priority),
+                    created_at=seen_dt,
+                    updated_at=stamp,
+                    run_at=None if run_at is None else dt(run_at),
+                    started_at=stamp if started_raw == ts else dt(started_raw),
+                    finished_at=None if finished_at is None else dt(finished_at),
+                    attempt=int(attempt),
+                    attempts_counted=int(counted),
+                    payload=None if payload is None else unjs(payload),
+                    payload_ref=payload_ref,
+                    result=None if result is None else unjs(result),
+                    tags=tuple(unjs(tags) or ()) if tags is not None else (),
+                    unique_key=unique_key,
+                    idempotency_key=idempotency_key,
+                    parent_id=parent_id,
+                    array_size=array_size,
+                    array_index=array_index,
+                    array_parent_id=array_parent_id,
+                    depends_on=tuple(unjs(depends_on) or ()) if depends_on is not None else (),
+                    worker_id=req.worker_id,
+                    lease_expires_at=lease,
+                    compute_environment=env_name,
+                    terminate_requested=False,
                 )
-                for j in jobs
-            ],
-            now,
-        )
+            )
         return jobs
 
     def _earlier_capacity(
@@ -1062,44 +1119,8 @@ class LifecycleOps(CatalogOps):
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         """Move the RUNNING attempts of ``group`` (one worker's successes) to SUCCEEDED, with results,
         attempts and events. Returns the rows moved: id, attempt and what ``_done`` needs.
-
-        PostgreSQL does it in one statement.
-        """
-        d = self.d
-        ts = d.ts(now)
-        pairs = [(f.job_id, f.attempt) for f in group]
-        rows = tx.q(
-            "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?,"
-            " finished_at = ?, lease_expires_at = NULL WHERE "
-            + d.pair_in("id", "attempt")
-            + " AND worker_id = ? AND state = 'RUNNING' AND terminate_requested = ?"
-            " RETURNING id, attempt, unique_key, unique_ttl, has_dependants, array_parent_id",
-            (ts, ts, d.pairs(pairs), worker_id, False),
-        )
-        got = {int(r["id"]) for r in rows}
-        ok = [f for f in group if f.job_id in got]
-        tx.x(
-            "UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' WHERE "
-            + d.pair_in("job_id", "number"),
-            (ts, d.pairs([(f.job_id, f.attempt) for f in ok])),
-        )
-        results = [(d.js(f.result), f.job_id) for f in ok if f.result is not None]
-        if results:
-            tx.many("UPDATE jobs SET result = ? WHERE id = ?", results)
-        self._events(
-            tx,
-            [
-                (
-                    "job",
-                    str(f.job_id),
-                    "job.state",
-                    {"from": "RUNNING", "to": "SUCCEEDED", "attempt": f.attempt},
-                )
-                for f in ok
-            ],
-            now,
-        )
-        return rows
+        Each backend does it in as few statements as it can."""
+        raise NotImplementedError
 
     def _finish_one(self, tx: Tx, f: Finish, now: datetime, woken: set[str]) -> bool:
         d = self.d

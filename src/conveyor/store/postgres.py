@@ -26,11 +26,10 @@ from conveyor.model import (
     DefinitionSpec,
     Finish,
     InsertResult,
-    Job,
     NewJob,
 )
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_JOBS
+from conveyor.store.lifecycle import _START_JOBS, CLAIMED
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
@@ -183,16 +182,19 @@ INSERT_PLAIN_JOBS = (
 INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT v.id FROM v ORDER BY v.ord"
 
 # Start the RUNNABLE jobs matching {which}, open their attempts and record their events:
-# one statement. Parameters: those of lifecycle._START_JOBS, then worker, host, pid, started,
+# one statement; returns lifecycle.CLAIMED (the spec as text: parsed once per distinct spec,
+# see core._spec). Parameters: those of lifecycle._START_JOBS, then worker, host, pid, started,
 # environment (attempts), event time, worker (events).
 START_JOBS = (
-    "WITH c AS (" + _START_JOBS + "),"
+    "WITH c AS (" + _START_JOBS + " RETURNING *),"
     " a AS (INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
     " SELECT id, attempt, ?::text, ?::text, ?::int, ?::timestamptz, ?::text FROM c),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
-    " SELECT c.*, c.spec::text AS spec_text FROM c"
+    " SELECT "
+    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + " FROM c ORDER BY c.priority DESC, c.id"
 )
 
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt stopped, event
@@ -385,7 +387,7 @@ class PostgresStore(StoreOps):
         req: ClaimRequest,
         env_name: str,
         now: datetime,
-    ) -> list[Job]:
+    ) -> list[Sequence[Any]]:
         rows = tx.q(
             START_JOBS.format(which=which),
             (
@@ -406,9 +408,7 @@ class PostgresStore(StoreOps):
                 req.worker_id,
             ),
         )
-        # the spec as text: parsed once per distinct spec (see core._spec)
-        jobs = [self._job({**r, "spec": r["spec_text"]}) for r in rows]
-        return sorted(jobs, key=lambda j: (-j.priority, j.id))
+        return [tuple(r.values()) for r in rows]
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(

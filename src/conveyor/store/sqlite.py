@@ -22,8 +22,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
-from conveyor.model import DefinitionSpec, InsertResult, NewJob
-from conveyor.store.base import Row, Tx
+from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob
+from conveyor.store.base import Row, Tx, plus
+from conveyor.store.lifecycle import _START_JOBS, CLAIMED
 from conveyor.store.ops import StoreOps
 
 
@@ -126,6 +127,38 @@ _PLAIN_EVENTS = (
     "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(id AS TEXT), 'job.state',"
     " json_object('to', state, 'reason', status_reason, 'queue', queue) FROM jobs WHERE id BETWEEN ? AND ?"
     " ORDER BY id"
+)
+
+# A worker's batch: the statements take their rows from the ids (and attempts) given as one
+# JSON array, and SQLite builds the events' JSON, so that little Python runs while the write
+# lock (shared by every process) is held.
+_START = _START_JOBS + " RETURNING " + CLAIMED
+# parameters: worker, host, pid, started, environment, the ids
+_START_ATTEMPTS = (
+    "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
+    " SELECT id, attempt, ?, ?, ?, ?, ? FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+)
+# parameters: time, worker, the ids in line order
+_START_EVENTS = (
+    "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(j.id AS TEXT), 'job.state',"
+    " json_object('from', 'RUNNABLE', 'to', j.state, 'attempt', j.attempt, 'worker', ?)"
+    " FROM json_each(?) AS v JOIN jobs AS j ON j.id = v.value ORDER BY v.key"
+)
+_PAIRS = "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+# parameters: updated, finished, [[id, attempt], ...], worker
+_SUCCEED = (
+    "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
+    f" lease_expires_at = NULL WHERE (id, attempt) IN {_PAIRS} AND worker_id = ? AND state = 'RUNNING'"
+    " AND terminate_requested = 0"
+    " RETURNING id, attempt, unique_key, unique_ttl, has_dependants, array_parent_id"
+)
+# parameters: stopped, [[id, attempt], ...]
+_SUCCEED_ATTEMPTS = f"UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' WHERE (job_id, number) IN {_PAIRS}"
+# parameters: time, [[id, attempt], ...] in order
+_SUCCEED_EVENTS = (
+    "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(json_extract(value, '$[0]') AS TEXT),"
+    " 'job.state', json_object('from', 'RUNNING', 'to', 'SUCCEEDED', 'attempt', json_extract(value, '$[1]'))"
+    " FROM json_each(?) ORDER BY key"
 )
 
 
@@ -312,6 +345,56 @@ class SQLiteStore(StoreOps):
         rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
         first = self._write_plain(tx, rows, now.timestamp())
         return [(first + i, state) for i, (state, _) in enumerate(states)]
+
+    def _start_jobs(
+        self,
+        tx: Tx,
+        which: str,
+        params: Sequence[Any],
+        req: ClaimRequest,
+        env_name: str,
+        now: datetime,
+    ) -> list[Sequence[Any]]:
+        ts = now.timestamp()
+        conn = tx.conn  # type: ignore[attr-defined]
+        rows = conn.execute(
+            _START.format(which=which),
+            (
+                f"started on worker {req.worker_id}",
+                req.worker_id,
+                plus(now, req.lease_seconds).timestamp(),
+                ts,
+                ts,
+                env_name,
+                False,
+                *params,
+            ),
+        ).fetchall()
+        if not rows:
+            return []
+        rows.sort(key=lambda r: (-r[7], r[0]))  # priority, then id
+        ids = json.dumps([r[0] for r in rows])
+        conn.execute(_START_ATTEMPTS, (req.worker_id, req.host, req.pid, ts, env_name, ids))
+        conn.execute(_START_EVENTS, (ts, req.worker_id, ids))
+        return rows  # type: ignore[no-any-return]
+
+    def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
+        ts = now.timestamp()
+        conn = tx.conn  # type: ignore[attr-defined]
+        pairs = json.dumps([[f.job_id, f.attempt] for f in group])
+        rows: list[Row] = conn.execute(_SUCCEED, (ts, ts, pairs, worker_id)).fetchall()
+        if len(rows) < len(group):
+            got = {int(r["id"]) for r in rows}
+            group = [f for f in group if f.job_id in got]
+            pairs = json.dumps([[f.job_id, f.attempt] for f in group])
+        if not group:
+            return rows
+        conn.execute(_SUCCEED_ATTEMPTS, (ts, pairs))
+        results = [(self.d.js(f.result), f.job_id) for f in group if f.result is not None]
+        if results:
+            conn.executemany("UPDATE jobs SET result = ? WHERE id = ?", results)
+        conn.execute(_SUCCEED_EVENTS, (ts, pairs))
+        return rows
 
     def wait_for_jobs(self, timeout: float) -> bool:
         """Wake on a commit by any other process, seen through ``PRAGMA data_version``.

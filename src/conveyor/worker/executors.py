@@ -134,12 +134,16 @@ class LogBuffer:
 
 class FunctionCache:
     def __init__(self) -> None:
-        self._cache: dict[str, Callable[..., Any]] = {}
+        self._cache: dict[str, tuple[Callable[..., Any], bool]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, path: str) -> Callable[..., Any]:
-        fn = self._cache.get(path)
-        if fn is None:
+        return self.resolve_call(path)[0]
+
+    def resolve_call(self, path: str) -> tuple[Callable[..., Any], bool]:
+        """(the callable, whether it is a coroutine function), looked up once per path."""
+        entry = self._cache.get(path)
+        if entry is None:
             module_name, _, attr = path.partition(":")
             target: Any = importlib.import_module(module_name)
             for part in attr.split("."):
@@ -148,9 +152,10 @@ class FunctionCache:
                 raise TypeError(f"{path} is not callable")
             # the @task decorator wraps a function; call the original
             fn = getattr(target, "__conveyor_wrapped__", target)
+            entry = (fn, inspect.iscoroutinefunction(fn))
             with self._lock:
-                self._cache[path] = fn
-        return fn
+                self._cache[path] = entry
+        return entry
 
 
 _thread_loops = threading.local()
@@ -193,13 +198,13 @@ def run_function(
         )
     )
     try:
-        fn = functions.resolve(job.spec.function)
+        fn, is_async = functions.resolve_call(job.spec.function)
         args, kwargs = call_arguments(payload, job.spec.parameters)
-        if inspect.iscoroutinefunction(fn):
+        if is_async:
             value = _run_async(ex, fn(*args, **kwargs))
         else:
             value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
+            if value is not None and inspect.isawaitable(value):
                 value = _run_async(ex, value)
     except outcomes.Outcome as raised:
         return _outcome_finish(raised, finish)
@@ -219,11 +224,16 @@ def run_function(
         log.flush(final=True)
     if isinstance(value, outcomes.Outcome):
         return _outcome_finish(value, finish)
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return finish(OutcomeKind.FAILED, _short(f"result is not JSON-serialisable: {exc}"))
+    if value is not None and type(value) not in _PLAIN_RESULTS:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return finish(OutcomeKind.FAILED, _short(f"result is not JSON-serialisable: {exc}"))
     return finish(OutcomeKind.SUCCEEDED, "", exit_code=0, result=value)
+
+
+# results that are JSON as they are (not float: NaN and infinities are refused)
+_PLAIN_RESULTS = (bool, int, str)
 
 
 def _run_async(ex: Execution, awaitable: Any) -> Any:

@@ -1,6 +1,7 @@
 """The worker: claim what fits, run it, renew leases, report outcomes in batches.
 
-One loop thread claims and reports; a pool of ``concurrency`` threads runs the attempts;
+One loop thread claims and reports; ``concurrency`` job threads run the attempts, taking
+them from one queue;
 a heartbeat thread renews leases, carries terminate requests to running jobs and rescues
 expired leases (the reaper is in every worker: idempotent, so any number may run it).
 """
@@ -14,7 +15,6 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -84,7 +84,13 @@ class Worker:
         self._stopping = threading.Event()
         self._immediate = threading.Event()
         self._threads_done = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="conveyor-job")
+        # attempts to run, for the job threads (None: a thread ends). A plain queue and a fixed
+        # set of threads: a Future per attempt through ThreadPoolExecutor cost ~3x as much
+        self._queue: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
+        self._job_threads: list[threading.Thread] = []
+        # _coalesce waits on it for ``_want`` finishes (0: nobody waits)
+        self._done_cv = threading.Condition(threading.Lock())
+        self._want = 0
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -115,6 +121,13 @@ class Worker:
         listen = threading.Thread(target=self._listen_loop, name="conveyor-listen", daemon=True)
         beat.start()
         listen.start()
+        self._job_threads = [
+            # daemons: an inline function that ignores its stop must not keep the process alive
+            threading.Thread(target=self._job_thread, name=f"conveyor-job_{i}", daemon=True)
+            for i in range(self.config.concurrency)
+        ]
+        for t in self._job_threads:
+            t.start()
         try:
             self._loop()
             self._shutdown()
@@ -123,7 +136,8 @@ class Worker:
             # the store may be closed right after run() returns: no thread of ours may still use it
             beat.join(timeout=10)
             listen.join(timeout=10)
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            for _ in self._job_threads:
+                self._queue.put(None)
             try:
                 self.store.worker_stop(self.id, self.clock.now())
             except errors.ConveyorError as exc:
@@ -187,14 +201,29 @@ class Worker:
 
     def _coalesce(self, busy: int) -> None:
         """A batch of one finish costs a whole transaction: when more jobs are about to end, wait
-        up to 2 ms for them, so finishes (and the claims that refill the slots) go in batches."""
+        up to 2 ms for them, so finishes (and the claims that refill the slots) go in batches.
+        The job thread that brings the last of them wakes the loop (``_reported``)."""
         target = max(1, busy)
-        deadline = time.monotonic() + 0.002
-        while self._done.qsize() < target and not self._stopping.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
+        with self._done_cv:
+            if self._done.qsize() >= target:
                 return
-            time.sleep(min(left, 0.0005))
+            self._want = target
+            try:
+                self._done_cv.wait_for(
+                    lambda: self._done.qsize() >= target or self._stopping.is_set(), timeout=0.002
+                )
+            finally:
+                self._want = 0
+
+    def _reported(self) -> None:
+        """A finish was queued: wake ``_coalesce`` once all it waits for are in, and the loop."""
+        with self._done_cv:
+            if self._want and self._done.qsize() >= self._want:
+                self._done_cv.notify()
+        # a set flag needs no second set: the loop clears it before it drains the queue, and
+        # the finish was queued before the flag was read
+        if not self._signal.is_set():
+            self._signal.set()
 
     def _free_slots(self, finishing: int = 0) -> int:
         """Slots free once ``finishing`` of the running jobs (all reported) are recorded."""
@@ -214,18 +243,33 @@ class Worker:
         )
 
     def _started_jobs(self, jobs: list[Job]) -> int:
+        if not jobs:
+            return 0
+        started = []
         for job in jobs:
-            self._start(job)
+            ex = Execution(job=job, worker_id=self.id)
+            if job.spec.timeout_seconds:
+                ex.deadline = ex.started + job.spec.timeout_seconds
+            started.append(ex)
+        with self._lock:
+            for ex in started:
+                self._running[ex.job.id] = ex
+        for ex in started:
+            self._queue.put(ex)
         self.stats.claimed += len(jobs)
         return len(jobs)
 
-    def _start(self, job: Job) -> None:
-        ex = Execution(job=job, worker_id=self.id)
-        if job.spec.timeout_seconds:
-            ex.deadline = ex.started + job.spec.timeout_seconds
-        with self._lock:
-            self._running[job.id] = ex
-        self._pool.submit(self._execute, ex)
+    def _job_thread(self) -> None:
+        while True:
+            ex = self._queue.get()
+            if ex is None:
+                return
+            with self._lock:
+                if ex.abandoned:  # released at shutdown before it started: it must not run
+                    ex.reported = True
+                    self._abandoned.discard(ex)
+                    continue
+            self._execute(ex)
 
     def _execute(self, ex: Execution) -> None:
         job = ex.job
@@ -238,7 +282,10 @@ class Worker:
         )
         try:
             if job.spec.function is not None:
-                payload = resolve_payload(self.store, self.blobs, job)
+                if job.payload_ref or (job.payload is None and job.array_parent_id is not None):
+                    payload = resolve_payload(self.store, self.blobs, job)
+                else:
+                    payload = job.payload
                 result = run_function(ex, self.functions, payload, logbuf, self.config.executor)
             else:
                 argv = render_argv(job)
@@ -255,7 +302,7 @@ class Worker:
                 self._signal.set()
                 return
         self._done.put(result)
-        self._signal.set()
+        self._reported()
 
     def _log_sink(self, job_id: int, attempt: int, chunks: list[tuple[int, bytes]]) -> None:
         self.store.log_append(job_id, attempt, chunks)
@@ -336,7 +383,7 @@ class Worker:
             ex.abandoned = True
             self._abandoned.add(ex)
         self._done.put(Finish(ex.job.id, ex.job.attempt, self.id, kind, reason))
-        self._signal.set()
+        self._reported()
 
     # -- background threads -----------------------------------------------------------------
     def _listen_loop(self) -> None:

@@ -27,6 +27,8 @@ from conveyor.model import (
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
 
+_PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -142,8 +144,8 @@ class JobService:
                 "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
             )
         now = self.clock.now()
-        for req in reqs:
-            self.cache.queue(req.queue)  # refreshes on a miss
+        for name in {req.queue for req in reqs}:
+            self.cache.queue(name)  # refreshes on a miss
         queues, envs = self.cache.queues, self.cache.envs
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
@@ -211,21 +213,23 @@ class JobService:
                 "has no time zone",
                 "an ISO-8601 time with offset, e.g. 2026-05-01T12:00:00+00:00",
             )
-        # relations
-        deps = tuple(
-            d
-            if isinstance(d, Dependency)
-            else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
-            for d in req.depends_on
-        )
-        if len({d.job_id for d in deps}) != len(deps):
-            raise errors.ValidationError(f"{prefix}depends_on", "lists a job twice", "distinct job ids")
+        # relations (most submissions have none: skip the generators then)
+        deps: tuple[Dependency, ...] = ()
+        if req.depends_on:
+            deps = tuple(
+                d
+                if isinstance(d, Dependency)
+                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
+                for d in req.depends_on
+            )
+            if len({d.job_id for d in deps}) != len(deps):
+                raise errors.ValidationError(f"{prefix}depends_on", "lists a job twice", "distinct job ids")
         array_size = None
         if req.array_size is not None:
             array_size = validate.integer(
                 f"{prefix}array_size", req.array_size, validate.MIN_ARRAY, validate.MAX_ARRAY
             )
-        elif req.array_sequential or any(d.type is DependencyType.N_TO_N for d in deps):
+        elif req.array_sequential or (deps and any(d.type is DependencyType.N_TO_N for d in deps)):
             raise errors.ValidationError(
                 f"{prefix}array_size",
                 "SEQUENTIAL and N_TO_N dependencies need an array job",
@@ -237,15 +241,16 @@ class JobService:
         payload, payload_ref, payload_json = req.payload, None, None
         if payload is not None:
             payload_json = validate.payload_json(f"{prefix}payload", payload)
-            raw = payload_json.encode()
-            if len(raw) > self.limits.max_payload_bytes:
+            # the JSON is ASCII (ensure_ascii), so its length is its size in bytes
+            size = len(payload_json)
+            if size > self.limits.max_payload_bytes:
                 raise errors.ValidationError(
                     f"{prefix}payload",
-                    f"is {len(raw):,} bytes",
+                    f"is {size:,} bytes",
                     f"at most {self.limits.max_payload_bytes:,} bytes",
                 )
-            if len(raw) > self.limits.inline_payload_bytes:
-                payload, payload_ref, payload_json = None, self.blobs.put(raw), None
+            if size > self.limits.inline_payload_bytes:
+                payload, payload_ref, payload_json = None, self.blobs.put(payload_json.encode()), None
         unique_key = req.unique_key
         if unique_key is not None:
             if "{" in unique_key:
@@ -260,7 +265,7 @@ class JobService:
         ttl = None
         if req.unique_ttl_seconds is not None:
             ttl = validate.number(f"{prefix}unique_ttl", req.unique_ttl_seconds, 0, 366 * 86_400)
-        tags = tuple(str(t) for t in req.tags)
+        tags = tuple(str(t) for t in req.tags) if req.tags else ()
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(
@@ -274,7 +279,9 @@ class JobService:
             payload=payload,
             payload_json=payload_json,
             payload_ref=payload_ref,
-            priority=validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
+            priority=req.priority
+            if type(req.priority) is int and _PRIORITY_LOW <= req.priority <= _PRIORITY_HIGH
+            else validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
             run_at=run_at,
             depends_on=deps,
             array_size=array_size,

@@ -101,3 +101,62 @@ def test_brief_insert_answers_what_the_full_insert_would(store: Store, clock: Fr
     again = store.job_insert_brief([new(unique_key="u")], now)
     assert again == [Inserted(first[0].id, JobState.RUNNABLE, True, again[0].reason)]
     assert again[0].reason and first[1].id > first[0].id
+
+
+def _stored(store: Store, first_id: int) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The job rows from ``first_id`` on and their events, without ids (events name their job
+    by its position), in id order."""
+    with store._read() as tx:  # raw rows: what each path wrote, not what a Job makes of it
+        jobs = [dict(r) for r in tx.q("SELECT * FROM jobs WHERE id >= ? ORDER BY id", (first_id,))]
+        ids = [j["id"] for j in jobs]
+        events = [
+            dict(r)
+            for r in tx.q("SELECT * FROM events WHERE entity = 'job' ORDER BY id")
+            if int(r["entity_id"]) in ids
+        ]
+    for e in events:
+        e["entity_id"] = ids.index(int(e["entity_id"]))
+        del e["id"]
+        e["data"] = store.d.unjs(e["data"])
+    for j in jobs:
+        del j["id"]
+    return jobs, events
+
+
+def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock) -> None:
+    """The general path, the plain batch, one plain job at a time and the brief (bulk) path
+    write identical job and event rows for the same submissions."""
+    now = clock.now()
+    later = now + timedelta(minutes=5)
+    jobs = [
+        new(),
+        new(spec=CMD, payload={"i": 1, "text": "é\u2603", "nested": [1.5, None, {"b": True}]}),
+        new(payload="null", priority=-3, tags=("a", "b"), name="named"),
+        new(payload=[], run_at=later),
+        new(payload=0, parent_id=7, definition="d", definition_revision=2),
+        new("other", payload_ref="blob-1"),
+        new(spec=CMD, payload=False, run_at=now - timedelta(seconds=1)),
+    ]
+
+    def general() -> None:
+        with store._write() as tx:
+            store._insert(tx, jobs, now, set())  # type: ignore[attr-defined]
+
+    def one_by_one() -> None:
+        for nj in jobs:
+            store.job_insert_many([nj], now)
+
+    paths = {
+        "general": general,
+        "plain": lambda: store.job_insert_many(jobs, now),
+        "one by one": one_by_one,
+        "brief": lambda: store.job_insert_brief(jobs, now),
+    }
+    stored = {}
+    for name, run in paths.items():
+        first = store.job_insert_brief([new()], now)[0].id + 1  # where this path's rows start
+        run()
+        stored[name] = _stored(store, first)
+    assert len(stored["general"][0]) == len(jobs) and len(stored["general"][1]) == len(jobs)
+    for name in paths:
+        assert stored[name] == stored["general"], name

@@ -156,8 +156,9 @@ class LifecycleOps(CatalogOps):
         return entry[1], entry[2]
 
     def _spec_entry(self, spec: DefinitionSpec) -> list[Any]:
-        """The cache entry [spec, stored form, read-back form or None] of a spec object. The
-        entry keeps the spec alive, so its ``id`` cannot be reused while it is cached."""
+        """The cache entry [spec, stored form, read-back form or None, JSON text or None (filled
+        by a backend that sends one)] of a spec object. The entry keeps the spec alive, so its
+        ``id`` cannot be reused while it is cached."""
         cache = getattr(self, "_specs", None)
         if cache is None:
             cache = self._specs = {}
@@ -165,7 +166,7 @@ class LifecycleOps(CatalogOps):
         if entry is None or entry[0] is not spec:
             if len(cache) >= 512:
                 cache.clear()
-            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None]
+            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None, None]
         return entry
 
     def _plain_each(

@@ -4,10 +4,13 @@ one by one) give back exactly the rows they stored, whatever the mix and whoever
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+import pytest
+
 from conveyor.clock import FrozenClock
-from conveyor.model import DefinitionSpec, JobState
+from conveyor.model import DefinitionSpec, JobState, NewJob
 from conveyor.store import Store, open_store
 
 from .helpers import CMD, FN, insert, new
@@ -124,8 +127,8 @@ def _stored(store: Store, first_id: int) -> tuple[list[dict[str, object]], list[
 
 
 def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock) -> None:
-    """The general path, the plain batch, one plain job at a time and the brief (bulk) path
-    write identical job and event rows for the same submissions."""
+    """The general path, the plain batch, one plain job at a time, the brief (bulk) path and
+    chunks write identical job and event rows for the same submissions."""
     now = clock.now()
     later = now + timedelta(minutes=5)
     jobs = [
@@ -140,17 +143,18 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
 
     def general() -> None:
         with store._write() as tx:
-            store._insert(tx, jobs, now, set())  # type: ignore[attr-defined]
+            store._insert(tx, jobs, now, set())
 
     def one_by_one() -> None:
         for nj in jobs:
             store.job_insert_many([nj], now)
 
-    paths = {
+    paths: dict[str, Callable[[], object]] = {
         "general": general,
         "plain": lambda: store.job_insert_many(jobs, now),
         "one by one": one_by_one,
         "brief": lambda: store.job_insert_brief(jobs, now),
+        "chunks": lambda: store.job_insert_chunks((jobs[i : i + 3] for i in range(0, len(jobs), 3)), now),
     }
     stored = {}
     for name, run in paths.items():
@@ -160,3 +164,38 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
     assert len(stored["general"][0]) == len(jobs) and len(stored["general"][1]) == len(jobs)
     for name in paths:
         assert stored[name] == stored["general"], name
+
+
+def test_chunks_keep_submission_order_across_plain_and_keyed_chunks(store: Store, clock: FrozenClock) -> None:
+    now = clock.now()
+    chunks = [
+        [new(payload={"n": 0}), new(payload={"n": 1})],
+        [],
+        [new(payload={"n": 2}, unique_key="k"), new(payload={"n": 3})],  # the general path
+        [new(payload={"n": 4})],
+        [new(payload={"n": 5}, unique_key="k")],  # matches job 2
+        [new(payload={"n": 6}), new(payload={"n": 7}, run_at=now + timedelta(minutes=1))],
+    ]
+    got = store.job_insert_chunks(iter(chunks), now)
+    assert len(got) == 8
+    assert got[5].existing and got[5].id == got[2].id
+    fresh = [r for r in got if not r.existing]
+    assert [r.id for r in fresh] == sorted(r.id for r in fresh)
+    assert [store.job_get(r.id).payload["n"] for r in fresh] == [0, 1, 2, 3, 4, 6, 7]  # type: ignore[union-attr]
+    assert got[7].state is JobState.SUBMITTED and got[6].state is JobState.RUNNABLE
+
+
+def test_chunks_insert_nothing_when_building_a_later_chunk_fails(store: Store, clock: FrozenClock) -> None:
+    now = clock.now()
+    before = store.job_insert_brief([new()], now)[0].id
+
+    def chunks() -> Iterator[list[NewJob]]:
+        yield [new(payload={"n": i}) for i in range(300)]
+        yield [new(payload={"n": i}) for i in range(300)]
+        raise RuntimeError("the third chunk does not validate")
+
+    with pytest.raises(RuntimeError, match="third chunk"):
+        store.job_insert_chunks(chunks(), now)
+    after = store.job_insert_brief([new()], now)[0].id
+    assert [store.job_get(i) for i in range(before + 1, after)] == [None] * (after - before - 1)
+    assert store.job_get(after) is not None  # the store is usable afterwards

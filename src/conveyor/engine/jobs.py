@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,18 @@ from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
 
 _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
+# bulk submissions of more jobs than this reach the store in chunks of this size
+BULK_CHUNK = 250
+
+
+def _plain(req: SubmitRequest) -> bool:
+    """No keys, dependencies or array: the store inserts the job without reading anything."""
+    return (
+        req.unique_key is None
+        and req.idempotency_key is None
+        and not req.depends_on
+        and req.array_size is None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +144,30 @@ class JobService:
         return self.store.job_insert_many(built, now)
 
     def submit_many_brief(self, reqs: Sequence[SubmitRequest]) -> list[Inserted]:
-        """``submit_many`` answering ids and states only (cheaper for large batches)."""
+        """``submit_many`` answering ids and states only (cheaper for large batches).
+
+        A large batch of plain submissions (no keys, dependencies or arrays) reaches the store
+        in chunks built while it inserts the previous ones (see ``Store.job_insert_chunks``);
+        a submission that fails validation still inserts nothing."""
         if not reqs:
             return []
-        built, now = self._build_all(reqs)
-        return self.store.job_insert_brief(built, now)
+        now, build = self._builder(reqs)
+        if len(reqs) <= BULK_CHUNK or not all(_plain(r) for r in reqs):
+            return self.store.job_insert_brief([build(i, r) for i, r in enumerate(reqs)], now)
+        chunks = (
+            [build(i, reqs[i]) for i in range(start, min(start + BULK_CHUNK, len(reqs)))]
+            for start in range(0, len(reqs), BULK_CHUNK)
+        )
+        return self.store.job_insert_chunks(chunks, now)
 
     def _build_all(self, reqs: Sequence[SubmitRequest]) -> tuple[list[NewJob], datetime]:
+        now, build = self._builder(reqs)
+        return [build(i, r) for i, r in enumerate(reqs)], now
+
+    def _builder(
+        self, reqs: Sequence[SubmitRequest]
+    ) -> tuple[datetime, Callable[[int, SubmitRequest], NewJob]]:
+        """The batch's time and a function validating its ``i``-th submission into a ``NewJob``."""
         if len(reqs) > self.limits.max_batch:
             raise errors.ValidationError(
                 "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
@@ -152,11 +181,13 @@ class JobService:
         if self._specs_for[0] is not queues or self._specs_for[1] is not envs or len(self._specs) > 1024:
             self._specs, self._specs_for = {}, (queues, envs)
         specs = self._specs
-        built = []
-        for i, req in enumerate(reqs):
-            prefix = f"jobs[{i}]." if len(reqs) > 1 else ""
-            built.append(self._build(req, prefix, now, queues, envs, definitions, parents, specs))
-        return built, now
+        many = len(reqs) > 1
+
+        def build(i: int, req: SubmitRequest) -> NewJob:
+            prefix = f"jobs[{i}]." if many else ""
+            return self._build(req, prefix, now, queues, envs, definitions, parents, specs)
+
+        return now, build
 
     def _build(
         self,

@@ -7,7 +7,7 @@ unique constraints; nothing here trusts a leader. See docs/states.md for the dia
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -116,6 +116,12 @@ class LifecycleOps(CatalogOps):
         if woken:
             self.wake()
         return out
+
+    def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
+        """``job_insert_brief`` of the jobs of ``chunks``, in order, in one transaction. A backend
+        that can may insert a chunk while the caller builds the next one (the iterable may
+        raise: then nothing is inserted). Here: every chunk is built first, then inserted."""
+        return self.job_insert_brief([nj for chunk in chunks for nj in chunk], now)
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""

@@ -11,7 +11,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,12 +25,13 @@ from conveyor.model import (
     ClaimRequest,
     DefinitionSpec,
     Finish,
+    Inserted,
     InsertResult,
     Job,
     NewJob,
 )
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_JOBS
+from conveyor.store.lifecycle import _START_JOBS, _STATES, _plain
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
@@ -408,6 +409,44 @@ class PostgresStore(StoreOps):
             "[]" if len(rows) == 1 else json.dumps(ks),
         )
         return params, states, echoes, payloads
+
+    def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
+        """Plain chunks go out in pipeline mode: each statement is sent without waiting for
+        the one before, so the server inserts a chunk while the caller builds the next. A chunk
+        with keys, dependencies or arrays waits for the chunks before it and is inserted on its
+        own (``_insert_ids``); then pipelining resumes. One transaction, committed (and
+        flushed) after the last chunk."""
+        woken: set[str] = set()
+        out: list[Inserted] = []
+        it = iter(chunks)
+        with self._write() as tx:
+            conn = tx.cur.connection  # type: ignore[attr-defined]
+            odd: Sequence[NewJob] | None = ()
+            while odd is not None:
+                odd = None
+                sent: list[tuple[psycopg.Cursor[dict[str, Any]], list[tuple[str, str]]]] = []
+                with conn.pipeline():
+                    for chunk in it:
+                        if not all(_plain(nj) for nj in chunk):
+                            odd = chunk
+                            break
+                        if chunk:
+                            params, states, _, _ = self._plain_params(chunk, now, woken, echo=False)
+                            cur = conn.cursor()
+                            cur.execute(_pg(INSERT_PLAIN_JOBS_TX), params)
+                            sent.append((cur, states))
+                for cur, states in sent:
+                    out.extend(
+                        Inserted(int(r["id"]), _STATES[state])
+                        for r, (state, _) in zip(cur.fetchall(), states, strict=True)
+                    )
+                if odd is not None:
+                    out.extend(self._insert_ids(tx, odd, now, woken))
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return out
 
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]

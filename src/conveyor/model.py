@@ -123,9 +123,11 @@ class Dependency:
     type: DependencyType = DependencyType.STANDARD
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewJob:
-    """A validated submission, ready for the store. The engine builds these."""
+    """A validated submission, ready for the store. The engine builds these; nothing changes
+    one afterwards. Not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__``, 1.7 µs of 18 fields against 0.3 µs, per job of a bulk submission."""
 
     queue: str
     spec: DefinitionSpec

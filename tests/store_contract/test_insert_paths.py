@@ -4,10 +4,13 @@ one by one) give back exactly the rows they stored, whatever the mix and whoever
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+import pytest
+
 from conveyor.clock import FrozenClock
-from conveyor.model import DefinitionSpec, JobState
+from conveyor.model import DefinitionSpec, JobState, NewJob
 from conveyor.store import Store, open_store
 
 from .helpers import CMD, FN, insert, new
@@ -101,3 +104,98 @@ def test_brief_insert_answers_what_the_full_insert_would(store: Store, clock: Fr
     again = store.job_insert_brief([new(unique_key="u")], now)
     assert again == [Inserted(first[0].id, JobState.RUNNABLE, True, again[0].reason)]
     assert again[0].reason and first[1].id > first[0].id
+
+
+def _stored(store: Store, first_id: int) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The job rows from ``first_id`` on and their events, without ids (events name their job
+    by its position), in id order."""
+    with store._read() as tx:  # raw rows: what each path wrote, not what a Job makes of it
+        jobs = [dict(r) for r in tx.q("SELECT * FROM jobs WHERE id >= ? ORDER BY id", (first_id,))]
+        ids = [j["id"] for j in jobs]
+        events = [
+            dict(r)
+            for r in tx.q("SELECT * FROM events WHERE entity = 'job' ORDER BY id")
+            if int(r["entity_id"]) in ids
+        ]
+    for e in events:
+        e["entity_id"] = ids.index(int(e["entity_id"]))
+        del e["id"]
+        e["data"] = store.d.unjs(e["data"])
+    for j in jobs:
+        del j["id"]
+    return jobs, events
+
+
+def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock) -> None:
+    """The general path, the plain batch, one plain job at a time, the brief (bulk) path and
+    chunks write identical job and event rows for the same submissions."""
+    now = clock.now()
+    later = now + timedelta(minutes=5)
+    jobs = [
+        new(),
+        new(spec=CMD, payload={"i": 1, "text": "é\u2603", "nested": [1.5, None, {"b": True}]}),
+        new(payload="null", priority=-3, tags=("a", "b"), name="named"),
+        new(payload=[], run_at=later),
+        new(payload=0, parent_id=7, definition="d", definition_revision=2),
+        new("other", payload_ref="blob-1"),
+        new(spec=CMD, payload=False, run_at=now - timedelta(seconds=1)),
+    ]
+
+    def general() -> None:
+        with store._write() as tx:
+            store._insert(tx, jobs, now, set())
+
+    def one_by_one() -> None:
+        for nj in jobs:
+            store.job_insert_many([nj], now)
+
+    paths: dict[str, Callable[[], object]] = {
+        "general": general,
+        "plain": lambda: store.job_insert_many(jobs, now),
+        "one by one": one_by_one,
+        "brief": lambda: store.job_insert_brief(jobs, now),
+        "chunks": lambda: store.job_insert_chunks((jobs[i : i + 3] for i in range(0, len(jobs), 3)), now),
+    }
+    stored = {}
+    for name, run in paths.items():
+        first = store.job_insert_brief([new()], now)[0].id + 1  # where this path's rows start
+        run()
+        stored[name] = _stored(store, first)
+    assert len(stored["general"][0]) == len(jobs) and len(stored["general"][1]) == len(jobs)
+    for name in paths:
+        assert stored[name] == stored["general"], name
+
+
+def test_chunks_keep_submission_order_across_plain_and_keyed_chunks(store: Store, clock: FrozenClock) -> None:
+    now = clock.now()
+    chunks = [
+        [new(payload={"n": 0}), new(payload={"n": 1})],
+        [],
+        [new(payload={"n": 2}, unique_key="k"), new(payload={"n": 3})],  # the general path
+        [new(payload={"n": 4})],
+        [new(payload={"n": 5}, unique_key="k")],  # matches job 2
+        [new(payload={"n": 6}), new(payload={"n": 7}, run_at=now + timedelta(minutes=1))],
+    ]
+    got = store.job_insert_chunks(iter(chunks), now)
+    assert len(got) == 8
+    assert got[5].existing and got[5].id == got[2].id
+    fresh = [r for r in got if not r.existing]
+    assert [r.id for r in fresh] == sorted(r.id for r in fresh)
+    assert [store.job_get(r.id).payload["n"] for r in fresh] == [0, 1, 2, 3, 4, 6, 7]  # type: ignore[union-attr]
+    assert got[7].state is JobState.SUBMITTED and got[6].state is JobState.RUNNABLE
+
+
+def test_chunks_insert_nothing_when_building_a_later_chunk_fails(store: Store, clock: FrozenClock) -> None:
+    now = clock.now()
+    before = store.job_insert_brief([new()], now)[0].id
+
+    def chunks() -> Iterator[list[NewJob]]:
+        yield [new(payload={"n": i}) for i in range(300)]
+        yield [new(payload={"n": i}) for i in range(300)]
+        raise RuntimeError("the third chunk does not validate")
+
+    with pytest.raises(RuntimeError, match="third chunk"):
+        store.job_insert_chunks(chunks(), now)
+    after = store.job_insert_brief([new()], now)[0].id
+    assert [store.job_get(i) for i in range(before + 1, after)] == [None] * (after - before - 1)
+    assert store.job_get(after) is not None  # the store is usable afterwards

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,20 @@ from conveyor.model import (
 )
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
+
+_PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
+# bulk submissions of more jobs than this reach the store in chunks of this size
+BULK_CHUNK = 250
+
+
+def _plain(req: SubmitRequest) -> bool:
+    """No keys, dependencies or array: the store inserts the job without reading anything."""
+    return (
+        req.unique_key is None
+        and req.idempotency_key is None
+        and not req.depends_on
+        and req.array_size is None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,31 +144,50 @@ class JobService:
         return self.store.job_insert_many(built, now)
 
     def submit_many_brief(self, reqs: Sequence[SubmitRequest]) -> list[Inserted]:
-        """``submit_many`` answering ids and states only (cheaper for large batches)."""
+        """``submit_many`` answering ids and states only (cheaper for large batches).
+
+        A large batch of plain submissions (no keys, dependencies or arrays) reaches the store
+        in chunks built while it inserts the previous ones (see ``Store.job_insert_chunks``);
+        a submission that fails validation still inserts nothing."""
         if not reqs:
             return []
-        built, now = self._build_all(reqs)
-        return self.store.job_insert_brief(built, now)
+        now, build = self._builder(reqs)
+        if len(reqs) <= BULK_CHUNK or not all(_plain(r) for r in reqs):
+            return self.store.job_insert_brief([build(i, r) for i, r in enumerate(reqs)], now)
+        chunks = (
+            [build(i, reqs[i]) for i in range(start, min(start + BULK_CHUNK, len(reqs)))]
+            for start in range(0, len(reqs), BULK_CHUNK)
+        )
+        return self.store.job_insert_chunks(chunks, now)
 
     def _build_all(self, reqs: Sequence[SubmitRequest]) -> tuple[list[NewJob], datetime]:
+        now, build = self._builder(reqs)
+        return [build(i, r) for i, r in enumerate(reqs)], now
+
+    def _builder(
+        self, reqs: Sequence[SubmitRequest]
+    ) -> tuple[datetime, Callable[[int, SubmitRequest], NewJob]]:
+        """The batch's time and a function validating its ``i``-th submission into a ``NewJob``."""
         if len(reqs) > self.limits.max_batch:
             raise errors.ValidationError(
                 "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
             )
         now = self.clock.now()
-        for req in reqs:
-            self.cache.queue(req.queue)  # refreshes on a miss
+        for name in {req.queue for req in reqs}:
+            self.cache.queue(name)  # refreshes on a miss
         queues, envs = self.cache.queues, self.cache.envs
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
         if self._specs_for[0] is not queues or self._specs_for[1] is not envs or len(self._specs) > 1024:
             self._specs, self._specs_for = {}, (queues, envs)
         specs = self._specs
-        built = []
-        for i, req in enumerate(reqs):
-            prefix = f"jobs[{i}]." if len(reqs) > 1 else ""
-            built.append(self._build(req, prefix, now, queues, envs, definitions, parents, specs))
-        return built, now
+        many = len(reqs) > 1
+
+        def build(i: int, req: SubmitRequest) -> NewJob:
+            prefix = f"jobs[{i}]." if many else ""
+            return self._build(req, prefix, now, queues, envs, definitions, parents, specs)
+
+        return now, build
 
     def _build(
         self,
@@ -211,21 +244,23 @@ class JobService:
                 "has no time zone",
                 "an ISO-8601 time with offset, e.g. 2026-05-01T12:00:00+00:00",
             )
-        # relations
-        deps = tuple(
-            d
-            if isinstance(d, Dependency)
-            else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
-            for d in req.depends_on
-        )
-        if len({d.job_id for d in deps}) != len(deps):
-            raise errors.ValidationError(f"{prefix}depends_on", "lists a job twice", "distinct job ids")
+        # relations (most submissions have none: skip the generators then)
+        deps: tuple[Dependency, ...] = ()
+        if req.depends_on:
+            deps = tuple(
+                d
+                if isinstance(d, Dependency)
+                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
+                for d in req.depends_on
+            )
+            if len({d.job_id for d in deps}) != len(deps):
+                raise errors.ValidationError(f"{prefix}depends_on", "lists a job twice", "distinct job ids")
         array_size = None
         if req.array_size is not None:
             array_size = validate.integer(
                 f"{prefix}array_size", req.array_size, validate.MIN_ARRAY, validate.MAX_ARRAY
             )
-        elif req.array_sequential or any(d.type is DependencyType.N_TO_N for d in deps):
+        elif req.array_sequential or (deps and any(d.type is DependencyType.N_TO_N for d in deps)):
             raise errors.ValidationError(
                 f"{prefix}array_size",
                 "SEQUENTIAL and N_TO_N dependencies need an array job",
@@ -237,15 +272,16 @@ class JobService:
         payload, payload_ref, payload_json = req.payload, None, None
         if payload is not None:
             payload_json = validate.payload_json(f"{prefix}payload", payload)
-            raw = payload_json.encode()
-            if len(raw) > self.limits.max_payload_bytes:
+            # the JSON is ASCII (ensure_ascii), so its length is its size in bytes
+            size = len(payload_json)
+            if size > self.limits.max_payload_bytes:
                 raise errors.ValidationError(
                     f"{prefix}payload",
-                    f"is {len(raw):,} bytes",
+                    f"is {size:,} bytes",
                     f"at most {self.limits.max_payload_bytes:,} bytes",
                 )
-            if len(raw) > self.limits.inline_payload_bytes:
-                payload, payload_ref, payload_json = None, self.blobs.put(raw), None
+            if size > self.limits.inline_payload_bytes:
+                payload, payload_ref, payload_json = None, self.blobs.put(payload_json.encode()), None
         unique_key = req.unique_key
         if unique_key is not None:
             if "{" in unique_key:
@@ -260,7 +296,7 @@ class JobService:
         ttl = None
         if req.unique_ttl_seconds is not None:
             ttl = validate.number(f"{prefix}unique_ttl", req.unique_ttl_seconds, 0, 366 * 86_400)
-        tags = tuple(str(t) for t in req.tags)
+        tags = tuple(str(t) for t in req.tags) if req.tags else ()
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(
@@ -274,7 +310,9 @@ class JobService:
             payload=payload,
             payload_json=payload_json,
             payload_ref=payload_ref,
-            priority=validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
+            priority=req.priority
+            if type(req.priority) is int and _PRIORITY_LOW <= req.priority <= _PRIORITY_HIGH
+            else validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
             run_at=run_at,
             depends_on=deps,
             array_size=array_size,

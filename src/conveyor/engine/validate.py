@@ -218,10 +218,14 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
     )
 
 
+# one encoder: json.dumps with options builds a new one per call (~0.7 µs of a ~2 µs payload)
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def payload_json(field: str, value: Any) -> str:
     """The payload as compact JSON text; a clear error when it is not JSON."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _PAYLOAD_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise errors.ValidationError(
             field,

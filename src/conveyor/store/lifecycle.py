@@ -7,7 +7,7 @@ unique constraints; nothing here trusts a leader. See docs/states.md for the dia
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +124,12 @@ class LifecycleOps(CatalogOps):
             self.wake()
         return out
 
+    def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
+        """``job_insert_brief`` of the jobs of ``chunks``, in order, in one transaction. A backend
+        that can may insert a chunk while the caller builds the next one (the iterable may
+        raise: then nothing is inserted). Here: every chunk is built first, then inserted."""
+        return self.job_insert_brief([nj for chunk in chunks for nj in chunk], now)
+
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """A backend's fast path for jobs without keys, dependencies or arrays; None: none here."""
         return None
@@ -163,8 +169,9 @@ class LifecycleOps(CatalogOps):
         return entry[1], entry[2]
 
     def _spec_entry(self, spec: DefinitionSpec) -> list[Any]:
-        """The cache entry [spec, stored form, read-back form or None] of a spec object. The
-        entry keeps the spec alive, so its ``id`` cannot be reused while it is cached."""
+        """The cache entry [spec, stored form, read-back form or None, JSON text or None (filled
+        by a backend that sends one)] of a spec object. The entry keeps the spec alive, so its
+        ``id`` cannot be reused while it is cached."""
         cache = getattr(self, "_specs", None)
         if cache is None:
             cache = self._specs = {}
@@ -172,7 +179,7 @@ class LifecycleOps(CatalogOps):
         if entry is None or entry[0] is not spec:
             if len(cache) >= 512:
                 cache.clear()
-            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None]
+            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None, None]
         return entry
 
     def _plain_each(

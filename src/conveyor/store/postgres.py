@@ -11,7 +11,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +25,12 @@ from conveyor.model import (
     ClaimRequest,
     DefinitionSpec,
     Finish,
+    Inserted,
     InsertResult,
     NewJob,
 )
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_JOBS, CLAIMED
+from conveyor.store.lifecycle import _START_JOBS, _STATES, CLAIMED, _plain
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
@@ -53,8 +54,9 @@ class PostgresDialect:
         return value
 
     def echo_js(self, stored: Any) -> Any:
-        # jsonb comes back through json.loads, like a JSON round trip
-        return json.loads(json.dumps(stored.obj))
+        # jsonb comes back through json.loads, like a JSON round trip; ``stored``: a Jsonb,
+        # or the JSON text that was sent
+        return json.loads(stored if isinstance(stored, str) else json.dumps(stored.obj))
 
     def id_in(self, column: str) -> str:
         return f"{column} = ANY(?::bigint[])"
@@ -139,11 +141,14 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 # -- one-statement fast paths (each saves several round trips and, with autocommit, BEGIN) --
 
 # Insert jobs without keys, dependencies or arrays, with their events, and wake listeners:
-# one statement. The rows travel as ONE jsonb array of objects (json.dumps in C on the
-# client; psycopg's text dumping of one array per column cost more than the database's
-# work). Parameters: the time, the rows. Queues with new runnable jobs are notified.
+# one statement. What a batch repeats travels once: each distinct "template" (every column
+# but the payload; a bulk submission of one task has one) in a jsonb array of objects, then
+# the payloads as one JSON array (the engine's JSON texts, joined) and each job's template
+# number (an empty array: all 0). The server parsed each job's spec and the client encoded
+# it, 1000 times per batch, when every row carried its own. Parameters: the time,
+# templates, payloads, template numbers. Queues with new runnable jobs are notified.
 # Returns the new ids in input order.
-_PLAIN_COLUMNS = (
+_TEMPLATE_COLUMNS = (
     ("queue", "text"),
     ("name", "text"),
     ("definition", "text"),
@@ -156,17 +161,21 @@ _PLAIN_COLUMNS = (
     ("run_at", "timestamptz"),
     ("vcpus", "float8"),
     ("memory_mb", "int"),
-    ("payload", "jsonb"),
     ("payload_ref", "text"),
     ("tags", "jsonb"),
     ("parent_id", "bigint"),
 )
-_COLS = ", ".join(c for c, _ in _PLAIN_COLUMNS)
+_COLS = ", ".join(c for c, _ in _TEMPLATE_COLUMNS) + ", payload"
 _PLAIN_CTES = (
     "WITH p AS (SELECT ?::timestamptz AS now),"
-    " v AS (SELECT nextval('jobs_id_seq') AS id, t.* FROM jsonb_to_recordset(?::jsonb) AS t("
-    + ", ".join(f"{c} {t}" for c, t in _PLAIN_COLUMNS)
-    + ", ord int)),"
+    " t AS (SELECT * FROM jsonb_to_recordset(?::jsonb) AS t("
+    + ", ".join(f"{c} {t}" for c, t in _TEMPLATE_COLUMNS)
+    + ", k int)),"
+    # in input order (the ids follow it): sorted, then materialised before nextval
+    " r AS MATERIALIZED (SELECT t.*, NULLIF(x.payload, 'null') AS payload, x.ord"
+    " FROM ROWS FROM (jsonb_array_elements(?::jsonb), jsonb_array_elements(?::jsonb))"
+    " WITH ORDINALITY AS x(payload, k, ord) JOIN t ON t.k = COALESCE(x.k::int, 0) ORDER BY x.ord),"
+    " v AS (SELECT nextval('jobs_id_seq') AS id, r.* FROM r),"
     f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
     f" SELECT id, {_COLS}, p.now, p.now FROM v, p),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
@@ -180,6 +189,21 @@ INSERT_PLAIN_JOBS = (
 )
 # the same inside a caller's transaction: no NOTIFY (the caller sends it)
 INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT v.id FROM v ORDER BY v.ord"
+
+# One plain job (a single submission): the same rows as INSERT_PLAIN_JOBS from a plan with
+# a few nodes instead of a dozen, whose set-up cost more than the rows. Parameters: the
+# _ONE_COLUMNS, the time (created, updated, event); _WAKE adds the NOTIFY.
+_ONE_COLUMNS = "queue, name, definition, definition_revision, kind, spec, state, status_reason, priority,"
+_ONE_COLUMNS += " run_at, vcpus, memory_mb, payload, payload_ref, tags, parent_id"
+_INSERT_ONE = (
+    f"WITH j AS (INSERT INTO jobs ({_ONE_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?::jsonb,"
+    " ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?::timestamptz, ?::timestamptz)"
+    " RETURNING id, queue, state, status_reason),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data) SELECT ?::timestamptz, 'job', id::text,"
+    " 'job.state', jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM j)"
+)
+INSERT_ONE = _INSERT_ONE + " SELECT j.id FROM j"
+INSERT_ONE_WAKE = _INSERT_ONE + f" SELECT j.id FROM j CROSS JOIN LATERAL pg_notify('{CHANNEL}', j.queue) AS n"
 
 # Start the RUNNABLE jobs matching {which}, open their attempts and record their events:
 # one statement; returns lifecycle.CLAIMED (the spec as text: parsed once per distinct spec,
@@ -306,59 +330,174 @@ class PostgresStore(StoreOps):
         return self._tx("async" if self.async_commit else "")
 
     # -- fast paths (see the statements above) -------------------------------------------------
-    def _plain_rows(
+    def _spec_text(self, spec: DefinitionSpec) -> str:
+        """The stored form of ``spec`` as JSON text, cached with it."""
+        entry = self._spec_entry(spec)
+        if entry[3] is None:
+            entry[3] = json.dumps(entry[1].obj)
+        text: str = entry[3]
+        return text
+
+    def _plain_params(
         self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
-    ) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[DefinitionSpec]]:
+    ) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[DefinitionSpec], list[str]]:
+        """INSERT_PLAIN_JOBS's parameters for ``jobs``, each job's (state, reason), the specs
+        as read back (``echo``) and each payload's JSON text ("null": none)."""
+        templates: dict[tuple[Any, ...], int] = {}
         rows: list[dict[str, Any]] = []
+        ks: list[int] = []
+        payloads: list[str] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        for ord_, (nj, state, reason, stored, spec) in enumerate(self._plain_each(jobs, now, woken, echo)):
+        for nj, state, reason, stored, spec in self._plain_each(jobs, now, woken, echo):
             states.append((state, reason))
             if spec is not None:
                 echoes.append(spec)
-            row: dict[str, Any] = {
-                "queue": nj.queue,
-                "kind": nj.spec.kind,
-                "spec": stored.obj,
-                "state": state,
-                "status_reason": reason,
-                "priority": int(nj.priority),
-                "vcpus": float(nj.spec.vcpus),
-                "memory_mb": int(nj.spec.memory_mb),
-                "ord": ord_,
-            }
-            # absent keys are NULL: only what is set travels
-            if nj.name is not None:
-                row["name"] = nj.name
-            if nj.definition is not None:
-                row["definition"] = nj.definition
-                row["definition_revision"] = nj.definition_revision
-            if nj.run_at is not None:
-                row["run_at"] = nj.run_at.isoformat()
-            if nj.payload is not None:
-                row["payload"] = nj.payload
-            if nj.payload_ref is not None:
-                row["payload_ref"] = nj.payload_ref
-            if nj.tags:
-                row["tags"] = list(nj.tags)
-            if nj.parent_id is not None:
-                row["parent_id"] = nj.parent_id
-            rows.append(row)
-        return rows, states, echoes
+            key = (
+                nj.queue,
+                nj.name,
+                nj.definition,
+                nj.definition_revision,
+                id(nj.spec),  # the jobs keep their specs alive: ids are not reused meanwhile
+                state,
+                reason,
+                nj.priority,
+                nj.run_at,
+                nj.payload_ref,
+                nj.tags,
+                nj.parent_id,
+            )
+            k = templates.get(key)
+            if k is None:
+                k = templates[key] = len(rows)
+                row: dict[str, Any] = {
+                    "k": k,
+                    "queue": nj.queue,
+                    "kind": nj.spec.kind,
+                    "spec": stored.obj,
+                    "state": state,
+                    "status_reason": reason,
+                    "priority": int(nj.priority),
+                    "vcpus": float(nj.spec.vcpus),
+                    "memory_mb": int(nj.spec.memory_mb),
+                }
+                # absent keys are NULL: only what is set travels
+                if nj.name is not None:
+                    row["name"] = nj.name
+                if nj.definition is not None:
+                    row["definition"] = nj.definition
+                    row["definition_revision"] = nj.definition_revision
+                if nj.run_at is not None:
+                    row["run_at"] = nj.run_at.isoformat()
+                if nj.payload_ref is not None:
+                    row["payload_ref"] = nj.payload_ref
+                if nj.tags:
+                    row["tags"] = list(nj.tags)
+                if nj.parent_id is not None:
+                    row["parent_id"] = nj.parent_id
+                rows.append(row)
+            ks.append(k)
+            payloads.append(
+                nj.payload_json
+                if nj.payload_json is not None
+                else "null"
+                if nj.payload is None
+                else json.dumps(nj.payload)
+            )
+        params = (
+            now,
+            json.dumps(rows),
+            "[" + ",".join(payloads) + "]",
+            "[]" if len(rows) == 1 else json.dumps(ks),
+        )
+        return params, states, echoes, payloads
+
+    def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
+        """Plain chunks go out in pipeline mode: each statement is sent without waiting for
+        the one before, so the server inserts a chunk while the caller builds the next. A chunk
+        with keys, dependencies or arrays waits for the chunks before it and is inserted on its
+        own (``_insert_ids``); then pipelining resumes. One transaction, committed (and
+        flushed) after the last chunk."""
+        woken: set[str] = set()
+        out: list[Inserted] = []
+        it = iter(chunks)
+        with self._write() as tx:
+            conn = tx.cur.connection  # type: ignore[attr-defined]
+            odd: Sequence[NewJob] | None = ()
+            while odd is not None:
+                odd = None
+                sent: list[tuple[psycopg.Cursor[dict[str, Any]], list[tuple[str, str]]]] = []
+                with conn.pipeline():
+                    for chunk in it:
+                        if not all(_plain(nj) for nj in chunk):
+                            odd = chunk
+                            break
+                        if chunk:
+                            params, states, _, _ = self._plain_params(chunk, now, woken, echo=False)
+                            cur = conn.cursor()
+                            cur.execute(_pg(INSERT_PLAIN_JOBS_TX), params)
+                            sent.append((cur, states))
+                for cur, states in sent:
+                    out.extend(
+                        Inserted(int(r["id"]), _STATES[state])
+                        for r, (state, _) in zip(cur.fetchall(), states, strict=True)
+                    )
+                if odd is not None:
+                    out.extend(self._insert_ids(tx, odd, now, woken))
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return out
 
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
     ) -> list[tuple[int, str]]:
-        rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
-        got = tx.q(INSERT_PLAIN_JOBS_TX, (now, Jsonb(rows)))
+        params, states, _, _ = self._plain_params(jobs, now, woken, echo=False)
+        got = tx.q(INSERT_PLAIN_JOBS_TX, params)
         return [(int(r["id"]), state) for r, (state, _) in zip(got, states, strict=True)]
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         d = self.d
         woken: set[str] = set()
-        rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
-        with self._tx("statement") as tx:
-            got = tx.q(INSERT_PLAIN_JOBS, (now, Jsonb(rows)))
+        if len(jobs) == 1:
+            [(nj, state, reason, _, spec)] = self._plain_each(jobs, now, woken, echo=True)
+            assert spec is not None
+            payload = (
+                nj.payload_json
+                if nj.payload_json is not None
+                else None
+                if nj.payload is None
+                else json.dumps(nj.payload)
+            )
+            one = (
+                nj.queue,
+                nj.name,
+                nj.definition,
+                nj.definition_revision,
+                nj.spec.kind,
+                self._spec_text(nj.spec),
+                state,
+                reason,
+                int(nj.priority),
+                nj.run_at,
+                float(nj.spec.vcpus),
+                int(nj.spec.memory_mb),
+                payload,
+                nj.payload_ref,
+                json.dumps(list(nj.tags)) if nj.tags else None,
+                nj.parent_id,
+                now,
+                now,
+                now,
+            )
+            with self._tx("statement") as tx:
+                got = tx.q(INSERT_ONE_WAKE if woken else INSERT_ONE, one)
+            states, echoes, payloads = [(state, reason)], [spec], [payload or "null"]
+        else:
+            params, states, echoes, payloads = self._plain_params(jobs, now, woken, echo=True)
+            with self._tx("statement") as tx:
+                got = tx.q(INSERT_PLAIN_JOBS, params)
         stamp = d.dt(now)
         assert stamp is not None
         out = [
@@ -370,10 +509,10 @@ class PostgresStore(StoreOps):
                     reason,
                     stamp,
                     echo,
-                    None if nj.payload is None else Jsonb(nj.payload),
+                    None if payload == "null" else payload,
                 )
             )
-            for r, nj, (state, reason), echo in zip(got, jobs, states, echoes, strict=True)
+            for r, nj, (state, reason), echo, payload in zip(got, jobs, states, echoes, payloads, strict=True)
         ]
         if woken:
             self.wake()

@@ -303,7 +303,7 @@ class SQLiteStore(StoreOps):
                     if nj.payload is None
                     else json.dumps(nj.payload, separators=(",", ":")),
                     nj.payload_ref,
-                    json.dumps(list(nj.tags)) if nj.tags else None,
+                    json.dumps(list(nj.tags), separators=(",", ":")) if nj.tags else None,
                     nj.parent_id,
                 )
             )

@@ -25,6 +25,7 @@ from conveyor import errors
 from conveyor.model import DefinitionSpec, InsertResult, NewJob
 from conveyor.store.base import Row, Tx
 from conveyor.store.ops import StoreOps
+from conveyor.store.wakeup import WakeChannel
 
 
 class SQLiteDialect:
@@ -75,7 +76,7 @@ class SQLiteDialect:
         return list(range(last - n + 1, last + 1))
 
     def notify_jobs(self, tx: Tx, queues: set[str]) -> None:
-        """Other processes find new work by their bounded backoff (at most 1 s)."""
+        """Other processes are woken after COMMIT instead (``SQLiteStore.wake``)."""
 
 
 class _SQLiteTx:
@@ -130,6 +131,9 @@ _PLAIN_EVENTS = (
 
 
 class SQLiteStore(StoreOps):
+    # how often a waiter with a wake-up socket polls ``PRAGMA data_version`` (see wait_for_jobs)
+    poll_seconds = 0.1
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
@@ -148,6 +152,7 @@ class SQLiteStore(StoreOps):
         self._write_lock = threading.Lock()
         self._flock_fd: int | None = None
         self._write_count = 0  # commits through this store object that changed rows
+        self._channel = WakeChannel(self.path)
         parent = Path(self.path).expanduser().resolve().parent
         if not parent.is_dir():
             raise errors.StoreUnavailable(
@@ -313,16 +318,26 @@ class SQLiteStore(StoreOps):
         first = self._write_plain(tx, rows, now.timestamp())
         return [(first + i, state) for i, (state, _) in enumerate(states)]
 
-    def wait_for_jobs(self, timeout: float) -> bool:
-        """Wake on a commit by any other process, seen through ``PRAGMA data_version``.
+    def wake(self) -> None:
+        """Wake the idle workers of this process and, through ``<database>-wake/``, of the others
+        (called after COMMIT, where PostgreSQL's NOTIFY would be delivered)."""
+        super().wake()
+        self._channel.notify()
 
-        The pragma is a few microseconds and needs no transaction. An idle worker polls it
-        every 2 ms for 1 s after the last change made by another process (new work seen
-        within ~2 ms while busy), then every 100 ms. A change that came with a commit of this
-        process (its heartbeat, say) still wakes the caller (another process may have written
-        too) but does not start the fast polling: an idle worker stays under 1% of a core.
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Wake on a datagram from a process that committed runnable work (``wakeup.py``),
+        or on any commit by another process, seen through ``PRAGMA data_version``.
+
+        The pragma is a few microseconds and needs no transaction; it is the fallback for
+        writers that do not send wake-ups, polled every ``poll_seconds`` (100 ms). Without a socket (the folder
+        cannot be written), it is polled every 2 ms for 1 s after the last change made by
+        another process (new work seen within ~2 ms while busy), then every 100 ms. A change
+        that came with a commit of this process (its heartbeat, say) still wakes the caller
+        (another process may have written too) but does not start the fast polling: an idle
+        worker stays under 1% of a core.
         """
-        conn: sqlite3.Connection | None = getattr(self._local, "watch", None)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "watch", None)
         if self._closed:
             return False
         if conn is None:
@@ -330,19 +345,35 @@ class SQLiteStore(StoreOps):
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
             except sqlite3.Error:
                 return super().wait_for_jobs(timeout)
-            self._local.watch = conn
-            self._local.version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._local.changed_at = time.monotonic()
-            self._local.writes = self._write_count
+            local.watch = conn
+            local.waiter = self._channel.listen()
+            local.stale = False
+            local.version = conn.execute("PRAGMA data_version").fetchone()[0]
+            local.changed_at = time.monotonic()
+            local.writes = self._write_count
             with self._lock:
                 self._all.append(conn)
+        waiter = local.waiter
         deadline = time.monotonic() + timeout
         while True:
-            quiet = time.monotonic() - self._local.changed_at
-            step = 0.002 if quiet < 1.0 else 0.1
-            if super().wait_for_jobs(min(step, max(0.0, deadline - time.monotonic()))):
-                self._local.changed_at = time.monotonic()
-                return True
+            if waiter is not None:
+                if local.stale:  # a datagram woke us: the commit it announced is no news
+                    local.stale = False
+                    try:
+                        with self._lock:
+                            if self._closed:
+                                return False
+                            local.version = conn.execute("PRAGMA data_version").fetchone()[0]
+                    except sqlite3.Error:
+                        return False
+                if waiter.wait(min(self.poll_seconds, max(0.0, deadline - time.monotonic()))):
+                    local.stale = True
+                    return True
+            else:
+                step = 0.002 if time.monotonic() - local.changed_at < 1.0 else 0.1
+                if super().wait_for_jobs(min(step, max(0.0, deadline - time.monotonic()))):
+                    local.changed_at = time.monotonic()
+                    return True
             try:
                 with self._lock:  # close() takes it too: never a statement on a closing connection
                     if self._closed:
@@ -350,12 +381,12 @@ class SQLiteStore(StoreOps):
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
             except sqlite3.Error:
                 return False
-            if version != self._local.version:
-                self._local.version = version
+            if version != local.version:
+                local.version = version
                 writes = self._write_count
-                if writes == self._local.writes:  # nobody here wrote: another process did
-                    self._local.changed_at = time.monotonic()
-                self._local.writes = writes
+                if writes == local.writes:  # nobody here wrote: another process did
+                    local.changed_at = time.monotonic()
+                local.writes = writes
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -363,6 +394,7 @@ class SQLiteStore(StoreOps):
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._channel.close()
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()

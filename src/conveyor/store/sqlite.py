@@ -130,6 +130,12 @@ _PLAIN_EVENTS = (
 )
 
 
+# WAL checkpoints run in a thread of their own, after this many rows changed by this store's
+# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop
+_CHECKPOINT_ROWS = 1000
+_AUTOCHECKPOINT_PAGES = 10000
+
+
 class SQLiteStore(StoreOps):
     # how often a waiter with a wake-up socket polls ``PRAGMA data_version`` (see wait_for_jobs)
     poll_seconds = 0.1
@@ -151,6 +157,11 @@ class SQLiteStore(StoreOps):
         self._closed = False
         self._write_lock = threading.Lock()
         self._flock_fd: int | None = None
+        self._unchecked = 0  # rows changed by this store's commits since the last checkpoint
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
         self._write_count = 0  # commits through this store object that changed rows
         self._channel = WakeChannel(self.path)
         parent = Path(self.path).expanduser().resolve().parent
@@ -171,6 +182,7 @@ class SQLiteStore(StoreOps):
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
             except sqlite3.Error as exc:
                 raise errors.StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             self._local.conn = conn
@@ -187,12 +199,17 @@ class SQLiteStore(StoreOps):
         steps (up to 100 ms) and made tail latency spiky: the threads of this process on a
         lock, the processes on ``flock`` of the file ``<database>-lock``, which wakes the next
         writer as soon as the last one commits (two draining workers went ~15% faster).
-        Programs that do not take it still meet at SQLite's own lock (busy_timeout)."""
+        Programs that do not take it still meet at SQLite's own lock (busy_timeout).
+
+        WAL checkpoints (writing the log back into the database, with an fsync) are handed to
+        a thread of their own every ``_CHECKPOINT_ROWS`` changed rows: SQLite's automatic one
+        runs inside the COMMIT that crosses its threshold, so once every few hundred jobs a
+        submission or a claim took milliseconds longer, holding the write lock."""
         try:
             with self._write_lock if write else contextlib.nullcontext():
                 conn = self._conn()
+                fd = self._flock_fd if write else None
                 if write:
-                    fd = self._flock_fd
                     if fd is None:
                         fd = self._flock_fd = self._open_lock_file()
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -216,8 +233,12 @@ class SQLiteStore(StoreOps):
                         raise
                     if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
                         self._write_count += 1
+                        self._unchecked += conn.total_changes - changes
+                        if self._unchecked >= _CHECKPOINT_ROWS:
+                            self._unchecked = 0
+                            self._checkpoint_soon()
                 finally:
-                    if write:
+                    if fd is not None:
                         fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
@@ -227,6 +248,33 @@ class SQLiteStore(StoreOps):
                     f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
                 ) from exc
             raise
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="conveyor-sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Passive checkpoints on a connection of its own: they take no write lock, so writers
+        go on meanwhile. A failure is left to SQLite's automatic checkpoint (the backstop)."""
+        while True:
+            self._checkpoint_wanted.wait()
+            self._checkpoint_wanted.clear()
+            with self._checkpoint_lock:  # close() takes it too
+                if self._closed:
+                    return
+                try:
+                    conn = self._checkpoint_conn
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                        self._checkpoint_conn = conn
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass
 
     def _open_lock_file(self) -> int:
         try:
@@ -399,4 +447,10 @@ class SQLiteStore(StoreOps):
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+        self._checkpoint_wanted.set()  # its thread ends
+        with self._checkpoint_lock:
+            if self._checkpoint_conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._checkpoint_conn.close()
+                self._checkpoint_conn = None
         self._local = threading.local()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from conveyor.clock import FrozenClock
@@ -61,3 +62,24 @@ def test_a_write_waits_for_another_process_holding_the_write_lock(
             holder.wait(5)
     finally:
         store.close()
+
+
+def test_wal_checkpoints_run_in_a_thread_of_their_own_and_end_with_the_store(
+    sqlite_url: str, clock: FrozenClock
+) -> None:
+    store = open_store(sqlite_url)
+    db = Path(store.path)  # type: ignore[attr-defined]
+    before = db.stat().st_size
+    try:
+        for _ in range(600):  # 1,200 rows, one commit each: far below SQLite's own threshold
+            insert(store, clock.now(), new())
+        deadline = time.monotonic() + 20
+        while db.stat().st_size == before:  # pages written back from the WAL
+            assert time.monotonic() < deadline, "no checkpoint ran"
+            time.sleep(0.02)
+        thread = store._checkpointer  # type: ignore[attr-defined]
+        assert thread is not None and thread.is_alive()
+    finally:
+        store.close()
+    thread.join(10)
+    assert not thread.is_alive()

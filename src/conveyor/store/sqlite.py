@@ -26,6 +26,7 @@ from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, N
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import _START_JOBS, CLAIMED
 from conveyor.store.ops import StoreOps
+from conveyor.store.wakeup import WakeChannel
 
 
 class SQLiteDialect:
@@ -76,7 +77,7 @@ class SQLiteDialect:
         return list(range(last - n + 1, last + 1))
 
     def notify_jobs(self, tx: Tx, queues: set[str]) -> None:
-        """Other processes find new work by their bounded backoff (at most 1 s)."""
+        """Other processes are woken after COMMIT instead (``SQLiteStore.wake``)."""
 
 
 class _SQLiteTx:
@@ -162,7 +163,16 @@ _SUCCEED_EVENTS = (
 )
 
 
+# WAL checkpoints run in a thread of their own, after this many rows changed by this store's
+# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop
+_CHECKPOINT_ROWS = 1000
+_AUTOCHECKPOINT_PAGES = 10000
+
+
 class SQLiteStore(StoreOps):
+    # how often a waiter with a wake-up socket polls ``PRAGMA data_version`` (see wait_for_jobs)
+    poll_seconds = 0.1
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
@@ -180,7 +190,13 @@ class SQLiteStore(StoreOps):
         self._closed = False
         self._write_lock = threading.Lock()
         self._flock_fd: int | None = None
+        self._unchecked = 0  # rows changed by this store's commits since the last checkpoint
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
         self._write_count = 0  # commits through this store object that changed rows
+        self._channel = WakeChannel(self.path)
         parent = Path(self.path).expanduser().resolve().parent
         if not parent.is_dir():
             raise errors.StoreUnavailable(
@@ -199,6 +215,7 @@ class SQLiteStore(StoreOps):
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                 conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
             except sqlite3.Error as exc:
                 raise errors.StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             self._local.conn = conn
@@ -215,12 +232,17 @@ class SQLiteStore(StoreOps):
         steps (up to 100 ms) and made tail latency spiky: the threads of this process on a
         lock, the processes on ``flock`` of the file ``<database>-lock``, which wakes the next
         writer as soon as the last one commits (two draining workers went ~15% faster).
-        Programs that do not take it still meet at SQLite's own lock (busy_timeout)."""
+        Programs that do not take it still meet at SQLite's own lock (busy_timeout).
+
+        WAL checkpoints (writing the log back into the database, with an fsync) are handed to
+        a thread of their own every ``_CHECKPOINT_ROWS`` changed rows: SQLite's automatic one
+        runs inside the COMMIT that crosses its threshold, so once every few hundred jobs a
+        submission or a claim took milliseconds longer, holding the write lock."""
         try:
             with self._write_lock if write else contextlib.nullcontext():
                 conn = self._conn()
+                fd = self._flock_fd if write else None
                 if write:
-                    fd = self._flock_fd
                     if fd is None:
                         fd = self._flock_fd = self._open_lock_file()
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -244,8 +266,12 @@ class SQLiteStore(StoreOps):
                         raise
                     if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
                         self._write_count += 1
+                        self._unchecked += conn.total_changes - changes
+                        if self._unchecked >= _CHECKPOINT_ROWS:
+                            self._unchecked = 0
+                            self._checkpoint_soon()
                 finally:
-                    if write:
+                    if fd is not None:
                         fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
@@ -255,6 +281,33 @@ class SQLiteStore(StoreOps):
                     f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
                 ) from exc
             raise
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="conveyor-sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Passive checkpoints on a connection of its own: they take no write lock, so writers
+        go on meanwhile. A failure is left to SQLite's automatic checkpoint (the backstop)."""
+        while True:
+            self._checkpoint_wanted.wait()
+            self._checkpoint_wanted.clear()
+            with self._checkpoint_lock:  # close() takes it too
+                if self._closed:
+                    return
+                try:
+                    conn = self._checkpoint_conn
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                        self._checkpoint_conn = conn
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass
 
     def _open_lock_file(self) -> int:
         try:
@@ -396,16 +449,26 @@ class SQLiteStore(StoreOps):
         conn.execute(_SUCCEED_EVENTS, (ts, pairs))
         return rows
 
-    def wait_for_jobs(self, timeout: float) -> bool:
-        """Wake on a commit by any other process, seen through ``PRAGMA data_version``.
+    def wake(self) -> None:
+        """Wake the idle workers of this process and, through ``<database>-wake/``, of the others
+        (called after COMMIT, where PostgreSQL's NOTIFY would be delivered)."""
+        super().wake()
+        self._channel.notify()
 
-        The pragma is a few microseconds and needs no transaction. An idle worker polls it
-        every 2 ms for 1 s after the last change made by another process (new work seen
-        within ~2 ms while busy), then every 100 ms. A change that came with a commit of this
-        process (its heartbeat, say) still wakes the caller (another process may have written
-        too) but does not start the fast polling: an idle worker stays under 1% of a core.
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Wake on a datagram from a process that committed runnable work (``wakeup.py``),
+        or on any commit by another process, seen through ``PRAGMA data_version``.
+
+        The pragma is a few microseconds and needs no transaction; it is the fallback for
+        writers that do not send wake-ups, polled every ``poll_seconds`` (100 ms). Without a socket (the folder
+        cannot be written), it is polled every 2 ms for 1 s after the last change made by
+        another process (new work seen within ~2 ms while busy), then every 100 ms. A change
+        that came with a commit of this process (its heartbeat, say) still wakes the caller
+        (another process may have written too) but does not start the fast polling: an idle
+        worker stays under 1% of a core.
         """
-        conn: sqlite3.Connection | None = getattr(self._local, "watch", None)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "watch", None)
         if self._closed:
             return False
         if conn is None:
@@ -413,19 +476,35 @@ class SQLiteStore(StoreOps):
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0, check_same_thread=False)
             except sqlite3.Error:
                 return super().wait_for_jobs(timeout)
-            self._local.watch = conn
-            self._local.version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._local.changed_at = time.monotonic()
-            self._local.writes = self._write_count
+            local.watch = conn
+            local.waiter = self._channel.listen()
+            local.stale = False
+            local.version = conn.execute("PRAGMA data_version").fetchone()[0]
+            local.changed_at = time.monotonic()
+            local.writes = self._write_count
             with self._lock:
                 self._all.append(conn)
+        waiter = local.waiter
         deadline = time.monotonic() + timeout
         while True:
-            quiet = time.monotonic() - self._local.changed_at
-            step = 0.002 if quiet < 1.0 else 0.1
-            if super().wait_for_jobs(min(step, max(0.0, deadline - time.monotonic()))):
-                self._local.changed_at = time.monotonic()
-                return True
+            if waiter is not None:
+                if local.stale:  # a datagram woke us: the commit it announced is no news
+                    local.stale = False
+                    try:
+                        with self._lock:
+                            if self._closed:
+                                return False
+                            local.version = conn.execute("PRAGMA data_version").fetchone()[0]
+                    except sqlite3.Error:
+                        return False
+                if waiter.wait(min(self.poll_seconds, max(0.0, deadline - time.monotonic()))):
+                    local.stale = True
+                    return True
+            else:
+                step = 0.002 if time.monotonic() - local.changed_at < 1.0 else 0.1
+                if super().wait_for_jobs(min(step, max(0.0, deadline - time.monotonic()))):
+                    local.changed_at = time.monotonic()
+                    return True
             try:
                 with self._lock:  # close() takes it too: never a statement on a closing connection
                     if self._closed:
@@ -433,12 +512,12 @@ class SQLiteStore(StoreOps):
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
             except sqlite3.Error:
                 return False
-            if version != self._local.version:
-                self._local.version = version
+            if version != local.version:
+                local.version = version
                 writes = self._write_count
-                if writes == self._local.writes:  # nobody here wrote: another process did
-                    self._local.changed_at = time.monotonic()
-                self._local.writes = writes
+                if writes == local.writes:  # nobody here wrote: another process did
+                    local.changed_at = time.monotonic()
+                local.writes = writes
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -446,8 +525,15 @@ class SQLiteStore(StoreOps):
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._channel.close()
             for conn in self._all:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+        self._checkpoint_wanted.set()  # its thread ends
+        with self._checkpoint_lock:
+            if self._checkpoint_conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._checkpoint_conn.close()
+                self._checkpoint_conn = None
         self._local = threading.local()

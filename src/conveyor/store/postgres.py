@@ -165,26 +165,28 @@ _TEMPLATE_COLUMNS = (
     ("tags", "jsonb"),
     ("parent_id", "bigint"),
 )
-_COLS = ", ".join(c for c, _ in _TEMPLATE_COLUMNS) + ", payload"
+_T_COLS = ", ".join(f"t.{c}" for c, _ in _TEMPLATE_COLUMNS)
 _PLAIN_CTES = (
     "WITH p AS (SELECT ?::timestamptz AS now),"
     " t AS (SELECT * FROM jsonb_to_recordset(?::jsonb) AS t("
     + ", ".join(f"{c} {t}" for c, t in _TEMPLATE_COLUMNS)
     + ", k int)),"
-    # in input order (the ids follow it): sorted, then materialised before nextval
-    " r AS MATERIALIZED (SELECT t.*, NULLIF(x.payload, 'null') AS payload, x.ord"
+    # one narrow row per job, ids drawn in input order; the template columns (the spec is
+    # most of a row) are joined in only where they are written
+    " v AS (SELECT nextval('jobs_id_seq') AS id, NULLIF(x.payload, 'null') AS payload,"
+    " COALESCE(x.k::int, 0) AS k, x.ord"
     " FROM ROWS FROM (jsonb_array_elements(?::jsonb), jsonb_array_elements(?::jsonb))"
-    " WITH ORDINALITY AS x(payload, k, ord) JOIN t ON t.k = COALESCE(x.k::int, 0) ORDER BY x.ord),"
-    " v AS (SELECT nextval('jobs_id_seq') AS id, r.* FROM r),"
-    f" j AS (INSERT INTO jobs (id, {_COLS}, created_at, updated_at)"
-    f" SELECT id, {_COLS}, p.now, p.now FROM v, p),"
+    " WITH ORDINALITY AS x(payload, k, ord)),"
+    f" j AS (INSERT INTO jobs (id, {', '.join(c for c, _ in _TEMPLATE_COLUMNS)}, payload, created_at, updated_at)"
+    f" SELECT v.id, {_T_COLS}, v.payload, p.now, p.now FROM v JOIN t USING (k), p),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
-    " SELECT p.now, 'job', id::text, 'job.state',"
-    " jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM v, p ORDER BY ord)"
+    " SELECT p.now, 'job', v.id::text, 'job.state',"
+    " jsonb_build_object('to', t.state, 'reason', t.status_reason, 'queue', t.queue)"
+    " FROM v JOIN t USING (k), p ORDER BY v.ord)"
 )
 INSERT_PLAIN_JOBS = (
     _PLAIN_CTES + f", n AS (SELECT count(pg_notify('{CHANNEL}', q)) AS n"
-    " FROM (SELECT DISTINCT queue FROM v WHERE state = 'RUNNABLE') AS w(q))"
+    " FROM (SELECT DISTINCT queue FROM t WHERE state = 'RUNNABLE') AS w(q))"
     " SELECT v.id FROM v, n ORDER BY v.ord"
 )
 # the same inside a caller's transaction: no NOTIFY (the caller sends it)

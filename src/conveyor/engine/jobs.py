@@ -49,9 +49,14 @@ class Limits:
     max_batch: int = 50_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubmitRequest:
-    """One submission as the edges hand it over (plain values, not yet validated)."""
+    """One submission as the edges hand it over (plain values, not yet validated).
+
+    Not frozen: callers build one per job (a bulk submission, thousands), and a frozen
+    dataclass sets each of these 26 fields through ``object.__setattr__`` (2.2 µs per
+    request against 0.5 µs). Validation copies what it keeps, so changing a request after
+    submitting it changes nothing."""
 
     queue: str = "default"
     definition: str | None = None

@@ -189,8 +189,9 @@ INSERT_PLAIN_JOBS = (
     " FROM (SELECT DISTINCT queue FROM t WHERE state = 'RUNNABLE') AS w(q))"
     " SELECT v.id FROM v, n ORDER BY v.ord"
 )
-# the same inside a caller's transaction: no NOTIFY (the caller sends it)
-INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT v.id FROM v ORDER BY v.ord"
+# the same inside a caller's transaction: no NOTIFY (the caller sends it); the ids come back
+# as one array (a row each cost the client 0.4 µs, the array 0.1)
+INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT array_agg(v.id ORDER BY v.ord) AS ids FROM v"
 
 # One plain job (a single submission): the same rows as INSERT_PLAIN_JOBS from a plan with
 # a few nodes instead of a dozen, whose set-up cost more than the rows. Parameters: the
@@ -440,9 +441,11 @@ class PostgresStore(StoreOps):
                             cur.execute(_pg(INSERT_PLAIN_JOBS_TX), params)
                             sent.append((cur, states))
                 for cur, states in sent:
+                    row = cur.fetchone()
+                    assert row is not None
                     out.extend(
-                        Inserted(int(r["id"]), _STATES[state])
-                        for r, (state, _) in zip(cur.fetchall(), states, strict=True)
+                        Inserted(job_id, _STATES[state])
+                        for job_id, (state, _) in zip(row["ids"], states, strict=True)
                     )
                 if odd is not None:
                     out.extend(self._insert_ids(tx, odd, now, woken))
@@ -456,8 +459,9 @@ class PostgresStore(StoreOps):
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
     ) -> list[tuple[int, str]]:
         params, states, _, _ = self._plain_params(jobs, now, woken, echo=False)
-        got = tx.q(INSERT_PLAIN_JOBS_TX, params)
-        return [(int(r["id"]), state) for r, (state, _) in zip(got, states, strict=True)]
+        row = tx.one(INSERT_PLAIN_JOBS_TX, params)
+        assert row is not None
+        return [(job_id, state) for job_id, (state, _) in zip(row["ids"], states, strict=True)]
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         d = self.d

@@ -28,8 +28,9 @@ from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
 
 _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
-# bulk submissions of more jobs than this reach the store in chunks of this size
-BULK_CHUNK = 250
+# bulk submissions of more jobs than this reach the store in chunks of this size (of 1000
+# jobs, 2 chunks went faster than 1 or 4: overlap against a statement's fixed cost)
+BULK_CHUNK = 500
 
 
 def _plain(req: SubmitRequest) -> bool:

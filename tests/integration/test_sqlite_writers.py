@@ -61,3 +61,22 @@ def test_a_write_waits_for_another_process_holding_the_write_lock(
             holder.wait(5)
     finally:
         store.close()
+
+
+def test_writes_are_checkpointed_into_the_database_file_while_the_store_is_open(
+    sqlite_url: str, clock: FrozenClock
+) -> None:
+    # SQLite's automatic checkpoints are off on the store's connections (they ran inside
+    # COMMIT, holding the write lock): the store checkpoints after it released the lock
+    from conveyor.store.sqlite import CHECKPOINT_ROWS
+
+    store = open_store(sqlite_url)
+    db = Path(store.path)  # type: ignore[attr-defined]
+    try:
+        insert(store, clock.now(), new())
+        before = db.stat().st_size
+        for _ in range(CHECKPOINT_ROWS // 100 + 1):
+            insert(store, clock.now(), *[new(payload="x" * 200) for _ in range(50)])  # 100 rows a commit
+        assert db.stat().st_size > before + 100 * 200
+    finally:
+        store.close()

@@ -244,9 +244,9 @@ class SQLiteStore(StoreOps):
         writer as soon as the last one commits (two draining workers went ~15% faster).
         Programs that do not take it still meet at SQLite's own lock (busy_timeout).
 
-        The WAL is checkpointed by the writer after it released the lock (every
+        The WAL is checkpointed by the writer after it released the locks (every
         CHECKPOINT_ROWS changed rows), not by SQLite inside COMMIT: a checkpoint copies pages
-        and syncs the file, milliseconds during which the other writers could not commit."""
+        and syncs the file, milliseconds during which no other writer could commit."""
         try:
             with self._write_lock if write else contextlib.nullcontext():
                 conn = self._conn()
@@ -280,9 +280,13 @@ class SQLiteStore(StoreOps):
                 finally:
                     if write:
                         fcntl.flock(fd, fcntl.LOCK_UN)
-                if write and self._unchecked >= CHECKPOINT_ROWS:
+                checkpoint = write and self._unchecked >= CHECKPOINT_ROWS
+                if checkpoint:
                     self._unchecked = 0
-                    # PASSIVE: copies what no reader still needs, never waits, lets writers on
+            if checkpoint:
+                # outside both locks; PASSIVE copies what no reader still needs and never
+                # waits: the writers of this and other processes go on meanwhile
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.IntegrityError as exc:
             raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc

@@ -45,15 +45,16 @@ _JOB_COLUMNS = (
     " depends_on, deps_pending, finished_at"
 )
 _INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 30)})"
-# starts the RUNNABLE jobs matching {which}; parameters: reason, worker, lease, started,
-# updated, environment, terminate_requested, then those of {which}. Backends add RETURNING.
-_START_JOBS = (
+# starts jobs; parameters: reason, worker, lease, started, updated, environment,
+# terminate_requested
+_START_SET = (
     "UPDATE jobs SET state = CASE WHEN kind = 'function' THEN 'RUNNING' ELSE 'STARTING' END,"
     " status_reason = ?, worker_id = ?, lease_expires_at = ?, attempt = attempt + 1,"
     " attempts_counted = attempts_counted + 1, started_at = COALESCE(started_at, ?),"
     " updated_at = ?, compute_environment = ?, terminate_requested = ?"
-    " WHERE {which} AND state = 'RUNNABLE'"
 )
+# starts the RUNNABLE jobs matching {which}: _START_SET's parameters, then those of {which}
+_START_JOBS = _START_SET + " WHERE {which} AND state = 'RUNNABLE'"
 # what ``_start_jobs`` returns of each job, in this order (the rest the claim itself set);
 # ``_claimed_jobs`` builds the jobs from it after the commit
 CLAIMED = (

@@ -138,7 +138,7 @@ _AUTOCHECKPOINT_PAGES = 10000
 
 class SQLiteStore(StoreOps):
     # how often a waiter with a wake-up socket polls ``PRAGMA data_version`` (see wait_for_jobs)
-    poll_seconds = 0.1
+    poll_seconds = 0.25
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -376,10 +376,11 @@ class SQLiteStore(StoreOps):
         """Wake on a datagram from a process that committed runnable work (``wakeup.py``),
         or on any commit by another process, seen through ``PRAGMA data_version``.
 
-        The pragma is a few microseconds and needs no transaction; it is the fallback for
-        writers that do not send wake-ups, polled every ``poll_seconds`` (100 ms). Without a socket (the folder
-        cannot be written), it is polled every 2 ms for 1 s after the last change made by
-        another process (new work seen within ~2 ms while busy), then every 100 ms. A change
+        The pragma is a few microseconds and needs no transaction. With a socket it is only
+        the fallback for writers that send no wake-ups (older versions, other programs),
+        polled every ``poll_seconds`` (250 ms). Without one (the folder cannot be written) it
+        is polled every 2 ms for 1 s after the last change made by another process (new work
+        seen within ~2 ms while busy), then every 100 ms. A change
         that came with a commit of this process (its heartbeat, say) still wakes the caller
         (another process may have written too) but does not start the fast polling: an idle
         worker stays under 1% of a core.

@@ -131,9 +131,12 @@ _PLAIN_EVENTS = (
 
 
 # WAL checkpoints run in a thread of their own, after this many rows changed by this store's
-# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop
+# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop.
+# The log restarts from its start only once fully checkpointed while no one writes: under
+# non-stop writing that is the backstop's checkpoint, so the -wal file grows to ~16-20 MB
+# (SQLite's default of 1,000 pages kept it at ~4 MB)
 _CHECKPOINT_ROWS = 1000
-_AUTOCHECKPOINT_PAGES = 10000
+_AUTOCHECKPOINT_PAGES = 4000
 
 
 class SQLiteStore(StoreOps):

@@ -130,12 +130,13 @@ _PLAIN_EVENTS = (
 )
 
 
-# WAL checkpoints run in a thread of their own, after this many rows changed by this store's
-# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop.
+# WAL checkpoints run in a thread of their own once this store's commits wrote about this many
+# pages (SQLite's default threshold; a commit counts ~6 pages plus one per 8 rows changed);
+# SQLite's own (in the committing call, with the write lock held) only past a backstop.
 # The log restarts from its start only once fully checkpointed while no one writes: under
 # non-stop writing that is the backstop's checkpoint, so the -wal file grows to ~16-20 MB
 # (SQLite's default of 1,000 pages kept it at ~4 MB)
-_CHECKPOINT_ROWS = 1000
+_CHECKPOINT_PAGES = 1000
 _AUTOCHECKPOINT_PAGES = 4000
 
 
@@ -160,7 +161,7 @@ class SQLiteStore(StoreOps):
         self._closed = False
         self._write_lock = threading.Lock()
         self._flock_fd: int | None = None
-        self._unchecked = 0  # rows changed by this store's commits since the last checkpoint
+        self._unchecked = 0  # pages (estimated) written by this store's commits since a checkpoint
         self._checkpoint_wanted = threading.Event()
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
@@ -205,7 +206,7 @@ class SQLiteStore(StoreOps):
         Programs that do not take it still meet at SQLite's own lock (busy_timeout).
 
         WAL checkpoints (writing the log back into the database, with an fsync) are handed to
-        a thread of their own every ``_CHECKPOINT_ROWS`` changed rows: SQLite's automatic one
+        a thread of their own every ``_CHECKPOINT_PAGES`` written: SQLite's automatic one
         runs inside the COMMIT that crosses its threshold, so once every few hundred jobs a
         submission or a claim took milliseconds longer, holding the write lock."""
         try:
@@ -236,8 +237,8 @@ class SQLiteStore(StoreOps):
                         raise
                     if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
                         self._write_count += 1
-                        self._unchecked += conn.total_changes - changes
-                        if self._unchecked >= _CHECKPOINT_ROWS:
+                        self._unchecked += 6 + (conn.total_changes - changes) // 8
+                        if self._unchecked >= _CHECKPOINT_PAGES:
                             self._unchecked = 0
                             self._checkpoint_soon()
                 finally:

@@ -133,11 +133,12 @@ _PLAIN_EVENTS = (
 # WAL checkpoints run in a thread of their own once this store's commits wrote about this many
 # pages (SQLite's default threshold; a commit counts ~6 pages plus one per 8 rows changed);
 # SQLite's own (in the committing call, with the write lock held) only past a backstop.
-# The log restarts from its start only once fully checkpointed while no one writes: under
-# non-stop writing that is the backstop's checkpoint, so the -wal file grows to ~16-20 MB
-# (SQLite's default of 1,000 pages kept it at ~4 MB)
 _CHECKPOINT_PAGES = 1000
-_AUTOCHECKPOINT_PAGES = 4000
+_AUTOCHECKPOINT_PAGES = 10000
+# The log starts over only once fully checkpointed while no one writes. Under non-stop writing
+# that never happens by itself: past this many pages, the checkpoint thread takes the write
+# lock for the rest of the log (little, after the passive pass) and restarts it
+_RESTART_PAGES = 2000
 
 
 class SQLiteStore(StoreOps):
@@ -264,20 +265,34 @@ class SQLiteStore(StoreOps):
     def _checkpoint_loop(self) -> None:
         """Passive checkpoints on a connection of its own: they take no write lock, so writers
         go on meanwhile. A failure is left to SQLite's automatic checkpoint (the backstop)."""
+        fd: int | None = None
         while True:
             self._checkpoint_wanted.wait()
             self._checkpoint_wanted.clear()
             with self._checkpoint_lock:  # close() takes it too
                 if self._closed:
+                    if fd is not None:
+                        os.close(fd)
                     return
                 try:
                     conn = self._checkpoint_conn
                     if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                        # no busy wait: a checkpoint that meets a reader is retried next time
+                        conn = sqlite3.connect(
+                            self.path, isolation_level=None, timeout=0.0, check_same_thread=False
+                        )
                         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                         self._checkpoint_conn = conn
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if row is not None and row[1] >= _RESTART_PAGES:
+                        if fd is None:  # its own: flock then excludes this process's writers too
+                            fd = self._open_lock_file()
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                        finally:
+                            fcntl.flock(fd, fcntl.LOCK_UN)
+                except (sqlite3.Error, errors.StoreUnavailable):
                     pass
 
     def _open_lock_file(self) -> int:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -229,3 +230,32 @@ def test_closing_the_store_removes_its_socket_and_ends_a_wait(sqlite_url: str) -
     store.close()
     assert not path.exists()
     assert not store.wait_for_jobs(5.0)
+
+
+def test_one_submission_wakes_every_waiting_thread(sqlite_url: str, clock: FrozenClock) -> None:
+    store = open_store(sqlite_url)
+    store.poll_seconds = 60.0  # type: ignore[attr-defined]
+    ready = threading.Barrier(9)
+    woken: list[bool] = []
+
+    def wait() -> None:
+        assert not store.wait_for_jobs(0.01)  # binds this thread's socket
+        ready.wait(10)
+        woken.append(store.wait_for_jobs(30.0))
+
+    threads = [threading.Thread(target=wait, daemon=True) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        ready.wait(10)
+        assert len(list(_wake_dir(sqlite_url).iterdir())) == 8
+        other = open_store(sqlite_url)  # a channel of its own: it must list the folder
+        try:
+            insert(other, clock.now(), new())
+        finally:
+            other.close()
+        for t in threads:
+            t.join(30)
+        assert woken == [True] * 8
+    finally:
+        store.close()

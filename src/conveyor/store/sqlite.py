@@ -182,15 +182,20 @@ _SUCCEED_EVENTS = (
 )
 
 
-# WAL checkpoints run in a thread of their own, after this many rows changed by this store's
-# commits; SQLite's own (in the committing call, with the write lock held) only past a backstop
-_CHECKPOINT_ROWS = 1000
+# WAL checkpoints run in a thread of their own once this store's commits wrote about this many
+# pages (SQLite's default threshold; a commit counts ~6 pages plus one per 8 rows changed);
+# SQLite's own (in the committing call, with the write lock held) only past a backstop.
+_CHECKPOINT_PAGES = 1000
 _AUTOCHECKPOINT_PAGES = 10000
+# The log starts over only once fully checkpointed while no one writes. Under non-stop writing
+# that never happens by itself: past this many pages, the checkpoint thread takes the write
+# lock for the rest of the log (little, after the passive pass) and restarts it
+_RESTART_PAGES = 2000
 
 
 class SQLiteStore(StoreOps):
     # how often a waiter with a wake-up socket polls ``PRAGMA data_version`` (see wait_for_jobs)
-    poll_seconds = 0.1
+    poll_seconds = 0.25
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -209,7 +214,7 @@ class SQLiteStore(StoreOps):
         self._closed = False
         self._write_lock = threading.Lock()
         self._flock_fd: int | None = None
-        self._unchecked = 0  # rows changed by this store's commits since the last checkpoint
+        self._unchecked = 0  # pages (estimated) written by this store's commits since a checkpoint
         self._checkpoint_wanted = threading.Event()
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
@@ -254,7 +259,7 @@ class SQLiteStore(StoreOps):
         Programs that do not take it still meet at SQLite's own lock (busy_timeout).
 
         WAL checkpoints (writing the log back into the database, with an fsync) are handed to
-        a thread of their own every ``_CHECKPOINT_ROWS`` changed rows: SQLite's automatic one
+        a thread of their own every ``_CHECKPOINT_PAGES`` written: SQLite's automatic one
         runs inside the COMMIT that crosses its threshold, so once every few hundred jobs a
         submission or a claim took milliseconds longer, holding the write lock."""
         try:
@@ -285,8 +290,8 @@ class SQLiteStore(StoreOps):
                         raise
                     if write and conn.total_changes != changes:  # a commit that wrote (see wait_for_jobs)
                         self._write_count += 1
-                        self._unchecked += conn.total_changes - changes
-                        if self._unchecked >= _CHECKPOINT_ROWS:
+                        self._unchecked += 6 + (conn.total_changes - changes) // 8
+                        if self._unchecked >= _CHECKPOINT_PAGES:
                             self._unchecked = 0
                             self._checkpoint_soon()
                 finally:
@@ -312,20 +317,34 @@ class SQLiteStore(StoreOps):
     def _checkpoint_loop(self) -> None:
         """Passive checkpoints on a connection of its own: they take no write lock, so writers
         go on meanwhile. A failure is left to SQLite's automatic checkpoint (the backstop)."""
+        fd: int | None = None
         while True:
             self._checkpoint_wanted.wait()
             self._checkpoint_wanted.clear()
             with self._checkpoint_lock:  # close() takes it too
                 if self._closed:
+                    if fd is not None:
+                        os.close(fd)
                     return
                 try:
                     conn = self._checkpoint_conn
                     if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                        # no busy wait: a checkpoint that meets a reader is retried next time
+                        conn = sqlite3.connect(
+                            self.path, isolation_level=None, timeout=0.0, check_same_thread=False
+                        )
                         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
                         self._checkpoint_conn = conn
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if row is not None and row[1] >= _RESTART_PAGES:
+                        if fd is None:  # its own: flock then excludes this process's writers too
+                            fd = self._open_lock_file()
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                        try:
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                        finally:
+                            fcntl.flock(fd, fcntl.LOCK_UN)
+                except (sqlite3.Error, errors.StoreUnavailable):
                     pass
 
     def _open_lock_file(self) -> int:
@@ -485,10 +504,11 @@ class SQLiteStore(StoreOps):
         """Wake on a datagram from a process that committed runnable work (``wakeup.py``),
         or on any commit by another process, seen through ``PRAGMA data_version``.
 
-        The pragma is a few microseconds and needs no transaction; it is the fallback for
-        writers that do not send wake-ups, polled every ``poll_seconds`` (100 ms). Without a socket (the folder
-        cannot be written), it is polled every 2 ms for 1 s after the last change made by
-        another process (new work seen within ~2 ms while busy), then every 100 ms. A change
+        The pragma is a few microseconds and needs no transaction. With a socket it is only
+        the fallback for writers that send no wake-ups (older versions, other programs),
+        polled every ``poll_seconds`` (250 ms). Without one (the folder cannot be written) it
+        is polled every 2 ms for 1 s after the last change made by another process (new work
+        seen within ~2 ms while busy), then every 100 ms. A change
         that came with a commit of this process (its heartbeat, say) still wakes the caller
         (another process may have written too) but does not start the fast polling: an idle
         worker stays under 1% of a core.

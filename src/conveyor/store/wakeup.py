@@ -15,6 +15,7 @@ import os
 import secrets
 import select
 import socket
+import threading
 import time
 
 # AF_UNIX addresses are at most 108 bytes; longer paths go through /proc/self/fd/<folder fd>
@@ -34,10 +35,12 @@ class WakeChannel:
     def __init__(self, database: str) -> None:
         self.folder = os.path.realpath(database) + "-wake"
         self._sender: socket.socket | None = None
-        self._key: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when listed
-        self._racy = True  # the listing may miss a change made in the same timestamp tick
-        self._names: tuple[str, ...] = ()
+        # (inode, mtime_ns) of the folder when listed, whether that listing may miss a change
+        # made in the same timestamp tick, the socket names: one tuple, replaced whole, so
+        # that threads sending at once never pair one listing's key with another's names
+        self._listing: tuple[tuple[int, int] | None, bool, tuple[str, ...]] = (None, True, ())
         self._dirfd: int | None = None  # for addresses too long to bind directly
+        self._dirfd_lock = threading.Lock()
         self._mine: dict[socket.socket, str] = {}
         self._closed = False
 
@@ -45,28 +48,32 @@ class WakeChannel:
         path = f"{self.folder}/{name}"
         if len(path) <= _MAX_ADDRESS:
             return path
-        if self._dirfd is None:
-            self._dirfd = os.open(self.folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        return f"/proc/self/fd/{self._dirfd}/{name}"
+        with self._dirfd_lock:
+            if self._dirfd is None:
+                self._dirfd = os.open(self.folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            return f"/proc/self/fd/{self._dirfd}/{name}"
 
     def notify(self) -> None:
         """Wake every waiter on this database (this process's too). Never raises."""
+        if self._closed:
+            return
         try:
             st = os.stat(self.folder)
         except OSError:
             return  # no folder: nobody has ever waited here
         key = (st.st_ino, st.st_mtime_ns)
-        names = self._names
-        if key != self._key or self._racy:
+        old, racy, names = self._listing
+        if key != old or racy:
+            if old is not None and key[0] != old[0]:  # the folder was replaced
+                with self._dirfd_lock:
+                    if self._dirfd is not None:
+                        os.close(self._dirfd)
+                        self._dirfd = None
             try:
-                if self._key is not None and key[0] != self._key[0] and self._dirfd is not None:
-                    os.close(self._dirfd)  # the folder was replaced
-                    self._dirfd = None
                 names = tuple(n for n in os.listdir(self.folder) if n.endswith(_SUFFIX))
             except OSError:
                 return
-            self._names, self._key = names, key
-            self._racy = time.time() - st.st_mtime < 1.0
+            self._listing = (key, time.time() - st.st_mtime < 1.0, names)
         sender = self._sender
         if sender is None:
             sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -86,7 +93,8 @@ class WakeChannel:
             except OSError:
                 pass
         if gone:
-            self._names = tuple(n for n in self._names if n not in gone)
+            listed, racy, names = self._listing
+            self._listing = (listed, racy, tuple(n for n in names if n not in gone))
 
     def listen(self) -> Waiter | None:
         """A new socket in the folder that ``notify`` reaches, or None when the folder cannot be
@@ -108,7 +116,7 @@ class WakeChannel:
             return None
         sock.setblocking(False)
         self._mine[sock] = name
-        self._key = None  # list the folder again: this process's own wake-ups must reach it
+        self._listing = (None, True, ())  # list again: this process's own wake-ups must reach it
         return Waiter(sock)
 
     def close(self) -> None:
@@ -124,10 +132,11 @@ class WakeChannel:
         if self._sender is not None:
             self._sender.close()
             self._sender = None
-        if self._dirfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._dirfd)
-            self._dirfd = None
+        with self._dirfd_lock:
+            if self._dirfd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._dirfd)
+                self._dirfd = None
 
 
 class Waiter:

@@ -215,6 +215,12 @@ class Worker:
             finally:
                 self._want = 0
 
+    def _process_started(self, ex: Execution) -> None:
+        """A job's process is running: the loop records it (STARTING -> RUNNING) at once, rather
+        than at its next pass (up to 0.25 s later while jobs run)."""
+        self._started.put(ex)
+        self._signal.set()
+
     def _reported(self) -> None:
         """A finish was queued: wake ``_coalesce`` once all it waits for are in, and the loop."""
         with self._done_cv:
@@ -289,7 +295,7 @@ class Worker:
                 result = run_function(ex, self.functions, payload, logbuf, self.config.executor)
             else:
                 argv = render_argv(job)
-                result = run_process(ex, argv, self.config.executor, logbuf, self._started.put)
+                result = run_process(ex, argv, self.config.executor, logbuf, self._process_started)
         except Exception as exc:
             log.exception("job %s: the worker failed to run it", job.id)
             result = Finish(

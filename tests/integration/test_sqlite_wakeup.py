@@ -52,6 +52,22 @@ def _outcome(proc: subprocess.Popen[str]) -> tuple[str, float]:
     return word, float(seconds)
 
 
+def _submit_to_a_waiter(url: str, clock: FrozenClock) -> tuple[str, float]:
+    """Start a waiter process (fallback poll 60 s), submit one job from this process, and
+    return how the waiter's wait ended."""
+    waiter = _waiter(url, poll=60.0)
+    try:
+        store = open_store(url)
+        try:
+            insert(store, clock.now(), new())
+        finally:
+            store.close()
+        return _outcome(waiter)
+    finally:
+        waiter.kill()
+        waiter.wait(5)
+
+
 def _wake_dir(url: str) -> Path:
     store = open_store(url)
     try:
@@ -64,17 +80,7 @@ def _wake_dir(url: str) -> Path:
 def test_a_submission_wakes_a_waiter_in_another_process_without_its_poll(
     sqlite_url: str, clock: FrozenClock
 ) -> None:
-    waiter = _waiter(sqlite_url, poll=60.0)
-    try:
-        store = open_store(sqlite_url)
-        try:
-            insert(store, clock.now(), new())
-        finally:
-            store.close()
-        word, seconds = _outcome(waiter)
-    finally:
-        waiter.kill()
-        waiter.wait(5)
+    word, seconds = _submit_to_a_waiter(sqlite_url, clock)
     assert word == "woken"
     assert seconds < 20.0
 
@@ -162,17 +168,8 @@ def test_sockets_of_dead_processes_are_removed_by_the_next_submission(
 def test_an_unusable_wake_folder_falls_back_to_polling(sqlite_url: str, clock: FrozenClock) -> None:
     folder = _wake_dir(sqlite_url)
     folder.write_text("not a folder")  # the sockets cannot be made
-    waiter = _waiter(sqlite_url, poll=60.0)  # the slow poll is for socket waiters only
-    try:
-        store = open_store(sqlite_url)
-        try:
-            insert(store, clock.now(), new())  # no error either
-        finally:
-            store.close()
-        word, _ = _outcome(waiter)
-    finally:
-        waiter.kill()
-        waiter.wait(5)
+    # the slow poll is for socket waiters only; the submission raises no error either
+    word, _ = _submit_to_a_waiter(sqlite_url, clock)
     assert word == "woken"
     assert folder.read_text() == "not a folder"
 
@@ -183,17 +180,7 @@ def test_a_read_only_wake_folder_falls_back_to_polling(sqlite_url: str, clock: F
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        waiter = _waiter(sqlite_url, poll=60.0)
-        try:
-            store = open_store(sqlite_url)
-            try:
-                insert(store, clock.now(), new())
-            finally:
-                store.close()
-            word, _ = _outcome(waiter)
-        finally:
-            waiter.kill()
-            waiter.wait(5)
+        word, _ = _submit_to_a_waiter(sqlite_url, clock)
         assert word == "woken"
     finally:
         folder.chmod(0o700)

@@ -65,6 +65,19 @@ class SqlStoreBase(abc.ABC):
     def _read(self) -> contextlib.AbstractContextManager[Tx]:
         """A read-only transaction or snapshot."""
 
+    @contextlib.contextmanager
+    def _waking(self, worker: bool = False) -> Iterator[tuple[Tx, set[str]]]:
+        """A write transaction (``_worker_write`` with ``worker``) whose body adds to the set the
+        queues where it made work runnable: their workers are notified inside the transaction
+        (PostgreSQL's NOTIFY, SQLite's nothing) and this process's are woken after the commit."""
+        woken: set[str] = set()
+        with self._worker_write() if worker else self._write() as tx:
+            yield tx, woken
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+
     def _worker_write(self) -> contextlib.AbstractContextManager[Tx]:
         """A write transaction for a worker's claim, finish or lease renewal.
 

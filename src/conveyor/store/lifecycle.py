@@ -104,26 +104,14 @@ class LifecycleOps(CatalogOps):
             done = self._insert_plain(jobs, now)
             if done is not None:
                 return done
-        woken: set[str] = set()
-        with self._write() as tx:
-            results = self._insert(tx, jobs, now, woken)
-            if woken:
-                self.d.notify_jobs(tx, woken)
-        if woken:
-            self.wake()
-        return results
+        with self._waking() as (tx, woken):
+            return self._insert(tx, jobs, now, woken)
 
     def job_insert_brief(self, jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
         """``job_insert_many`` for callers that need only ids and states: plain jobs are not
         built back into ``Job`` objects."""
-        woken: set[str] = set()
-        with self._write() as tx:
-            out = self._insert_ids(tx, jobs, now, woken)
-            if woken:
-                self.d.notify_jobs(tx, woken)
-        if woken:
-            self.wake()
-        return out
+        with self._waking() as (tx, woken):
+            return self._insert_ids(tx, jobs, now, woken)
 
     def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
         """``job_insert_brief`` of the jobs of ``chunks``, in order, in one transaction. A backend
@@ -700,14 +688,9 @@ class LifecycleOps(CatalogOps):
 
         The claimed jobs are built after the commit: on SQLite the write lock of every process
         is held for the transaction, so Python work inside it serialises the workers."""
-        woken: set[str] = set()
-        with self._worker_write() as tx:
+        with self._waking(worker=True) as (tx, woken):
             applied = self._finish_many(tx, finishes, now, woken)
             rows = self._claim(tx, req, now, woken)
-            if woken:
-                self.d.notify_jobs(tx, woken)
-        if woken:
-            self.wake()
         return applied, self._claimed_jobs(rows, req, req.environment, now)
 
     def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Sequence[Any]]:
@@ -1086,14 +1069,8 @@ class LifecycleOps(CatalogOps):
     # -- finishing --------------------------------------------------------------------------
     def job_finish_many(self, finishes: Sequence[Finish], now: datetime) -> list[bool]:
         """Record attempt outcomes; each is applied only if the worker still holds that attempt."""
-        woken: set[str] = set()
-        with self._worker_write() as tx:
-            applied = self._finish_many(tx, finishes, now, woken)
-            if woken:
-                self.d.notify_jobs(tx, woken)
-        if woken:
-            self.wake()
-        return applied
+        with self._waking(worker=True) as (tx, woken):
+            return self._finish_many(tx, finishes, now, woken)
 
     def _finish_many(self, tx: Tx, finishes: Sequence[Finish], now: datetime, woken: set[str]) -> list[bool]:
         applied: dict[int, bool] = {}

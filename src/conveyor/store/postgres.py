@@ -421,10 +421,9 @@ class PostgresStore(StoreOps):
         with keys, dependencies or arrays waits for the chunks before it and is inserted on its
         own (``_insert_ids``); then pipelining resumes. One transaction, committed (and
         flushed) after the last chunk."""
-        woken: set[str] = set()
         out: list[Inserted] = []
         it = iter(chunks)
-        with self._write() as tx:
+        with self._waking() as (tx, woken):
             conn = tx.cur.connection  # type: ignore[attr-defined]
             odd: Sequence[NewJob] | None = ()
             while odd is not None:
@@ -449,10 +448,6 @@ class PostgresStore(StoreOps):
                     )
                 if odd is not None:
                     out.extend(self._insert_ids(tx, odd, now, woken))
-            if woken:
-                self.d.notify_jobs(tx, woken)
-        if woken:
-            self.wake()
         return out
 
     def _insert_plain_tx(

@@ -105,7 +105,7 @@ def explain(out: list[str], label: str) -> None:
             (),
         ),
         (
-            "claim: start the first job in line, its attempt and event (one statement)",
+            "claim: start the first job in line and record its event (one statement)",
             START_JOBS.format(which=which),
             (
                 f"started on worker {worker}",
@@ -115,13 +115,11 @@ def explain(out: list[str], label: str) -> None:
                 now,
                 "default",
                 False,
-                "default",
-                1,
-                worker,
                 "host",
                 1,
                 now,
                 "default",
+                1,
                 now,
                 worker,
             ),

@@ -334,6 +334,22 @@ def spec_to_dict(s: DefinitionSpec) -> dict[str, JSON]:
     }
 
 
+def spec_to_stored(s: DefinitionSpec) -> dict[str, JSON]:
+    """``spec_to_dict`` without the entries that hold their default (``spec_from_dict`` puts
+    them back): how a job's spec is stored. A plain function job's spec is ~40 bytes instead
+    of ~330, most of its row, and every claim and finish rewrites the row."""
+    out: dict[str, JSON] = {}
+    for key, value in spec_to_dict(s).items():
+        if key == "retry":
+            assert isinstance(value, dict)
+            value = {k: v for k, v in value.items() if v != _DEFAULT_RETRY[k]}
+            if value:
+                out[key] = value
+        elif value != _DEFAULT_SPEC[key]:
+            out[key] = value
+    return out
+
+
 def spec_from_dict(d: dict[str, JSON]) -> DefinitionSpec:
     command = d.get("command")
     return DefinitionSpec(
@@ -348,3 +364,7 @@ def spec_from_dict(d: dict[str, JSON]) -> DefinitionSpec:
         follow_up_queues=tuple(d.get("follow_up_queues") or ()),
         working_dir=d.get("working_dir"),
     )
+
+
+_DEFAULT_SPEC = spec_to_dict(DefinitionSpec())
+_DEFAULT_RETRY = retry_to_dict(RetryStrategy())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -159,9 +160,16 @@ def test_update_changes_only_the_given_settings(sqlite_url: str, capsys: pytest.
 
     before = show()
     code, out, _ = run(capsys, "schedules", "update", "nightly", "-x", "cron(30 3 * * ? *)", *db)
-    assert code == 0 and "updated (expression)" in out and "03:3" in out
+    assert code == 0 and "updated (expression)" in out and "next due" in out
     after = show()
     assert after["expression"] == "cron(30 3 * * ? *)"
+    # the nominal time is 03:30 Berlin; the due time lies somewhere in the 15-minute flexible
+    # window after it (spread per schedule and day, so not always "03:3x")
+    nominal = datetime.fromisoformat(str(after["next_nominal_at"])).astimezone(ZoneInfo("Europe/Berlin"))
+    assert (nominal.hour, nominal.minute) == (3, 30)
+    due = datetime.fromisoformat(str(after["next_due_at"]))
+    assert nominal <= due < nominal + timedelta(minutes=15)
+    assert due.astimezone(ZoneInfo("Europe/Berlin")).isoformat(timespec="seconds")[11:19] in out
     unchanged = ("timezone", "window_minutes", "overlap", "end_at", "tags", "description", "targets", "state")
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
 

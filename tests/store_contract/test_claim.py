@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from conveyor.clock import FrozenClock
-from conveyor.model import ComputeEnvironment, DefinitionSpec, JobState, Queue
+from conveyor.model import ClaimRequest, ComputeEnvironment, DefinitionSpec, JobState, OutcomeKind, Queue
 from conveyor.store import Store
 
 from .helpers import CMD, FN, claim, claim_one, finish, get, insert, insert_one, new, worker
@@ -244,6 +244,60 @@ def test_each_claim_records_an_attempt(store: Store, clock: FrozenClock) -> None
     assert attempt.number == 1 and attempt.worker_id == "w7"
     assert attempt.started_at == clock.now() and attempt.stopped_at is None
     assert attempt.compute_environment == "default" and attempt.counted
+
+
+def test_a_running_attempt_is_read_from_its_job_until_it_ends_with_one_row(
+    store: Store, clock: FrozenClock
+) -> None:
+    insert_one(store, clock.now(), new(spec=CMD))
+    started = clock.now()
+    [job] = store.job_claim(ClaimRequest("w3", "default", None, 1, 30.0, "host-9", 77), started)
+    [running] = store.job_attempts(job.id)
+    assert (running.number, running.worker_id, running.host, running.pid) == (1, "w3", "host-9", 77)
+    assert running.started_at == started and running.stopped_at is None and running.exit_code is None
+    store.job_mark_running([(job.id, job.attempt, 4321)], clock.now())
+    assert store.job_attempts(job.id)[0].pid == 4321
+    clock.advance(5)
+    assert finish(store, clock.now(), job, OutcomeKind.FAILED, exit_code=3)
+    [ended] = store.job_attempts(job.id)
+    assert (ended.number, ended.worker_id, ended.host, ended.pid) == (1, "w3", "host-9", 4321)
+    assert ended.started_at == started and ended.stopped_at == clock.now() and ended.exit_code == 3
+
+
+def test_an_attempt_opened_before_migration_8_is_completed_not_duplicated(
+    store: Store, clock: FrozenClock
+) -> None:
+    insert(store, clock.now(), new(), new())
+    jobs = claim(store, clock.now(), limit=2)
+    d = store.d
+    with store._write() as tx:
+        # what a claim wrote before 0008: an open attempts row, no attempt columns on the job
+        for job in jobs:
+            tx.x(
+                "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.attempt, "w1", "old-host", 5, d.ts(clock.now()), "default"),
+            )
+            tx.x(
+                "UPDATE jobs SET attempt_host = NULL, attempt_pid = NULL, attempt_started_at = NULL WHERE id = ?",
+                (job.id,),
+            )
+    clock.advance(2)
+    assert finish(store, clock.now(), jobs[0])
+    assert finish(store, clock.now(), jobs[1], OutcomeKind.FAILED)
+    for job, code in zip(jobs, (0, None), strict=True):
+        [attempt] = store.job_attempts(job.id)
+        assert attempt.host == "old-host" and attempt.stopped_at == clock.now() and attempt.exit_code == code
+
+
+def test_expired_attempts_are_found_by_the_host_that_ran_them(store: Store, clock: FrozenClock) -> None:
+    insert(store, clock.now(), new(), new())
+    [a] = store.job_claim(ClaimRequest("w1", "default", None, 1, 30.0, "host-a", 1), clock.now())
+    [b] = store.job_claim(ClaimRequest("w2", "default", None, 1, 30.0, "host-b", 2), clock.now())
+    assert store.job_expired_attempts("host-a", clock.now()) == []
+    clock.advance(31)
+    assert store.job_expired_attempts("host-a", clock.now()) == [(a.id, 1, "w1")]
+    assert store.job_expired_attempts("host-b", clock.now()) == [(b.id, 1, "w2")]
 
 
 def test_claimed_jobs_are_not_claimed_again(store: Store, clock: FrozenClock) -> None:

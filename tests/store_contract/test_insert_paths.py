@@ -9,11 +9,21 @@ from datetime import timedelta
 
 import pytest
 
+from conveyor import errors
 from conveyor.clock import FrozenClock
-from conveyor.model import DefinitionSpec, JobState, NewJob
+from conveyor.model import (
+    Backoff,
+    DefinitionSpec,
+    Job,
+    JobState,
+    NewJob,
+    RetryAction,
+    RetryRule,
+    RetryStrategy,
+)
 from conveyor.store import Store, open_store
 
-from .helpers import CMD, FN, insert, new
+from .helpers import CMD, FN, claim, insert, new
 
 
 def test_returned_jobs_equal_their_stored_rows_across_both_paths(store: Store, clock: FrozenClock) -> None:
@@ -199,3 +209,95 @@ def test_chunks_insert_nothing_when_building_a_later_chunk_fails(store: Store, c
     after = store.job_insert_brief([new()], now)[0].id
     assert [store.job_get(i) for i in range(before + 1, after)] == [None] * (after - before - 1)
     assert store.job_get(after) is not None  # the store is usable afterwards
+
+
+# Job rows store their spec without the fields equal to their defaults (model.spec_to_stored):
+# every spec, on every insert path, must read back exactly as submitted, and as claimed.
+_SPECS = [
+    FN,
+    CMD,
+    DefinitionSpec(function="tasks:work", vcpus=2.5, memory_mb=512, timeout_seconds=0),
+    DefinitionSpec(
+        command=("sh", "-c", "exit {code}"),
+        parameters={"code": "3"},
+        vcpus=0.25,
+        timeout_seconds=30,
+        retry=RetryStrategy(
+            attempts=4,
+            evaluate_on_exit=(
+                RetryRule(RetryAction.RETRY, on_exit_code="3"),
+                RetryRule(RetryAction.EXIT, on_reason="*"),
+            ),
+            backoff=Backoff.FIXED,
+            delay_seconds=0.0,
+            max_delay_seconds=1.0,
+            jitter=False,
+        ),
+        environment={"A": "1", "EMPTY": ""},
+        follow_up_queues=("default",),
+        working_dir="",
+    ),
+    DefinitionSpec(function="tasks:work", retry=RetryStrategy(attempts=3)),  # one retry field set
+    DefinitionSpec(function="tasks:work", retry=RetryStrategy(jitter=False)),
+    DefinitionSpec(command=()),  # empty, not absent
+]
+
+
+@pytest.mark.parametrize("path", ["single", "batch", "brief", "keyed"])
+def test_non_default_specs_read_back_exactly_on_every_insert_path(
+    store: Store, clock: FrozenClock, path: str
+) -> None:
+    now = clock.now()
+    jobs = [new(spec=spec, unique_key=f"k{n}" if path == "keyed" else None) for n, spec in enumerate(_SPECS)]
+    returned: list[Job] = []
+    if path == "single":
+        returned = [insert(store, now, nj)[0] for nj in jobs]
+    elif path == "brief":
+        ids = [r.id for r in store.job_insert_brief(jobs, now)]
+    else:
+        returned = insert(store, now, *jobs)
+    if returned:
+        assert [j.spec for j in returned] == _SPECS
+        ids = [j.id for j in returned]
+    for spec, job_id in zip(_SPECS, ids, strict=True):
+        stored = store.job_get(job_id)
+        assert stored is not None and stored.spec == spec and stored.spec.kind == spec.kind
+    claimed = claim(store, now, limit=len(_SPECS))
+    assert {j.id: j.spec for j in claimed} == dict(zip(ids, _SPECS, strict=True))
+
+
+def test_a_single_submission_recovers_after_its_connection_is_killed(
+    store: Store, clock: FrozenClock
+) -> None:
+    """PostgreSQL keeps one connection for single submissions: when the server drops it, that
+    submission fails as StoreUnavailable and the next one gets a fresh connection."""
+    if store.d.name != "postgres":
+        pytest.skip("PostgreSQL's kept connection")
+    import psycopg
+
+    now = clock.now()
+    first = insert(store, now, new())[0]
+    with psycopg.connect(store.url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(errors.StoreUnavailable):
+        insert(store, now, new())
+    again = insert(store, now, new())[0]
+    assert again.id > first.id and store.job_get(again.id) == again
+
+
+def test_a_pool_of_one_connection_keeps_none_aside_for_single_submissions(
+    store: Store, clock: FrozenClock
+) -> None:
+    if store.d.name != "postgres":
+        pytest.skip("PostgreSQL's connection pool")
+    small = open_store(store.url, max_size=1, min_size=1)
+    try:
+        now = clock.now()
+        single = insert(small, now, new())[0]
+        batch = small.job_insert_brief([new(), new()], now)  # a transaction on the same pool
+        assert [r.id for r in batch] == [single.id + 1, single.id + 2]
+    finally:
+        small.close()

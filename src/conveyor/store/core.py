@@ -6,7 +6,7 @@ import abc
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from conveyor.model import (
     spec_from_dict,
 )
 from conveyor.store.base import Dialect, Row, Tx, migration_files, split_statements
+from conveyor.store.wakeup import Interrupt
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -50,6 +51,7 @@ class SqlStoreBase(abc.ABC):
         # in-process wake-ups: a submit in this process wakes this process's idle workers at once
         self._wake = threading.Condition()
         self._wake_seq = 0
+        self._interrupts = threading.local()  # each waiting thread's Interrupt (see waker)
         # due-job promotion runs at most every PROMOTE_EVERY (store clock) unless a job this
         # store object knows of is due: the earliest future run_at seen, and a change counter
         self._due_hint: datetime | None = None
@@ -99,15 +101,34 @@ class SqlStoreBase(abc.ABC):
         """Release connections."""
 
     def wait_for_jobs(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds or until jobs may have become runnable.
+        """Block up to ``timeout`` seconds or until jobs may have become runnable (or the
+        calling thread's ``waker`` is called).
 
         Returns True when woken by a signal (not by the timeout). The base version only
         hears submissions made in this process; PostgreSQL also listens to NOTIFY.
         """
+        interrupted, woken = self._wait_here(timeout)
+        return interrupted or woken
+
+    def _wait_here(self, timeout: float) -> tuple[bool, bool]:
+        """Wait for a wake-up from this process or the thread's interrupt: (interrupted, woken)."""
+        intr = self._interrupt()
         with self._wake:
             seq = self._wake_seq
-            self._wake.wait_for(lambda: self._wake_seq != seq, timeout=timeout)
-            return self._wake_seq != seq
+            self._wake.wait_for(lambda: self._wake_seq != seq or intr.pending, timeout=timeout)
+            return intr.consume(), self._wake_seq != seq
+
+    def waker(self) -> Callable[[], None]:
+        """A function that ends the calling thread's current or next ``wait_for_jobs`` at once,
+        callable from any thread: a worker's loop waits for new jobs and for its own threads
+        in one call, with no listener thread handing wake-ups over."""
+        return self._interrupt()
+
+    def _interrupt(self) -> Interrupt:
+        intr: Interrupt | None = getattr(self._interrupts, "intr", None)
+        if intr is None:
+            intr = self._interrupts.intr = Interrupt(self._wake)
+        return intr
 
     def wake(self) -> None:
         """Wake this process's idle workers."""

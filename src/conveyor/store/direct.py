@@ -66,8 +66,9 @@ class DirectOps(LifecycleOps):
         """Attempts on ``host`` whose lease expired: (job id, attempt, worker id). Read only."""
         with self._read() as tx:
             rows = tx.q(
-                "SELECT j.id, j.attempt, j.worker_id FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.number = j.attempt"
-                " WHERE j.state IN ('STARTING', 'RUNNING') AND j.lease_expires_at < ? AND a.host = ?",
-                (self.d.ts(now), host),
+                "SELECT j.id, j.attempt, j.worker_id FROM jobs j WHERE j.state IN ('STARTING', 'RUNNING')"
+                " AND j.lease_expires_at < ? AND (j.attempt_host = ? OR j.attempt_host IS NULL AND EXISTS"
+                " (SELECT 1 FROM attempts a WHERE a.job_id = j.id AND a.number = j.attempt AND a.host = ?))",
+                (self.d.ts(now), host, host),
             )
         return [(int(r["id"]), int(r["attempt"]), str(r["worker_id"])) for r in rows]

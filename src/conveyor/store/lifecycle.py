@@ -27,7 +27,7 @@ from conveyor.model import (
     OutcomeKind,
     Queue,
     spec_from_dict,
-    spec_to_dict,
+    spec_to_stored,
 )
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.catalog import WORKER_LIVENESS, CatalogOps
@@ -46,13 +46,24 @@ _JOB_COLUMNS = (
 )
 _INSERT_JOB = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 30)})"
 # starts jobs; parameters: reason, worker, lease, started, updated, environment,
-# terminate_requested
+# terminate_requested, host, pid, started (the attempt's: its attempts row is written when
+# it ends, see ``ATTEMPT_END``)
 _START_SET = (
     "UPDATE jobs SET state = CASE WHEN kind = 'function' THEN 'RUNNING' ELSE 'STARTING' END,"
     " status_reason = ?, worker_id = ?, lease_expires_at = ?, attempt = attempt + 1,"
     " attempts_counted = attempts_counted + 1, started_at = COALESCE(started_at, ?),"
-    " updated_at = ?, compute_environment = ?, terminate_requested = ?"
+    " updated_at = ?, compute_environment = ?, terminate_requested = ?, attempt_host = ?,"
+    " attempt_pid = ?, attempt_started_at = ?"
 )
+# What an attempts row is written with when the attempt ends; an attempt opened before
+# migration 0008 already has a row, which this completes instead.
+ATTEMPT_COLUMNS = "job_id, number, worker_id, host, pid, started_at, compute_environment, stopped_at, exit_code, reason, counted"
+ATTEMPT_UPSERT = (
+    " ON CONFLICT (job_id, number) DO UPDATE SET stopped_at = excluded.stopped_at,"
+    " exit_code = excluded.exit_code, reason = excluded.reason, counted = excluded.counted"
+)
+# the row of an attempt that ends; parameters: ATTEMPT_COLUMNS
+_ATTEMPT_END = f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 11)})" + ATTEMPT_UPSERT
 # starts the RUNNABLE jobs matching {which}: _START_SET's parameters, then those of {which}
 _START_JOBS = _START_SET + " WHERE {which} AND state = 'RUNNABLE'"
 # what ``_start_jobs`` returns of each job, in this order (the rest the claim itself set);
@@ -168,7 +179,7 @@ class LifecycleOps(CatalogOps):
         if entry is None or entry[0] is not spec:
             if len(cache) >= 512:
                 cache.clear()
-            entry = cache[id(spec)] = [spec, self.d.js(spec_to_dict(spec)), None, None]
+            entry = cache[id(spec)] = [spec, self.d.js(spec_to_stored(spec)), None, None]
         return entry
 
     def _plain_each(
@@ -191,7 +202,7 @@ class LifecycleOps(CatalogOps):
         if nj.run_at is not None and nj.run_at > now:
             self._due_at(nj.run_at)
             return "SUBMITTED", f"scheduled for {nj.run_at.isoformat()}"
-        return "RUNNABLE", "waiting for a worker"
+        return RUNNABLE_NOW
 
     def _insert(self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]) -> list[InsertResult]:
         d = self.d
@@ -275,7 +286,7 @@ class LifecycleOps(CatalogOps):
                 seen_unique[nj.unique_key] = job_id
             spec_json = spec_cache.get(id(nj.spec))
             if spec_json is None:
-                spec_json = spec_cache[id(nj.spec)] = d.js(spec_to_dict(nj.spec))
+                spec_json = spec_cache[id(nj.spec)] = d.js(spec_to_stored(nj.spec))
             row_values = (
                 job_id,
                 nj.queue,
@@ -452,7 +463,7 @@ class LifecycleOps(CatalogOps):
         assert size is not None
         ts = d.ts(now)
         ids = d.alloc_job_ids(tx, size)
-        spec_json = d.js(spec_to_dict(nj.spec))
+        spec_json = d.js(spec_to_stored(nj.spec))
         standard = [
             dep.job_id
             for dep in nj.depends_on
@@ -638,8 +649,19 @@ class LifecycleOps(CatalogOps):
         return [(int(r["id"]), JobState(r["state"])) for r in rows]
 
     def job_attempts(self, job_id: int) -> list[Attempt]:
+        """A job's attempts, the running one included (its row is written when it ends: until
+        then it is read from the job)."""
         with self._read() as tx:
             rows = tx.q("SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,))
+            job = tx.one(
+                "SELECT id AS job_id, attempt AS number, worker_id, attempt_host AS host, attempt_pid AS pid,"
+                " attempt_started_at AS started_at, NULL AS stopped_at, NULL AS exit_code, '' AS reason,"
+                f" compute_environment, ? AS counted FROM jobs WHERE id = ? AND state IN {ACTIVE}"
+                " AND attempt_started_at IS NOT NULL",
+                (True, job_id),
+            )
+        if job is not None and all(int(r["number"]) != int(job["number"]) for r in rows):
+            rows = [*rows, job]
         out = []
         for r in rows:
             started = self.d.dt(r["started_at"])
@@ -649,7 +671,7 @@ class LifecycleOps(CatalogOps):
                     job_id=int(r["job_id"]),
                     number=int(r["number"]),
                     worker_id=r["worker_id"],
-                    host=r["host"],
+                    host=r["host"] or "",
                     pid=r["pid"],
                     started_at=started,
                     stopped_at=self.d.dt(r["stopped_at"]),
@@ -818,7 +840,8 @@ class LifecycleOps(CatalogOps):
         now: datetime,
     ) -> list[Sequence[Any]]:
         """Start the RUNNABLE jobs selected by the SQL condition ``which`` (``_START_JOBS``):
-        lease, attempt row, event. Returns their ``CLAIMED`` rows in line order (priority,
+        lease, the attempt's host/pid/start on the job row (its attempts row is written when it
+        ends), event. Returns their ``CLAIMED`` rows in line order (priority,
         then id), for ``_claimed_jobs``. Each backend does it in as few statements as it can."""
         raise NotImplementedError
 
@@ -1001,11 +1024,12 @@ class LifecycleOps(CatalogOps):
             moved = []
             for job_id, attempt, pid in items:
                 if tx.x(
-                    "UPDATE jobs SET state = 'RUNNING', updated_at = ? WHERE id = ? AND attempt = ? AND state = 'STARTING'",
-                    (ts, job_id, attempt),
+                    "UPDATE jobs SET state = 'RUNNING', updated_at = ?, attempt_pid = ? WHERE id = ? AND attempt = ?"
+                    " AND state = 'STARTING'",
+                    (ts, pid, job_id, attempt),
                 ):
                     moved.append((job_id, attempt, pid))
-            tx.many(
+            tx.many(  # an attempt opened before migration 0008 has its row already
                 "UPDATE attempts SET pid = ? WHERE job_id = ? AND number = ?",
                 [(p, j, a) for j, a, p in moved],
             )
@@ -1175,9 +1199,8 @@ class LifecycleOps(CatalogOps):
                 job.id,
             ),
         )
-        tx.x(
-            "UPDATE attempts SET stopped_at = ?, exit_code = ?, reason = ?, counted = ? WHERE job_id = ? AND number = ?",
-            (ts, f.exit_code, reason or state.lower(), counted, job.id, f.attempt),
+        _end_attempt(
+            tx, job.id, f.attempt, f.worker_id, row, ts, f.exit_code, reason or state.lower(), counted
         )
         self._events(
             tx,
@@ -1482,7 +1505,7 @@ class LifecycleOps(CatalogOps):
                     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, updated_at = ?, lease_expires_at = NULL,"
                     f" attempts_counted = attempts_counted - 1 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN {ACTIVE}"
                     " AND terminate_requested = ?"
-                    " RETURNING id, queue",
+                    " RETURNING id, queue, attempt_host, attempt_pid, attempt_started_at, compute_environment",
                     (f"requeued: {reason}", ts, job_id, attempt, worker_id, False),
                 )
                 if row is None:
@@ -1493,10 +1516,7 @@ class LifecycleOps(CatalogOps):
                     self._finish_one(tx, stop, now, woken)
                     continue
                 released.append(job_id)
-                tx.x(
-                    "UPDATE attempts SET stopped_at = ?, reason = ?, counted = ? WHERE job_id = ? AND number = ?",
-                    (ts, f"requeued: {reason}", False, job_id, attempt),
-                )
+                _end_attempt(tx, job_id, attempt, worker_id, row, ts, None, f"requeued: {reason}", False)
                 self._events(
                     tx,
                     [("job", str(job_id), "job.state", {"to": "RUNNABLE", "reason": f"requeued: {reason}"})],
@@ -1551,6 +1571,42 @@ class LifecycleOps(CatalogOps):
 
 
 _STATES = {s.value: s for s in JobState}
+
+
+def _end_attempt(
+    tx: Tx,
+    job_id: int,
+    attempt: int,
+    worker_id: str,
+    job: Row,
+    ts: Any,
+    exit_code: int | None,
+    reason: str,
+    counted: bool,
+) -> None:
+    """Write the row of an attempt that ends (``_ATTEMPT_END``); ``job`` holds the job's
+    attempt_host, attempt_pid, attempt_started_at and compute_environment."""
+    started = job["attempt_started_at"]
+    tx.x(
+        _ATTEMPT_END,
+        (
+            job_id,
+            attempt,
+            worker_id,
+            job["attempt_host"] or "",
+            job["attempt_pid"],
+            ts if started is None else started,
+            job["compute_environment"],
+            ts,
+            exit_code,
+            reason,
+            counted,
+        ),
+    )
+
+
+# (state, reason) of a new job that can run at once
+RUNNABLE_NOW = ("RUNNABLE", "waiting for a worker")
 
 
 def _plain(nj: NewJob) -> bool:

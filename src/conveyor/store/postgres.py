@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
+import select
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import TupleRow, dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -28,12 +31,33 @@ from conveyor.model import (
     Inserted,
     InsertResult,
     NewJob,
+    spec_from_dict,
 )
+from conveyor.store import wakeup
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_JOBS, _STATES, CLAIMED, _plain
+from conveyor.store.lifecycle import (
+    _START_JOBS,
+    _STATES,
+    ATTEMPT_COLUMNS,
+    ATTEMPT_UPSERT,
+    CLAIMED,
+    RUNNABLE_NOW,
+    _plain,
+)
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
+# listeners name themselves, so that each can count those ahead of it (connected earlier)
+_LISTENER_NAME = "conveyor listener"
+# ordered by connection start, then pid: a listener that connects while another is ranking
+# itself ranks after it (by pid alone, two connecting at once could both count none lower)
+_LISTENER_RANK = (
+    "SELECT count(*) FROM pg_stat_activity a, pg_stat_activity me"
+    " WHERE me.pid = pg_backend_pid() AND a.datname = me.datname"
+    f" AND a.application_name = '{_LISTENER_NAME}'"
+    " AND (a.backend_start, a.pid) < (me.backend_start, me.pid)"
+)
+_RANK_EVERY = 5.0  # seconds between rank updates, read when a wait times out
 
 
 class PostgresDialect:
@@ -125,9 +149,27 @@ class _PgTx:
         self._run(sql, params)
         return self.cur.rowcount
 
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """The rows of ``sql`` as plain tuples: a dict per row cost a claim ~1 µs a column."""
+        cur: Any = self.cur
+        cur.row_factory = tuple_row
+        try:
+            cur.execute(_pg(sql), params)
+            rows: list[Sequence[Any]] = cur.fetchall()
+        finally:
+            cur.row_factory = dict_row
+        return rows
+
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.cur.executemany(_pg(sql), rows)
+
+
+def _listener_rank(conn: psycopg.Connection[Any]) -> int:
+    """How many listeners of this database connected before ``conn`` (ties: lower pid) (asked on
+    the listening connection itself: notifications arriving meanwhile are kept for ``notifies``)."""
+    row = conn.execute(_LISTENER_RANK).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def redact(url: str) -> str:
@@ -168,7 +210,9 @@ _TEMPLATE_COLUMNS = (
 _T_COLS = ", ".join(f"t.{c}" for c, _ in _TEMPLATE_COLUMNS)
 _PLAIN_CTES = (
     "WITH p AS (SELECT ?::timestamptz AS now),"
-    " t AS (SELECT * FROM jsonb_to_recordset(?::jsonb) AS t("
+    # each template's event data, built once (per row it was ~1.5 µs of the server's ~12)
+    " t AS (SELECT t.*, jsonb_build_object('to', t.state, 'reason', t.status_reason, 'queue', t.queue) AS ev"
+    " FROM jsonb_to_recordset(?::jsonb) AS t("
     + ", ".join(f"{c} {t}" for c, t in _TEMPLATE_COLUMNS)
     + ", k int)),"
     # one narrow row per job, ids drawn in input order; the template columns (the spec is
@@ -180,9 +224,7 @@ _PLAIN_CTES = (
     f" j AS (INSERT INTO jobs (id, {', '.join(c for c, _ in _TEMPLATE_COLUMNS)}, payload, created_at, updated_at)"
     f" SELECT v.id, {_T_COLS}, v.payload, p.now, p.now FROM v JOIN t USING (k), p),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
-    " SELECT p.now, 'job', v.id::text, 'job.state',"
-    " jsonb_build_object('to', t.state, 'reason', t.status_reason, 'queue', t.queue)"
-    " FROM v JOIN t USING (k), p ORDER BY v.ord)"
+    " SELECT p.now, 'job', v.id::text, 'job.state', t.ev FROM v JOIN t USING (k), p ORDER BY v.ord)"
 )
 INSERT_PLAIN_JOBS = (
     _PLAIN_CTES + f", n AS (SELECT count(pg_notify('{CHANNEL}', q)) AS n"
@@ -195,27 +237,27 @@ INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT array_agg(v.id ORDER BY v.ord) AS 
 
 # One plain job (a single submission): the same rows as INSERT_PLAIN_JOBS from a plan with
 # a few nodes instead of a dozen, whose set-up cost more than the rows. Parameters: the
-# _ONE_COLUMNS, the time (created, updated, event); _WAKE adds the NOTIFY.
+# _ONE_COLUMNS, the time (created, updated, event), the event's data (JSON text: the client
+# has it at hand; RETURNING the columns to build it took the server ~15% longer); _WAKE adds
+# the queue to notify (a NOTIFY in the output list, not a lateral function scan).
 _ONE_COLUMNS = "queue, name, definition, definition_revision, kind, spec, state, status_reason, priority,"
 _ONE_COLUMNS += " run_at, vcpus, memory_mb, payload, payload_ref, tags, parent_id"
 _INSERT_ONE = (
     f"WITH j AS (INSERT INTO jobs ({_ONE_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?::jsonb,"
-    " ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?::timestamptz, ?::timestamptz)"
-    " RETURNING id, queue, state, status_reason),"
-    " e AS (INSERT INTO events (at, entity, entity_id, type, data) SELECT ?::timestamptz, 'job', id::text,"
-    " 'job.state', jsonb_build_object('to', state, 'reason', status_reason, 'queue', queue) FROM j)"
+    " ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?::timestamptz, ?::timestamptz) RETURNING id),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', id::text, 'job.state', ?::jsonb FROM j)"
 )
 INSERT_ONE = _INSERT_ONE + " SELECT j.id FROM j"
-INSERT_ONE_WAKE = _INSERT_ONE + f" SELECT j.id FROM j CROSS JOIN LATERAL pg_notify('{CHANNEL}', j.queue) AS n"
+INSERT_ONE_WAKE = _INSERT_ONE + f" SELECT j.id, pg_notify('{CHANNEL}', ?) FROM j"
+_INSERT_ONE_PG, _INSERT_ONE_WAKE_PG = _pg(INSERT_ONE), _pg(INSERT_ONE_WAKE)
 
-# Start the RUNNABLE jobs matching {which}, open their attempts and record their events:
-# one statement; returns lifecycle.CLAIMED (the spec as text: parsed once per distinct spec,
-# see core._spec). Parameters: those of lifecycle._START_JOBS, then worker, host, pid, started,
-# environment (attempts), event time, worker (events).
+# Start the RUNNABLE jobs matching {which} and record their events: one statement; returns
+# lifecycle.CLAIMED (the spec as text: parsed once per distinct spec, see core._spec).
+# Parameters: those of lifecycle._START_JOBS, then event time, worker (events). The attempts'
+# rows are written when they end.
 START_JOBS = (
     "WITH c AS (" + _START_JOBS + " RETURNING *),"
-    " a AS (INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
-    " SELECT id, attempt, ?::text, ?::text, ?::int, ?::timestamptz, ?::text FROM c),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
@@ -224,22 +266,29 @@ START_JOBS = (
     + " FROM c ORDER BY c.priority DESC, c.id"
 )
 
-# One worker's successful attempts: job SUCCEEDED (with its result), attempt stopped, event
-# recorded: one statement. Parameters: ids, attempts, results (arrays), updated, finished,
-# worker; stopped (attempts); event time.
+# One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
+# event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
+# finished, ids again, worker; started (an attempt without a recorded start), stopped
+# (attempts); event time. The ids are given twice: joined with
+# ``v`` alone, the planner (on a table without fresh statistics) may find the jobs through
+# jobs_state_id's RUNNING range instead, where every job ever started left an entry until a
+# vacuum: a finish then read thousands of index entries and heap pages (server time per job
+# 160-200 -> 120-150 µs).
 SUCCEED_JOBS = (
     "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
     " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
-    " WHERE jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
     " AND NOT jobs.terminate_requested RETURNING jobs.id, jobs.attempt, jobs.unique_key, jobs.unique_ttl,"
-    " jobs.has_dependants, jobs.array_parent_id, v.ord),"
-    " a AS (UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' FROM f"
-    " WHERE attempts.job_id = f.id AND attempts.number = f.attempt),"
+    " jobs.has_dependants, jobs.array_parent_id, v.ord, jobs.worker_id, jobs.attempt_host,"
+    " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
+    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
+    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
+    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', f.id::text, 'job.state',"
     " jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED', 'attempt', f.attempt) FROM f ORDER BY f.ord)"
-    " SELECT * FROM f"
+    " SELECT f.id, f.attempt, f.unique_key, f.unique_ttl, f.has_dependants, f.array_parent_id FROM f"
 )
 
 
@@ -286,6 +335,13 @@ class PostgresStore(StoreOps):
                 detail = f": {str(inner).strip().splitlines()[0]}"
             raise errors.StoreUnavailable(f"cannot reach PostgreSQL at {redact(url)}{detail}") from exc
         self._local = threading.local()
+        # _statement's connection and cursor, kept out of the pool (None: not taken yet); a pool
+        # of one connection keeps no lane
+        self._lane: tuple[psycopg.Connection[Any], psycopg.Cursor[TupleRow]] | None = None
+        self._lane_lock = threading.Lock()
+        self._use_lane = max_size > 1
+        # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
+        self._events_data: dict[tuple[str, str, str], str] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
@@ -312,16 +368,64 @@ class PostgresStore(StoreOps):
                             cur.execute(b"ROLLBACK")
                         raise
                     cur.execute(b"COMMIT")
-        except psycopg.errors.UniqueViolation as exc:
+        except psycopg.Error as exc:
+            self._reraise(exc)
+
+    def _reraise(self, exc: psycopg.Error) -> NoReturn:
+        """Raise the Conveyor error for a psycopg error (from it), or ``exc`` itself."""
+        if isinstance(exc, psycopg.errors.UniqueViolation):
             raise errors.Conflict(f"the store refused a duplicate: {exc.diag.message_detail or exc}") from exc
-        except psycopg.errors.UndefinedTable as exc:
+        if isinstance(exc, psycopg.errors.UndefinedTable):
             raise errors.StoreUnavailable(
                 "the PostgreSQL database has no Conveyor schema; run `conveyor migrate`"
             ) from exc
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
             raise errors.StoreUnavailable(
                 f"PostgreSQL at {redact(self.url)} is not available: {exc}"
             ) from exc
+        raise exc
+
+    def _statement(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
+        """The first row of one statement, atomic on its own (autocommit: no BEGIN/COMMIT). The
+        single-job submission's path: ``_tx("statement")`` costs a pool checkout and return, a
+        cursor, dict rows and the context managers of the pool and the connection (a commit
+        call that does nothing) on every call. Here the statement runs on the store's "lane":
+        a connection taken from the pool once and kept with its cursor; a thread that finds
+        the lane busy uses a pooled connection instead."""
+        lock = self._lane_lock
+        if not (self._use_lane and lock.acquire(blocking=False)):
+            return self._statement_pooled(sql, params)
+        try:
+            lane = self._lane
+            if lane is None:
+                conn = self._pool.getconn()
+                lane = self._lane = (conn, conn.cursor(row_factory=tuple_row))
+            try:
+                lane[1].execute(sql, params)
+                row = lane[1].fetchone()
+            except psycopg.Error:
+                if lane[0].closed or lane[0].broken:
+                    self._lane = None
+                    self._pool.putconn(lane[0])  # the pool replaces a broken connection
+                raise
+        except psycopg.Error as exc:
+            self._reraise(exc)
+        finally:
+            lock.release()
+        assert row is not None
+        return row
+
+    def _statement_pooled(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
+        """``_statement`` on a connection checked out of the pool for this one statement."""
+        pool = self._pool
+        try:
+            with pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone()
+        except psycopg.Error as exc:
+            self._reraise(exc)
+        assert row is not None
+        return row
 
     def _write(self) -> contextlib.AbstractContextManager[Tx]:
         return self._tx()
@@ -333,14 +437,6 @@ class PostgresStore(StoreOps):
         return self._tx("async" if self.async_commit else "")
 
     # -- fast paths (see the statements above) -------------------------------------------------
-    def _spec_text(self, spec: DefinitionSpec) -> str:
-        """The stored form of ``spec`` as JSON text, cached with it."""
-        entry = self._spec_entry(spec)
-        if entry[3] is None:
-            entry[3] = json.dumps(entry[1].obj)
-        text: str = entry[3]
-        return text
-
     def _plain_params(
         self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
     ) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[DefinitionSpec], list[str]]:
@@ -352,10 +448,15 @@ class PostgresStore(StoreOps):
         payloads: list[str] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
-        for nj, state, reason, stored, spec in self._plain_each(jobs, now, woken, echo):
-            states.append((state, reason))
-            if spec is not None:
-                echoes.append(spec)
+        template_echoes: list[DefinitionSpec] = []
+        # (the loop of _plain_each, inlined: a spec's stored form is looked up per template, not
+        # per job, and a job without run_at is runnable without a call)
+        for nj in jobs:
+            state_reason = RUNNABLE_NOW if nj.run_at is None else self._plain_state(nj, now)
+            state, reason = state_reason
+            if state == "RUNNABLE":
+                woken.add(nj.queue)
+            states.append(state_reason)
             key = (
                 nj.queue,
                 nj.name,
@@ -373,6 +474,11 @@ class PostgresStore(StoreOps):
             k = templates.get(key)
             if k is None:
                 k = templates[key] = len(rows)
+                if echo:
+                    stored, spec_echo = self._spec_forms(nj.spec)
+                    template_echoes.append(spec_echo)
+                else:
+                    stored = self._spec_stored(nj.spec)
                 row: dict[str, Any] = {
                     "k": k,
                     "queue": nj.queue,
@@ -400,6 +506,8 @@ class PostgresStore(StoreOps):
                     row["parent_id"] = nj.parent_id
                 rows.append(row)
             ks.append(k)
+            if echo:
+                echoes.append(template_echoes[k])
             payloads.append(
                 nj.payload_json
                 if nj.payload_json is not None
@@ -460,47 +568,14 @@ class PostgresStore(StoreOps):
 
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         d = self.d
-        woken: set[str] = set()
-        if len(jobs) == 1:
-            [(nj, state, reason, _, spec)] = self._plain_each(jobs, now, woken, echo=True)
-            assert spec is not None
-            payload = (
-                nj.payload_json
-                if nj.payload_json is not None
-                else None
-                if nj.payload is None
-                else json.dumps(nj.payload)
-            )
-            one = (
-                nj.queue,
-                nj.name,
-                nj.definition,
-                nj.definition_revision,
-                nj.spec.kind,
-                self._spec_text(nj.spec),
-                state,
-                reason,
-                int(nj.priority),
-                nj.run_at,
-                float(nj.spec.vcpus),
-                int(nj.spec.memory_mb),
-                payload,
-                nj.payload_ref,
-                json.dumps(list(nj.tags)) if nj.tags else None,
-                nj.parent_id,
-                now,
-                now,
-                now,
-            )
-            with self._tx("statement") as tx:
-                got = tx.q(INSERT_ONE_WAKE if woken else INSERT_ONE, one)
-            states, echoes, payloads = [(state, reason)], [spec], [payload or "null"]
-        else:
-            params, states, echoes, payloads = self._plain_params(jobs, now, woken, echo=True)
-            with self._tx("statement") as tx:
-                got = tx.q(INSERT_PLAIN_JOBS, params)
         stamp = d.dt(now)
         assert stamp is not None
+        if len(jobs) == 1:
+            return [self._insert_one(jobs[0], now, stamp)]
+        woken: set[str] = set()
+        params, states, echoes, payloads = self._plain_params(jobs, now, woken, echo=True)
+        with self._tx("statement") as tx:
+            got = tx.q(INSERT_PLAIN_JOBS, params)
         out = [
             InsertResult(
                 self._new_job(
@@ -519,6 +594,57 @@ class PostgresStore(StoreOps):
             self.wake()
         return out
 
+    def _insert_one(self, nj: NewJob, now: datetime, stamp: datetime) -> InsertResult:
+        """One plain job (a single submission): INSERT_ONE on ``_statement``'s path."""
+        state, reason = self._plain_state(nj, now)
+        spec = nj.spec
+        entry = self._spec_entry(spec)
+        if entry[2] is None:
+            entry[2] = spec_from_dict(self.d.echo_js(entry[1]))
+        if entry[3] is None:
+            entry[3] = json.dumps(entry[1].obj)
+        payload = nj.payload_json
+        if payload is None and nj.payload is not None:
+            payload = json.dumps(nj.payload)
+        runnable = state == "RUNNABLE"
+        event = self._events_data.get((state, reason, nj.queue))
+        if event is None:
+            if len(self._events_data) >= 256:
+                self._events_data.clear()
+            event = json.dumps({"to": state, "reason": reason, "queue": nj.queue})
+            if runnable:
+                self._events_data[(state, reason, nj.queue)] = event
+        params: tuple[Any, ...] = (
+            nj.queue,
+            nj.name,
+            nj.definition,
+            nj.definition_revision,
+            spec.kind,
+            entry[3],
+            state,
+            reason,
+            int(nj.priority),
+            nj.run_at,
+            float(spec.vcpus),
+            int(spec.memory_mb),
+            payload,
+            nj.payload_ref,
+            json.dumps(list(nj.tags)) if nj.tags else None,
+            nj.parent_id,
+            now,
+            now,
+            now,
+            event,
+        )
+        if runnable:
+            (job_id, _) = self._statement(_INSERT_ONE_WAKE_PG, (*params, nj.queue))
+        else:
+            (job_id,) = self._statement(_INSERT_ONE_PG, params)
+        job = self._new_job(job_id, nj, state, reason, stamp, entry[2], payload)
+        if runnable:
+            self.wake()
+        return InsertResult(job)
+
     def _start_jobs(
         self,
         tx: Tx,
@@ -528,7 +654,8 @@ class PostgresStore(StoreOps):
         env_name: str,
         now: datetime,
     ) -> list[Sequence[Any]]:
-        rows = tx.q(
+        assert isinstance(tx, _PgTx)
+        return tx.tuples(
             START_JOBS.format(which=which),
             (
                 f"started on worker {req.worker_id}",
@@ -538,17 +665,14 @@ class PostgresStore(StoreOps):
                 now,
                 env_name,
                 False,
-                *params,
-                req.worker_id,
                 req.host,
                 req.pid,
                 now,
-                env_name,
+                *params,
                 now,
                 req.worker_id,
             ),
         )
-        return [tuple(r.values()) for r in rows]
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(
@@ -559,7 +683,9 @@ class PostgresStore(StoreOps):
                 [Jsonb(f.result) if f.result is not None else None for f in group],
                 now,
                 now,
+                [f.job_id for f in group],
                 worker_id,
+                now,
                 now,
                 now,
             ),
@@ -569,20 +695,60 @@ class PostgresStore(StoreOps):
         tx.q("SELECT pg_advisory_xact_lock(7220417)")
 
     def wait_for_jobs(self, timeout: float) -> bool:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        """Wait on this thread's ``LISTEN`` connection and its ``waker`` in one poll.
+
+        Every listener hears a NOTIFY. Like SQLite's ranked wake-ups (``wakeup.py``), only the
+        first listener (the earliest connected) returns at once; the others wait up to
+        ``wakeup.STAGGER`` more (an interrupt ends that early), so that one submission does not
+        send every idle worker to claim it at the same moment."""
+        local = self._local
+        conn: psycopg.Connection[Any] | None = getattr(local, "listener", None)
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(self.url, autocommit=True)
+                # bounded: the worker's loop waits here, and must still hear a stop request
+                conn = psycopg.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(2, math.ceil(timeout)),
+                    application_name=_LISTENER_NAME,
+                )
                 conn.execute(f"LISTEN {CHANNEL}")
-                self._local.listener = conn
+                local.listener = conn
+                local.ranked_at = time.monotonic()
+                local.rank = _listener_rank(conn)
                 with self._lock:
                     self._listeners.append(conn)
-            got = False
-            for _ in conn.notifies(timeout=timeout, stop_after=1):
-                got = True
-            return got
+            intr = self._interrupt()
+            deadline = time.monotonic() + timeout
+            poll = select.poll()
+            poll.register(conn.fileno(), select.POLLIN)
+            poll.register(intr.fd, select.POLLIN)
+            while True:
+                # notifications already read, or readable now (timeout=0 still reads once);
+                # all of them: a generator left early drops the rest of a packet
+                got = False
+                for _ in conn.notifies(timeout=0):
+                    got = True
+                if got:
+                    if local.rank:
+                        end = time.monotonic() + wakeup.STAGGER
+                        while not intr.pending and (left := end - time.monotonic()) > 0:
+                            poll.poll(math.ceil(left * 1000))
+                            for _ in conn.notifies(timeout=0):
+                                pass
+                        intr.consume()
+                    return True
+                if intr.pending:
+                    intr.consume()
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or not poll.poll(math.ceil(left * 1000)):
+                    if time.monotonic() - local.ranked_at >= _RANK_EVERY:
+                        local.ranked_at = time.monotonic()
+                        local.rank = _listener_rank(conn)
+                    return False
         except psycopg.Error:
-            self._local.listener = None
+            local.listener = None
             return super().wait_for_jobs(min(timeout, 1.0))
 
     def close(self) -> None:
@@ -591,4 +757,8 @@ class PostgresStore(StoreOps):
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
             self._listeners.clear()
+        with self._lane_lock:
+            if self._lane is not None:
+                self._pool.putconn(self._lane[0])
+                self._lane = None
         self._pool.close()

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from conveyor import errors
 from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_SET, CLAIMED
+from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED
 from conveyor.store.ops import StoreOps
 from conveyor.store.wakeup import WakeChannel
 
@@ -130,13 +130,18 @@ _PLAIN_EVENTS = (
     " ORDER BY id"
 )
 
+# the event of one plain job, as _PLAIN_EVENTS makes it; parameters: at, id, state, reason, queue
+_PLAIN_EVENT = (
+    "INSERT INTO events (at, entity, entity_id, type, data) VALUES (?, 'job', ?, 'job.state',"
+    " json_object('to', ?, 'reason', ?, 'queue', ?))"
+)
+
 # A worker's batch. RETURNING costs SQLite ~5 us a row: the rows are read first (the write
 # lock is held, nothing changes them meanwhile), then changed by id. Attempts and events take
 # their rows from the ids (and attempts) given as one JSON array, and SQLite builds the
 # events' JSON, so that little Python runs while the write lock (shared by every process)
 # is held.
 _IDS = "(SELECT value FROM json_each(?))"
-_PAIRS = "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 # CLAIMED as the claim leaves it; parameters: started, then those of {which}
 _START_PICK = (
     "SELECT "
@@ -151,11 +156,6 @@ _START_PICK = (
     + " FROM jobs WHERE {which} AND state = 'RUNNABLE'"
 )
 _START = f"{_START_SET} WHERE id IN {_IDS}"
-# parameters: worker, host, pid, started, environment, the ids
-_START_ATTEMPTS = (
-    "INSERT INTO attempts (job_id, number, worker_id, host, pid, started_at, compute_environment)"
-    f" SELECT id, attempt, ?, ?, ?, ?, ? FROM jobs WHERE id IN {_IDS}"
-)
 # parameters: time, worker, the ids in line order
 _START_EVENTS = (
     "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(j.id AS TEXT), 'job.state',"
@@ -172,8 +172,13 @@ _SUCCEED = (
     "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     f" lease_expires_at = NULL WHERE id IN {_IDS}"
 )
-# parameters: stopped, [[id, attempt], ...]
-_SUCCEED_ATTEMPTS = f"UPDATE attempts SET stopped_at = ?, exit_code = 0, reason = 'succeeded' WHERE (job_id, number) IN {_PAIRS}"
+# the attempts' rows, written as they end (after _SUCCEED: the jobs keep their attempt's
+# worker, host, pid and start); parameters: stopped, the ids
+_SUCCEED_ATTEMPTS = (
+    f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT id, attempt, worker_id, COALESCE(attempt_host, ''),"
+    " attempt_pid, COALESCE(attempt_started_at, finished_at), compute_environment, ?, 0, 'succeeded', 1"
+    f" FROM jobs WHERE id IN {_IDS}" + ATTEMPT_UPSERT
+)
 # parameters: time, [[id, attempt], ...] in order
 _SUCCEED_EVENTS = (
     "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(json_extract(value, '$[0]') AS TEXT),"
@@ -406,10 +411,14 @@ class SQLiteStore(StoreOps):
         from AUTOINCREMENT and the write lock is held)."""
         conn = tx.conn  # type: ignore[attr-defined]
         if len(rows) == 1:
-            last = conn.execute(_INSERT_PLAIN + " RETURNING id", rows[0]).fetchone()[0]
-        else:
-            conn.executemany(_INSERT_PLAIN, rows)
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            # one job (a single submission): no RETURNING (SQLite ~5 us a row) and its event
+            # from the values at hand, not read back from the row just written
+            row = rows[0]
+            job_id: int = conn.execute(_INSERT_PLAIN, row).lastrowid
+            conn.execute(_PLAIN_EVENT, (ts, str(job_id), row[6], row[7], row[0]))
+            return job_id
+        conn.executemany(_INSERT_PLAIN, rows)
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first: int = last - len(rows) + 1
         conn.execute(_PLAIN_EVENTS, (ts, first, last))
         return first
@@ -463,11 +472,13 @@ class SQLiteStore(StoreOps):
                 ts,
                 env_name,
                 False,
+                req.host,
+                req.pid,
+                ts,
                 ids,
             ),
         ).rowcount
         assert started == len(rows), "jobs changed under the write lock"
-        conn.execute(_START_ATTEMPTS, (req.worker_id, req.host, req.pid, ts, env_name, ids))
         conn.execute(_START_EVENTS, (ts, req.worker_id, ids))
         return rows  # type: ignore[no-any-return]
 
@@ -486,8 +497,9 @@ class SQLiteStore(StoreOps):
             got = {int(r["id"]) for r in rows}
             group = [f for f in group if f.job_id in got]
         pairs = json.dumps([[f.job_id, f.attempt] for f in group])
-        conn.execute(_SUCCEED, (ts, ts, json.dumps([r["id"] for r in rows])))
-        conn.execute(_SUCCEED_ATTEMPTS, (ts, pairs))
+        ids = json.dumps([r["id"] for r in rows])
+        conn.execute(_SUCCEED, (ts, ts, ids))
+        conn.execute(_SUCCEED_ATTEMPTS, (ts, ids))
         results = [(self.d.js(f.result), f.job_id) for f in group if f.result is not None]
         if results:
             conn.executemany("UPDATE jobs SET result = ? WHERE id = ?", results)
@@ -504,6 +516,7 @@ class SQLiteStore(StoreOps):
         """Wake on a datagram from a process that committed runnable work (``wakeup.py``),
         or on any commit by another process, seen through ``PRAGMA data_version``.
 
+        The calling thread's ``waker`` ends the wait at once.
         The pragma is a few microseconds and needs no transaction. With a socket it is only
         the fallback for writers that send no wake-ups (older versions, other programs),
         polled every ``poll_seconds`` (250 ms). Without one (the folder cannot be written) it
@@ -531,8 +544,12 @@ class SQLiteStore(StoreOps):
             with self._lock:
                 self._all.append(conn)
         waiter = local.waiter
+        intr = self._interrupt()
         deadline = time.monotonic() + timeout
         while True:
+            if intr.pending:
+                intr.consume()
+                return True
             if waiter is not None:
                 if local.stale:  # a datagram woke us: the commit it announced is no news
                     local.stale = False
@@ -543,13 +560,15 @@ class SQLiteStore(StoreOps):
                             local.version = conn.execute("PRAGMA data_version").fetchone()[0]
                     except sqlite3.Error:
                         return False
-                if waiter.wait(min(self.poll_seconds, max(0.0, deadline - time.monotonic()))):
+                if waiter.wait(min(self.poll_seconds, max(0.0, deadline - time.monotonic())), intr):
                     local.stale = True
                     return True
             else:
                 step = 0.002 if time.monotonic() - local.changed_at < 1.0 else 0.1
-                if super().wait_for_jobs(min(step, max(0.0, deadline - time.monotonic()))):
+                interrupted, woken = self._wait_here(min(step, max(0.0, deadline - time.monotonic())))
+                if woken:
                     local.changed_at = time.monotonic()
+                if interrupted or woken:
                     return True
             try:
                 with self._lock:  # close() takes it too: never a statement on a closing connection

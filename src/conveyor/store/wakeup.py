@@ -1,10 +1,17 @@
-"""Cross-process wake-ups for SQLite on one machine: Unix datagram sockets in ``<database>-wake/``.
+"""Wake-ups: cross-process ones for SQLite on one machine (Unix datagram sockets in
+``<database>-wake/``), and the ``Interrupt`` that ends one thread's wait from another.
 
 PostgreSQL has LISTEN/NOTIFY; SQLite has nothing of the kind, and polling ``PRAGMA
 data_version`` trades latency for idle CPU. Here each waiting thread binds a socket in the
 folder ``<database>-wake/``, and a process that committed runnable work sends one byte to
 every socket there after COMMIT. Best effort only: a lost or unsent datagram costs latency,
 never a job, because waiters still poll ``data_version`` (``SQLiteStore.wait_for_jobs``).
+
+The byte is the socket's rank in the sender's round: the first waiter acts at once, the others
+``STAGGER`` seconds later unless something else wakes them first. One submission then wakes
+one idle worker rather than all of them racing for the write lock (on 2 cores the loser's
+claim ran beside the winner's job: ~0.4 ms p50 more, and the tail) — and when the first
+cannot take the job (busy, another environment), the others still do, ``STAGGER`` later.
 """
 
 from __future__ import annotations
@@ -21,6 +28,43 @@ import time
 # AF_UNIX addresses are at most 108 bytes; longer paths go through /proc/self/fd/<folder fd>
 _MAX_ADDRESS = 100
 _SUFFIX = ".sock"
+# how long a waiter woken with a rank above 0 leaves the first one to claim the work
+STAGGER = 0.002
+
+
+class Interrupt:
+    """Ends one thread's wait from any thread: a flag, a byte in a pipe for waits that poll file
+    descriptors, and a notify of ``cond`` for waits on a condition. Never raises."""
+
+    __slots__ = ("_cond", "_w", "fd", "pending")
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self._cond = cond
+        self.fd, self._w = os.pipe()  # not inherited by child processes (PEP 446)
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._w, False)
+        self.pending = False
+
+    def __call__(self) -> None:
+        self.pending = True
+        # full: a byte is there already; closed: nobody waits any more
+        with contextlib.suppress(OSError):
+            os.write(self._w, b"\0")
+        with self._cond:
+            self._cond.notify_all()
+
+    def consume(self) -> bool:
+        """Whether it was set since the last call; empties the pipe."""
+        with contextlib.suppress(OSError):
+            while os.read(self.fd, 64):
+                pass
+        was, self.pending = self.pending, False
+        return was
+
+    def __del__(self) -> None:  # not before: another thread may still call it
+        for fd in (self.fd, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class WakeChannel:
@@ -79,9 +123,11 @@ class WakeChannel:
             sender = self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             sender.setblocking(False)
         gone: list[str] = []
+        rank = 0
         for name in names:
             try:
-                sender.sendto(b"\0", self._address(name))
+                sender.sendto(_RANKS[min(rank, 255)], self._address(name))
+                rank += 1
             except BlockingIOError:
                 pass  # its queue is full: that waiter has wake-ups pending already
             except ConnectionRefusedError:  # nobody holds it: its process is gone
@@ -139,24 +185,62 @@ class WakeChannel:
                 self._dirfd = None
 
 
-class Waiter:
-    """One thread's socket: ``wait`` blocks until a wake-up or the timeout."""
+_RANKS = [bytes((i,)) for i in range(256)]
 
-    __slots__ = ("_poll", "_sock")
+
+class Waiter:
+    """One thread's socket: ``wait`` blocks until a wake-up, an interrupt or the timeout."""
+
+    __slots__ = ("_intr", "_poll", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
+        self._intr: Interrupt | None = None
 
-    def wait(self, timeout: float) -> bool:
-        """True when woken within ``timeout`` seconds; consumes every wake-up pending."""
+    def wait(self, timeout: float, interrupt: Interrupt | None = None) -> bool:
+        """True when woken (or interrupted) within ``timeout`` seconds; consumes every wake-up
+        pending. A wake-up of rank 1 or more waits up to ``STAGGER`` more for the first waiter
+        to act, returning early on an interrupt or a wake-up of rank 0 (another commit)."""
+        if interrupt is not self._intr:
+            if self._intr is not None:
+                self._poll.unregister(self._intr.fd)
+            if interrupt is not None:
+                self._poll.register(interrupt.fd, select.POLLIN)
+            self._intr = interrupt
+        if interrupt is not None and interrupt.pending:
+            interrupt.consume()
+            return True
         if not self._poll.poll(math.ceil(timeout * 1000)):
             return False
-        got = False
+        rank = self._receive()
+        if interrupt is not None and interrupt.consume():
+            return True
+        if rank is None:
+            return False
+        end = time.monotonic() + STAGGER
+        while rank:
+            left = end - time.monotonic()
+            if left <= 0 or not self._poll.poll(math.ceil(left * 1000)):
+                break
+            got = self._receive()
+            if interrupt is not None and interrupt.consume():
+                break
+            if got is not None:
+                rank = min(rank, got)
+        return True
+
+    def _receive(self) -> int | None:
+        """The lowest rank among the wake-ups queued (None: none)."""
+        rank: int | None = None
         try:
-            while self._sock.recv(16):  # b"" once the channel is closed
-                got = True
+            while True:
+                data = self._sock.recv(16)
+                if not data:  # the channel was closed
+                    return rank
+                r = data[0]
+                rank = r if rank is None else min(rank, r)
         except OSError:  # BlockingIOError: nothing more queued
             pass
-        return got
+        return rank

@@ -1,0 +1,168 @@
+"""The wake-up path of an idle worker: its loop waits on the store itself (``Store.waker``
+interrupts that wait), and one submission sends only the first idle waiter to claim at once,
+the others ``wakeup.STAGGER`` later. Real databases, real processes and threads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conveyor.app import App
+from conveyor.clock import FrozenClock
+from conveyor.engine.jobs import SubmitRequest
+from conveyor.model import JobState
+from conveyor.store import open_store, wakeup
+
+from ..store_contract.helpers import insert, new
+from .helpers import WorkerThread, config
+
+# waits in another process (data_version poll slowed to 60 s) and prints, when woken, the
+# monotonic time (one clock for every process on Linux)
+WAITER = """
+import sys, time
+from conveyor.store import open_store
+store = open_store(sys.argv[1])
+store.poll_seconds = 60.0
+store.wait_for_jobs(0.01)  # binds the socket
+print("ready", flush=True)
+woken = store.wait_for_jobs(30.0)
+print("woken" if woken else "timeout", repr(time.monotonic()), flush=True)
+store.close()
+"""
+
+
+def test_the_waker_ends_the_waiting_threads_wait_at_once(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        store.poll_seconds = 60.0  # type: ignore[attr-defined]
+        assert not store.wait_for_jobs(0.01)  # binds the socket / LISTEN connection
+        wake = store.waker()
+        threading.Timer(0.2, wake).start()
+        started = time.monotonic()
+        assert store.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10.0
+        wake()  # before the wait: the next one returns at once
+        started = time.monotonic()
+        assert store.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10.0
+        assert not store.wait_for_jobs(0.05), "an interrupt counts once"
+    finally:
+        store.close()
+
+
+def test_the_waker_works_with_an_unusable_wake_folder(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    try:
+        Path(store._channel.folder).write_text("not a folder")  # type: ignore[attr-defined]
+        assert not store.wait_for_jobs(0.01)  # no socket: the polling fallback
+        threading.Timer(0.2, store.waker()).start()
+        started = time.monotonic()
+        assert store.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10.0
+    finally:
+        store.close()
+
+
+def test_one_submission_sends_the_first_waiting_process_at_once_and_the_next_after_the_stagger(
+    sqlite_url: str, clock: FrozenClock
+) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    waiters = [
+        subprocess.Popen(
+            [sys.executable, "-c", WAITER, sqlite_url], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    try:
+        for w in waiters:
+            assert w.stdout is not None
+            assert w.stdout.readline().strip() == "ready"
+        store = open_store(sqlite_url)
+        try:
+            sent = time.monotonic()
+            insert(store, clock.now(), new())
+        finally:
+            store.close()
+        woken = []
+        for w in waiters:
+            assert w.stdout is not None
+            word, at = w.stdout.readline().split()
+            assert word == "woken"
+            woken.append(float(at) - sent)
+            assert w.wait(30) == 0
+    finally:
+        for w in waiters:
+            w.kill()
+            w.wait(5)
+    # the second in the sender's round received its wake-up after the send, then left the
+    # first STAGGER seconds to claim (both wake: a first that cannot take the job strands nothing)
+    assert max(woken) >= wakeup.STAGGER
+    assert max(woken) < 20.0
+
+
+def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) -> None:
+    stores = [open_store(pg_url) for _ in range(2)]
+    woke: dict[int, tuple[int, float]] = {}
+    ready = threading.Barrier(3)
+
+    def wait(i: int) -> None:
+        store = stores[i]
+        store.wait_for_jobs(0.01)  # LISTEN, and the rank among the listeners
+        rank: int = store._local.rank  # type: ignore[attr-defined]
+        ready.wait(10)
+        assert store.wait_for_jobs(30.0)
+        woke[i] = (rank, time.monotonic())
+
+    threads = [threading.Thread(target=wait, args=(i,), daemon=True) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        ready.wait(10)
+        sent = time.monotonic()
+        with stores[0]._tx() as tx:  # type: ignore[attr-defined]
+            tx.q("SELECT pg_notify('conveyor_jobs', 'default')")
+        for t in threads:
+            t.join(30)
+    finally:
+        for s in stores:
+            s.close()
+    assert sorted(rank for rank, _ in woke.values()) == [0, 1]
+    [second] = [at for rank, at in woke.values() if rank == 1]
+    assert second - sent >= wakeup.STAGGER
+
+
+def test_an_idle_worker_stops_at_once_though_its_idle_wait_is_long(app: App) -> None:
+    with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
+        # idle: its waits double from 20 ms; the one under way runs from ~5.1 s to ~10.2 s
+        time.sleep(6.0)
+        started = time.monotonic()
+        wt.worker.request_stop()
+        wt.join(30.0)
+        assert time.monotonic() - started < 3.0
+
+
+def test_an_idle_worker_starts_a_job_submitted_by_another_process_without_its_idle_poll(
+    db_url: str, tmp_path: Path
+) -> None:
+    app = App.open(db_url, blob_dir=tmp_path / "blobs")
+    try:
+        app.store.poll_seconds = 60.0  # type: ignore[attr-defined]
+        with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
+            time.sleep(3.0)  # idle, waiting on the store (the wait under way ends at ~5.1 s)
+            other = App.open(db_url, blob_dir=tmp_path / "blobs")
+            try:
+                job = other.jobs.submit(SubmitRequest(command=["true"])).job
+            finally:
+                other.close()
+            deadline = time.monotonic() + 1.5
+            while app.jobs.get(job.id).state is not JobState.SUCCEEDED:
+                assert time.monotonic() < deadline, "the idle worker was not woken"
+                time.sleep(0.02)
+            wt.worker.request_stop()
+            wt.join(30.0)
+    finally:
+        app.close()

@@ -192,9 +192,12 @@ class InsertResult:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inserted:
-    """A submission's outcome without the whole job (bulk callers that need no more)."""
+    """A submission's outcome without the whole job (bulk callers that need no more).
+
+    Not frozen, like ``NewJob``: a bulk submission makes one per job, and the frozen
+    dataclass's ``object.__setattr__`` per field cost 1.0 µs each against 0.35 µs."""
 
     id: int
     state: JobState

@@ -165,6 +165,9 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
         "one by one": one_by_one,
         "brief": lambda: store.job_insert_brief(jobs, now),
         "chunks": lambda: store.job_insert_chunks((jobs[i : i + 3] for i in range(0, len(jobs), 3)), now),
+        # a batch of one job is a batch of one template (PostgreSQL's own statement)
+        "brief, one at a time": lambda: [store.job_insert_brief([nj], now) for nj in jobs],
+        "chunks of one": lambda: store.job_insert_chunks(([nj] for nj in jobs), now),
     }
     stored = {}
     for name, run in paths.items():
@@ -174,6 +177,55 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
     assert len(stored["general"][0]) == len(jobs) and len(stored["general"][1]) == len(jobs)
     for name in paths:
         assert stored[name] == stored["general"], name
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        {},
+        {"spec": CMD, "priority": -3, "tags": ("a", "b"), "name": "named", "parent_id": 7},
+        {"definition": "d", "definition_revision": 2, "payload_ref": "blob-1"},
+        {"run_at": "later"},
+        {"run_at": "earlier"},
+    ],
+)
+def test_a_batch_of_one_template_stores_what_the_general_path_stores(
+    store: Store, clock: FrozenClock, template: dict[str, object]
+) -> None:
+    """Jobs differing only in their payloads (a bulk submission of one task) take PostgreSQL's
+    one-template statement on the brief and chunked paths."""
+    now = clock.now()
+    if template.get("run_at"):
+        template = {**template, "run_at": now + timedelta(minutes=5 if template["run_at"] == "later" else -5)}
+    payloads: list[object] = [None, "null", 0, [], {"a": [1, None, "é\u2603"]}, None]
+    jobs = [new(**template, payload=p) for p in payloads]  # type: ignore[arg-type]
+
+    def general() -> None:
+        with store._write() as tx:
+            store._insert(tx, jobs, now, set())
+
+    paths: dict[str, Callable[[], object]] = {
+        "general": general,
+        "brief": lambda: store.job_insert_brief(jobs, now),
+        "chunks": lambda: store.job_insert_chunks(iter([jobs[:4], jobs[4:]]), now),
+    }
+    stored = {}
+    answers: dict[str, object] = {}
+    for name, run in paths.items():
+        first = store.job_insert_brief([new()], now)[0].id + 1
+        answers[name] = run()
+        stored[name] = _stored(store, first)
+    assert len(stored["general"][0]) == len(jobs) and len(stored["general"][1]) == len(jobs)
+    for name in paths:
+        assert stored[name] == stored["general"], name
+    for name in ("brief", "chunks"):
+        got = answers[name]
+        assert isinstance(got, list)
+        ids = [r.id for r in got]
+        assert ids == sorted(ids) and len(set(ids)) == len(jobs)
+        for r, p in zip(got, payloads, strict=True):
+            job = store.job_get(r.id)
+            assert job is not None and job.payload == p and job.state is r.state
 
 
 def test_chunks_keep_submission_order_across_plain_and_keyed_chunks(store: Store, clock: FrozenClock) -> None:

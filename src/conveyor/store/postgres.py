@@ -234,6 +234,20 @@ INSERT_PLAIN_JOBS = (
 # the same inside a caller's transaction: no NOTIFY (the caller sends it); the ids come back
 # as one array (a row each cost the client 0.4 µs, the array 0.1)
 INSERT_PLAIN_JOBS_TX = _PLAIN_CTES + " SELECT array_agg(v.id ORDER BY v.ord) AS ids FROM v"
+# INSERT_PLAIN_JOBS_TX for a batch of one template (a bulk submission of one task, the usual
+# case): its columns are plain parameters, so no recordset, no template numbers and no joins
+# (~10% of the server's time per job). Parameters: the payloads (as above), the template's
+# _TEMPLATE_COLUMNS, the time (created, updated, event) and the event's data (JSON text).
+INSERT_ONE_TEMPLATE_TX = (
+    "WITH v AS (SELECT nextval('jobs_id_seq') AS id, NULLIF(x.payload, 'null') AS payload, x.ord"
+    " FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS x(payload, ord)),"
+    f" j AS (INSERT INTO jobs (id, {', '.join(c for c, _ in _TEMPLATE_COLUMNS)}, payload, created_at, updated_at)"
+    f" SELECT v.id, {', '.join(f'?::{t}' for _, t in _TEMPLATE_COLUMNS)}, v.payload, ?::timestamptz, ?::timestamptz"
+    " FROM v),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', v.id::text, 'job.state', ?::jsonb FROM v ORDER BY v.ord)"
+    " SELECT array_agg(v.id ORDER BY v.ord) AS ids FROM v"
+)
 
 # One plain job (a single submission): the same rows as INSERT_PLAIN_JOBS from a plan with
 # a few nodes instead of a dozen, whose set-up cost more than the rows. Parameters: the
@@ -251,6 +265,7 @@ _INSERT_ONE = (
 INSERT_ONE = _INSERT_ONE + " SELECT j.id FROM j"
 INSERT_ONE_WAKE = _INSERT_ONE + f" SELECT j.id, pg_notify('{CHANNEL}', ?) FROM j"
 _INSERT_ONE_PG, _INSERT_ONE_WAKE_PG = _pg(INSERT_ONE), _pg(INSERT_ONE_WAKE)
+_INSERT_PLAIN_JOBS_TX_PG, _INSERT_ONE_TEMPLATE_TX_PG = _pg(INSERT_PLAIN_JOBS_TX), _pg(INSERT_ONE_TEMPLATE_TX)
 
 # Start the RUNNABLE jobs matching {which} and record their events: one statement; returns
 # lifecycle.CLAIMED (the spec as text: parsed once per distinct spec, see core._spec).
@@ -523,6 +538,48 @@ class PostgresStore(StoreOps):
         )
         return params, states, echoes, payloads
 
+    def _plain_tx_statement(
+        self, jobs: Sequence[NewJob], now: datetime, woken: set[str]
+    ) -> tuple[str, tuple[Any, ...], list[tuple[str, str]]]:
+        """The statement inserting plain ``jobs`` inside a transaction (INSERT_ONE_TEMPLATE_TX
+        when they share one template, else INSERT_PLAIN_JOBS_TX), its parameters and each
+        job's (state, reason)."""
+        params, states, _, _ = self._plain_params(jobs, now, woken, echo=False)
+        if params[3] != "[]":  # template numbers: several templates
+            return _INSERT_PLAIN_JOBS_TX_PG, params, states
+        nj = jobs[0]  # every job's template columns are this job's
+        spec = nj.spec
+        entry = self._spec_entry(spec)
+        if entry[3] is None:
+            entry[3] = json.dumps(entry[1].obj)
+        state, reason = states[0]
+        return (
+            _INSERT_ONE_TEMPLATE_TX_PG,
+            (
+                params[2],
+                nj.queue,
+                nj.name,
+                nj.definition,
+                nj.definition_revision,
+                spec.kind,
+                entry[3],
+                state,
+                reason,
+                int(nj.priority),
+                nj.run_at,
+                float(spec.vcpus),
+                int(spec.memory_mb),
+                nj.payload_ref,
+                json.dumps(list(nj.tags)) if nj.tags else None,
+                nj.parent_id,
+                now,
+                now,
+                now,
+                json.dumps({"to": state, "reason": reason, "queue": nj.queue}),
+            ),
+            states,
+        )
+
     def job_insert_chunks(self, chunks: Iterable[Sequence[NewJob]], now: datetime) -> list[Inserted]:
         """Plain chunks go out in pipeline mode: each statement is sent without waiting for
         the one before, so the server inserts a chunk while the caller builds the next. A chunk
@@ -543,9 +600,9 @@ class PostgresStore(StoreOps):
                             odd = chunk
                             break
                         if chunk:
-                            params, states, _, _ = self._plain_params(chunk, now, woken, echo=False)
+                            sql, params, states = self._plain_tx_statement(chunk, now, woken)
                             cur = conn.cursor()
-                            cur.execute(_pg(INSERT_PLAIN_JOBS_TX), params)
+                            cur.execute(sql, params)
                             sent.append((cur, states))
                 for cur, states in sent:
                     row = cur.fetchone()
@@ -561,8 +618,10 @@ class PostgresStore(StoreOps):
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
     ) -> list[tuple[int, str]]:
-        params, states, _, _ = self._plain_params(jobs, now, woken, echo=False)
-        row = tx.one(INSERT_PLAIN_JOBS_TX, params)
+        sql, params, states = self._plain_tx_statement(jobs, now, woken)
+        cur: Any = tx.cur  # type: ignore[attr-defined]
+        cur.execute(sql, params)
+        row = cur.fetchone()
         assert row is not None
         return [(job_id, state) for job_id, (state, _) in zip(row["ids"], states, strict=True)]
 

@@ -3,6 +3,9 @@ one by one) give back exactly the rows they stored, whatever the mix and whoever
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -226,6 +229,43 @@ def test_a_batch_of_one_template_stores_what_the_general_path_stores(
         for r, p in zip(got, payloads, strict=True):
             job = store.job_get(r.id)
             assert job is not None and job.payload == p and job.state is r.state
+
+
+# waits in another process (SQLite's data_version poll slowed to 60 s): "woken" or "timeout"
+_WAITER = """
+import sys
+from conveyor.store import open_store
+store = open_store(sys.argv[1])
+store.poll_seconds = 60.0
+store.wait_for_jobs(0.01)  # binds the socket / LISTENs
+print("ready", flush=True)
+print("woken" if store.wait_for_jobs(30.0) else "timeout", flush=True)
+store.close()
+"""
+
+
+def test_a_chunked_submission_wakes_a_waiter_in_another_process(store: Store, clock: FrozenClock) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, store.url], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
+        now = clock.now()
+        later = now + timedelta(minutes=5)
+        got = store.job_insert_chunks(
+            iter([[new(run_at=later)] * 2, [new(queue="other"), new(queue="other")], [new(run_at=later)]]),
+            now,
+        )
+        assert [r.state for r in got] == [JobState.SUBMITTED] * 2 + [JobState.RUNNABLE] * 2 + [
+            JobState.SUBMITTED
+        ]
+        assert waiter.stdout.readline().strip() == "woken"
+        assert waiter.wait(30) == 0
+    finally:
+        waiter.kill()
+        waiter.wait(5)
 
 
 def test_chunks_keep_submission_order_across_plain_and_keyed_chunks(store: Store, clock: FrozenClock) -> None:

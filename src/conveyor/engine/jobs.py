@@ -33,6 +33,30 @@ _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
 BULK_CHUNK = 500
 
 
+# the order of NewJob's fields, which ``JobService._build`` passes positionally (a unit test
+# holds the two together)
+NEW_JOB_FIELDS = (
+    "queue",
+    "spec",
+    "definition",
+    "definition_revision",
+    "payload",
+    "payload_ref",
+    "priority",
+    "run_at",
+    "depends_on",
+    "array_size",
+    "array_sequential",
+    "unique_key",
+    "unique_ttl_seconds",
+    "idempotency_key",
+    "tags",
+    "parent_id",
+    "name",
+    "payload_json",
+)
+
+
 def _plain(req: SubmitRequest) -> bool:
     """No keys, dependencies or array: the store inserts the job without reading anything."""
     return (
@@ -308,27 +332,28 @@ class JobService:
                 raise errors.ValidationError(
                     f"{prefix}tags", f"{t!r} is not a valid tag", "1-128 characters, no double quotes"
                 )
+        # positional, in NEW_JOB_FIELDS order: 18 keyword arguments cost ~1 µs a job more
         return NewJob(
-            queue=queue.name,
-            spec=spec,
-            definition=def_name,
-            definition_revision=def_rev,
-            payload=payload,
-            payload_json=payload_json,
-            payload_ref=payload_ref,
-            priority=req.priority
+            queue.name,
+            spec,
+            def_name,
+            def_rev,
+            payload,
+            payload_ref,
+            req.priority
             if type(req.priority) is int and _PRIORITY_LOW <= req.priority <= _PRIORITY_HIGH
             else validate.integer(f"{prefix}priority", req.priority, *validate.PRIORITY_RANGE),
-            run_at=run_at,
-            depends_on=deps,
-            array_size=array_size,
-            array_sequential=req.array_sequential,
-            unique_key=unique_key,
-            unique_ttl_seconds=ttl,
-            idempotency_key=req.idempotency_key,
-            tags=tags,
-            parent_id=req.parent_id,
-            name=req.name,
+            run_at,
+            deps,
+            array_size,
+            req.array_sequential,
+            unique_key,
+            ttl,
+            req.idempotency_key,
+            tags,
+            req.parent_id,
+            req.name,
+            payload_json,
         )
 
     def _spec(

@@ -358,6 +358,68 @@ def test_non_default_specs_read_back_exactly_on_every_insert_path(
     assert {j.id: j.spec for j in claimed} == dict(zip(ids, _SPECS, strict=True))
 
 
+def test_concurrent_chunked_submissions_get_their_own_increasing_ids(
+    store: Store, clock: FrozenClock
+) -> None:
+    other = open_store(store.url)
+    try:
+        now = clock.now()
+        results: dict[str, list[list[int]]] = {}
+        barrier = threading.Barrier(2)
+
+        def run(name: str, s: Store) -> None:
+            barrier.wait()
+            batches = []
+            for batch in range(8):
+                jobs = [new(payload={"by": name, "n": batch * 60 + i}) for i in range(60)]
+                got = s.job_insert_chunks(iter([jobs[:25], jobs[25:50], jobs[50:]]), now)
+                batches.append([r.id for r in got])
+            results[name] = batches
+
+        threads = [threading.Thread(target=run, args=(n, s)) for n, s in (("a", store), ("b", other))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        every = [i for batches in results.values() for ids in batches for i in ids]
+        assert len(set(every)) == len(every) == 2 * 8 * 60
+        with store._read() as tx:
+            events = {
+                int(r["entity_id"])
+                for r in tx.q("SELECT entity_id FROM events WHERE entity = 'job' AND type = 'job.state'")
+            }
+        assert set(every) <= events  # each job has its event
+        for name, batches in results.items():
+            for batch, ids in enumerate(batches):
+                assert ids == sorted(ids)  # submission order within a batch
+                for n, job_id in enumerate(ids):
+                    job = store.job_get(job_id)
+                    assert job is not None and job.payload == {"by": name, "n": batch * 60 + n}
+    finally:
+        other.close()
+
+
+def test_a_chunk_the_server_refuses_inserts_nothing_and_the_store_stays_usable(
+    store: Store, clock: FrozenClock
+) -> None:
+    if store.d.name != "postgres":
+        pytest.skip("PostgreSQL parses the payloads' JSON")
+    import psycopg
+
+    now = clock.now()
+    before = store.job_insert_brief([new()], now)[0].id
+    bad = new(payload={"x": 1})
+    bad.payload_json = '{"x": '  # not JSON: the second chunk's statement fails on the server
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="json"):
+        store.job_insert_chunks(iter([[new(payload={"n": i}) for i in range(30)], [new(), bad]]), now)
+    after = store.job_insert_brief([new(), new()], now)
+    assert [store.job_get(i) for i in range(before + 1, after[0].id)] == [None] * (after[0].id - before - 1)
+    assert all(store.job_get(r.id) is not None for r in after)
+    with store._read() as tx:
+        ids = [int(r["entity_id"]) for r in tx.q("SELECT entity_id FROM events WHERE entity = 'job'")]
+    assert not [i for i in ids if before < i < after[0].id]  # no event of a job not inserted
+
+
 def test_a_single_submission_recovers_after_its_connection_is_killed(
     store: Store, clock: FrozenClock
 ) -> None:

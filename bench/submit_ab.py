@@ -5,7 +5,7 @@ On a shared machine throughput figures swing by 2x with other people's load; CPU
 job swings less, and slices of a few hundred jobs run alternately (A, B, B, A, ...) see the
 same load. Each source tree gets a child process with its own fresh database; per slice
 the child reports, per job: its own CPU time (client), its PostgreSQL backends' CPU time
-(server, from /proc/<pid>/stat: the server must run on this host) and wall time.
+(server, from /proc/<pid>/schedstat: the server must run on this host) and wall time.
 
     bench/.venv-peers/bin/python bench/submit_ab.py one 400 24 /path/a/src /path/b/src psycopg
 
@@ -31,7 +31,6 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 def child(index: int, tree: str) -> None:
     import psycopg
 
-    tick = os.sysconf("SC_CLK_TCK")
     base, name = DSN.rsplit("/", 1)
     name = f"{name}_{index}"
     dsn = f"{base}/{name}"
@@ -78,12 +77,13 @@ def child(index: int, tree: str) -> None:
     ]
 
     def server_cpu() -> float:
+        # schedstat's time on CPU is in ns; stat's utime + stime come in 10 ms ticks (2.5 µs a
+        # job of a 4,000-job slice) and are sampled, which a backend busy in short bursts skews
         total = 0
         for pid in pids:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / tick
+            with open(f"/proc/{pid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
 
     print("ready", flush=True)
     k = 0

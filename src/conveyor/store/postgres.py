@@ -30,6 +30,7 @@ from conveyor.model import (
     Finish,
     Inserted,
     InsertResult,
+    Job,
     NewJob,
     spec_from_dict,
 )
@@ -266,6 +267,45 @@ START_JOBS = (
     + " FROM c ORDER BY c.priority DESC, c.id"
 )
 
+# An idle worker's claim (``_claim_fast``): START_JOBS for the jobs of one line of queues,
+# guarded, in one statement run in autocommit (no BEGIN, no configuration read, no COMMIT:
+# four round trips become one). The guard: the configuration fingerprint (_CLAIM_CFG_FP)
+# is the one the line was computed from, and no SUBMITTED job is due (the general path
+# would promote it first); when it fails nothing is claimed and the caller takes the
+# general path. Parameters: environment (fingerprint), time (due), then START_JOBS's
+# (the {which}: the queues, fingerprint, limit). Returns the fingerprint, whether a job is
+# due, then lifecycle.CLAIMED (one row of NULLs when nothing was claimed).
+_CLAIM_CFG_FP = (
+    "SELECT md5(row(e.name, e.max_vcpus, e.max_memory_mb, e.enabled)::text || COALESCE((SELECT"
+    " string_agg(row(q.name, q.priority, q.enabled, q.environments)::text, ';' ORDER BY q.name) FROM queues q), ''))"
+    " FROM compute_environments e WHERE e.name = ?"
+)
+# the configuration _claim_fast plans from, with its fingerprint (one snapshot); parameters:
+# environment twice
+CLAIM_PLAN = (
+    f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name, q.priority,"
+    " q.enabled, q.environments FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
+)
+_CLAIM_FAST = (
+    f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp,"
+    " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
+    " c AS ("
+    + _START_JOBS.replace(
+        "{which}",
+        "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({names}) AND state = 'RUNNABLE'"
+        " AND (SELECT g.fp = ? AND NOT g.due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
+    )
+    + " RETURNING *),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
+    " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
+    " SELECT g.fp, g.due, "
+    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
+)
+# how long a plan that found no single line (_claim_fast) stands before it is read again
+_REPLAN_EVERY = 5.0
+
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
 # event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
 # finished, ids again, worker; started (an attempt without a recorded start), stopped
@@ -344,6 +384,9 @@ class PostgresStore(StoreOps):
         self._events_data: dict[tuple[str, str, str], str] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
+        # _claim_fast's plans by (environment, queues): (fingerprint, the line's queues (empty:
+        # none, take the general path), when read)
+        self._claim_plans: dict[tuple[str, tuple[str, ...] | None], tuple[str | None, tuple[str, ...], float]] = {}
 
     @contextlib.contextmanager
     def _tx(self, mode: str = "") -> Iterator[Tx]:
@@ -674,6 +717,85 @@ class PostgresStore(StoreOps):
             ),
         )
 
+    def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:
+        """One statement (``_CLAIM_FAST``) when the worker's queues form one line in an environment
+        without limits that is the first of each of them — what ``_claim`` would then do in
+        four round trips. On the thread's ``LISTEN`` connection when it has one (the worker's
+        loop, just woken: no pool checkout), which commits asynchronously (``async_commit``),
+        set once for the session; elsewhere in an ``async`` transaction."""
+        if req.limit <= 0:
+            return None
+        key = (req.environment, req.queues)
+        plan = self._claim_plans.get(key)
+        if plan is None or (not plan[1] and time.monotonic() - plan[2] >= _REPLAN_EVERY):
+            plan = self._claim_plans[key] = self._claim_plan(req)
+        fp, names, _ = plan
+        if not names or fp is None:
+            return None
+        sql = _CLAIM_FAST.replace("{names}", ", ".join("?" * len(names)))
+        params = (
+            req.environment,
+            now,
+            f"started on worker {req.worker_id}",
+            req.worker_id,
+            plus(now, req.lease_seconds),
+            now,
+            now,
+            req.environment,
+            False,
+            req.host,
+            req.pid,
+            now,
+            *names,
+            fp,
+            req.limit,
+            now,
+            req.worker_id,
+        )
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        if conn is not None and not conn.closed:
+            try:
+                rows = conn.execute(_pg(sql), params).fetchall()
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    self._local.listener = None
+                self._reraise(exc)
+        else:
+            with self._worker_write() as tx:
+                rows = tx.tuples(sql, params)
+        if not rows or rows[0][0] != fp:
+            self._claim_plans.pop(key, None)  # the configuration changed: plan again next time
+            return None
+        if rows[0][1]:
+            return None  # a job is due: the general path promotes it first
+        if rows[0][2] is None:
+            return []
+        return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
+
+    def _claim_plan(self, req: ClaimRequest) -> tuple[str | None, tuple[str, ...], float]:
+        """The configuration's fingerprint and, when ``req``'s queues form one line that
+        ``_claim`` would take with one statement and no capacity checks, their names."""
+        with self._read() as tx:
+            assert isinstance(tx, _PgTx)
+            rows = tx.tuples(CLAIM_PLAN, (req.environment, req.environment))
+        at = time.monotonic()
+        if not rows:
+            return None, (), at
+        fp, max_v, max_m, enabled = rows[0][:4]
+        if not enabled or max_v is not None or max_m is not None:
+            return fp, (), at
+        line = [
+            (name, priority, envs)
+            for _, _, _, _, name, priority, q_enabled, envs in rows
+            if name is not None
+            and q_enabled
+            and req.environment in envs
+            and (req.queues is None or name in req.queues)
+        ]
+        if not line or len({p for _, p, _ in line}) > 1 or any(envs[0] != req.environment for *_, envs in line):
+            return fp, (), at
+        return fp, tuple(sorted(name for name, _, _ in line)), at
+
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(
             SUCCEED_JOBS,
@@ -712,6 +834,11 @@ class PostgresStore(StoreOps):
                     connect_timeout=max(2, math.ceil(timeout)),
                     application_name=_LISTENER_NAME,
                 )
+                # the worker's loop claims on it too (_claim_fast): the pool's time zone, and the
+                # worker's asynchronous commits, set once
+                conn.execute("SET TIME ZONE 'UTC'")
+                if self.async_commit:
+                    conn.execute("SET synchronous_commit = off")
                 conn.execute(f"LISTEN {CHANNEL}")
                 local.listener = conn
                 local.ranked_at = time.monotonic()

@@ -386,7 +386,9 @@ class PostgresStore(StoreOps):
         self._lock = threading.Lock()
         # _claim_fast's plans by (environment, queues): (fingerprint, the line's queues (empty:
         # none, take the general path), when read)
-        self._claim_plans: dict[tuple[str, tuple[str, ...] | None], tuple[str | None, tuple[str, ...], float]] = {}
+        self._claim_plans: dict[
+            tuple[str, tuple[str, ...] | None], tuple[str | None, tuple[str, ...], float]
+        ] = {}
 
     @contextlib.contextmanager
     def _tx(self, mode: str = "") -> Iterator[Tx]:
@@ -762,6 +764,7 @@ class PostgresStore(StoreOps):
                 self._reraise(exc)
         else:
             with self._worker_write() as tx:
+                assert isinstance(tx, _PgTx)
                 rows = tx.tuples(sql, params)
         if not rows or rows[0][0] != fp:
             self._claim_plans.pop(key, None)  # the configuration changed: plan again next time
@@ -792,7 +795,11 @@ class PostgresStore(StoreOps):
             and req.environment in envs
             and (req.queues is None or name in req.queues)
         ]
-        if not line or len({p for _, p, _ in line}) > 1 or any(envs[0] != req.environment for *_, envs in line):
+        if (
+            not line
+            or len({p for _, p, _ in line}) > 1
+            or any(envs[0] != req.environment for *_, envs in line)
+        ):
             return fp, (), at
         return fp, tuple(sorted(name for name, _, _ in line)), at
 

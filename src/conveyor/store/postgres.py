@@ -280,12 +280,6 @@ _CLAIM_CFG_FP = (
     " string_agg(row(q.name, q.priority, q.enabled, q.environments)::text, ';' ORDER BY q.name) FROM queues q), ''))"
     " FROM compute_environments e WHERE e.name = ?"
 )
-# the configuration _claim_fast plans from, with its fingerprint (one snapshot); parameters:
-# environment twice
-CLAIM_PLAN = (
-    f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name, q.priority,"
-    " q.enabled, q.environments FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
-)
 _CLAIM_FAST = (
     f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp,"
     " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
@@ -303,9 +297,6 @@ _CLAIM_FAST = (
     + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
     + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
-# how long a plan that found no single line (_claim_fast) stands before it is read again
-_REPLAN_EVERY = 5.0
-
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
 # event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
 # finished, ids again, worker; started (an attempt without a recorded start), stopped
@@ -384,11 +375,6 @@ class PostgresStore(StoreOps):
         self._events_data: dict[tuple[str, str, str], str] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
-        # _claim_fast's plans by (environment, queues): (fingerprint, the line's queues (empty:
-        # none, take the general path), when read)
-        self._claim_plans: dict[
-            tuple[str, tuple[str, ...] | None], tuple[str | None, tuple[str, ...], float]
-        ] = {}
 
     @contextlib.contextmanager
     def _tx(self, mode: str = "") -> Iterator[Tx]:
@@ -719,6 +705,12 @@ class PostgresStore(StoreOps):
             ),
         )
 
+    _CLAIM_PLAN = (
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
+        " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
+    )
+
     def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:
         """One statement (``_CLAIM_FAST``) when the worker's queues form one line in an environment
         without limits that is the first of each of them — what ``_claim`` would then do in
@@ -727,11 +719,7 @@ class PostgresStore(StoreOps):
         set once for the session; elsewhere in an ``async`` transaction."""
         if req.limit <= 0:
             return None
-        key = (req.environment, req.queues)
-        plan = self._claim_plans.get(key)
-        if plan is None or (not plan[1] and time.monotonic() - plan[2] >= _REPLAN_EVERY):
-            plan = self._claim_plans[key] = self._claim_plan(req)
-        fp, names, _ = plan
+        fp, names = self._claim_line(req)
         if not names or fp is None:
             return None
         sql = _CLAIM_FAST.replace("{names}", ", ".join("?" * len(names)))
@@ -767,41 +755,13 @@ class PostgresStore(StoreOps):
                 assert isinstance(tx, _PgTx)
                 rows = tx.tuples(sql, params)
         if not rows or rows[0][0] != fp:
-            self._claim_plans.pop(key, None)  # the configuration changed: plan again next time
+            self._claim_stale(req)  # the configuration changed
             return None
         if rows[0][1]:
             return None  # a job is due: the general path promotes it first
         if rows[0][2] is None:
             return []
         return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
-
-    def _claim_plan(self, req: ClaimRequest) -> tuple[str | None, tuple[str, ...], float]:
-        """The configuration's fingerprint and, when ``req``'s queues form one line that
-        ``_claim`` would take with one statement and no capacity checks, their names."""
-        with self._read() as tx:
-            assert isinstance(tx, _PgTx)
-            rows = tx.tuples(CLAIM_PLAN, (req.environment, req.environment))
-        at = time.monotonic()
-        if not rows:
-            return None, (), at
-        fp, max_v, max_m, enabled = rows[0][:4]
-        if not enabled or max_v is not None or max_m is not None:
-            return fp, (), at
-        line = [
-            (name, priority, envs)
-            for _, _, _, _, name, priority, q_enabled, envs in rows
-            if name is not None
-            and q_enabled
-            and req.environment in envs
-            and (req.queues is None or name in req.queues)
-        ]
-        if (
-            not line
-            or len({p for _, p, _ in line}) > 1
-            or any(envs[0] != req.environment for *_, envs in line)
-        ):
-            return fp, (), at
-        return fp, tuple(sorted(name for name, _, _ in line)), at
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
-from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob
+from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, Job, NewJob
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED
 from conveyor.store.ops import StoreOps
@@ -156,6 +156,21 @@ _START_PICK = (
     + " FROM jobs WHERE {which} AND state = 'RUNNABLE'"
 )
 _START = f"{_START_SET} WHERE id IN {_IDS}"
+# The configuration's fingerprint (lifecycle._claim_line): every column of the environment
+# and of the queues that a claim reads; parameter: environment (no row: NULL)
+_CLAIM_CFG_FP = (
+    "SELECT quote(e.name) || ',' || quote(e.max_vcpus) || ',' || quote(e.max_memory_mb) || ',' || quote(e.enabled)"
+    " || ';' || COALESCE((SELECT group_concat(quote(q.name) || ',' || quote(q.priority) || ',' || quote(q.enabled)"
+    " || ',' || quote(q.environments), ';')"
+    " FROM (SELECT name, priority, enabled, environments FROM queues ORDER BY name) AS q), '') AS fp"
+    " FROM compute_environments e WHERE e.name = ?"
+)
+# _claim_fast's jobs: the first in line in the queues {names}, when the fingerprint is the
+# plan's; parameters: the queues, environment, fingerprint, limit
+_CLAIM_FAST_WHICH = (
+    "id IN (SELECT id FROM jobs WHERE queue IN ({names}) AND state = 'RUNNABLE'"
+    f" AND ({_CLAIM_CFG_FP}) = ? ORDER BY priority DESC, id LIMIT ?)"
+)
 # parameters: time, worker, the ids in line order
 _START_EVENTS = (
     "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(j.id AS TEXT), 'job.state',"
@@ -445,6 +460,37 @@ class SQLiteStore(StoreOps):
         rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
         first = self._write_plain(tx, rows, now.timestamp())
         return [(first + i, state) for i, (state, _) in enumerate(states)]
+
+    _CLAIM_PLAN = (
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
+        " FROM compute_environments e LEFT JOIN queues q ON 1 = 1 WHERE e.name = ?"
+    )
+
+    def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:
+        """``_claim`` without reading the configuration when the worker's queues form one line
+        (``_claim_line``): the jobs are picked only if the fingerprint is still the plan's; when
+        none were, a changed fingerprint sends the same transaction down the general path."""
+        if req.limit <= 0:
+            return None
+        fp, names = self._claim_line(req)
+        if not names or fp is None:
+            return None
+        woken: set[str] = set()
+        which = _CLAIM_FAST_WHICH.replace("{names}", ", ".join("?" * len(names)))
+        with self._worker_write() as tx:
+            self._maybe_promote(tx, now, woken)
+            rows = self._start_jobs(
+                tx, which, (*names, req.environment, fp, req.limit), req, req.environment, now
+            )
+            if not rows:
+                row = tx.one(_CLAIM_CFG_FP, (req.environment,))
+                if row is None or row["fp"] != fp:
+                    self._claim_stale(req)
+                    rows = self._claim(tx, req, now, woken)
+        if woken:
+            self.wake()
+        return self._claimed_jobs(rows, req, req.environment, now)
 
     def _start_jobs(
         self,

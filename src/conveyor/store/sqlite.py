@@ -171,6 +171,10 @@ _CLAIM_FAST_WHICH = (
     "id IN (SELECT id FROM jobs WHERE queue IN ({names}) AND state = 'RUNNABLE'"
     f" AND ({_CLAIM_CFG_FP}) = ? ORDER BY priority DESC, id LIMIT ?)"
 )
+# _START_PICK and _START in one statement for _claim_fast: the claimed rows as the claim left
+# them (in no order); parameters: those of _START_SET, then the queues, environment,
+# fingerprint, limit
+_CLAIM_FAST_START = f"{_START_SET} WHERE {_CLAIM_FAST_WHICH} AND state = 'RUNNABLE' RETURNING {CLAIMED}"
 # parameters: time, worker, the ids in line order
 _START_EVENTS = (
     "INSERT INTO events (at, entity, entity_id, type, data) SELECT ?, 'job', CAST(j.id AS TEXT), 'job.state',"
@@ -477,13 +481,34 @@ class SQLiteStore(StoreOps):
         if not names or fp is None:
             return None
         woken: set[str] = set()
-        which = _CLAIM_FAST_WHICH.replace("{names}", ", ".join("?" * len(names)))
+        ts = now.timestamp()
+        sql = _CLAIM_FAST_START.replace("{names}", ", ".join("?" * len(names)))
         with self._worker_write() as tx:
             self._maybe_promote(tx, now, woken)
-            rows = self._start_jobs(
-                tx, which, (*names, req.environment, fp, req.limit), req, req.environment, now
-            )
-            if not rows:
+            conn = tx.conn  # type: ignore[attr-defined]
+            rows = conn.execute(
+                sql,
+                (
+                    f"started on worker {req.worker_id}",
+                    req.worker_id,
+                    plus(now, req.lease_seconds).timestamp(),
+                    ts,
+                    ts,
+                    req.environment,
+                    False,
+                    req.host,
+                    req.pid,
+                    ts,
+                    *names,
+                    req.environment,
+                    fp,
+                    req.limit,
+                ),
+            ).fetchall()
+            if rows:
+                rows.sort(key=lambda r: (-r[7], r[0]))  # priority, then id
+                conn.execute(_START_EVENTS, (ts, req.worker_id, json.dumps([r[0] for r in rows])))
+            else:
                 row = tx.one(_CLAIM_CFG_FP, (req.environment,))
                 if row is None or row["fp"] != fp:
                     self._claim_stale(req)

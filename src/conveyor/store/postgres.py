@@ -669,11 +669,10 @@ class PostgresStore(StoreOps):
         )
         if runnable:
             (job_id, _) = self._statement(_INSERT_ONE_WAKE_PG, (*params, nj.queue))
+            self.wake()  # this process's waiting workers (the others heard the NOTIFY at commit)
         else:
             (job_id,) = self._statement(_INSERT_ONE_PG, params)
         job = self._new_job(job_id, nj, state, reason, stamp, entry[2], payload)
-        if runnable:
-            self.wake()
         return InsertResult(job)
 
     def _start_jobs(

@@ -449,14 +449,13 @@ class SQLiteStore(StoreOps):
         rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
         with self._write() as tx:
             first = self._write_plain(tx, rows, now.timestamp())
+        if woken:  # before the jobs are built: the waiting workers start meanwhile
+            self.wake()
         stamp = datetime.fromtimestamp(now.timestamp(), UTC)
-        out = [
+        return [
             InsertResult(self._new_job(first + i, nj, state, reason, stamp, echo, row[14]))
             for i, (nj, (state, reason), echo, row) in enumerate(zip(jobs, states, echoes, rows, strict=True))
         ]
-        if woken:
-            self.wake()
-        return out
 
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]

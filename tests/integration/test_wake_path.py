@@ -198,3 +198,35 @@ def test_the_waiting_thread_claims_on_its_own_connection_and_the_claim_commits_w
     finally:
         worker.close()
         other.close()
+
+
+def test_waiting_threads_claiming_at_once_each_take_a_job_exactly_once(
+    db_url: str, clock: FrozenClock
+) -> None:
+    # every thread claims on its own LISTEN connection / socket (PostgreSQL: the one-statement
+    # claim; SKIP LOCKED and the RUNNABLE check keep it exactly once)
+    store = open_store(db_url)
+    try:
+        jobs = insert(store, clock.now(), *[new() for _ in range(120)])
+        claimed: list[int] = []
+        lock = threading.Lock()
+        start = threading.Barrier(4)
+
+        def claim_all(i: int) -> None:
+            store.wait_for_jobs(0.001)
+            start.wait(10)
+            req = ClaimRequest(f"w{i}", "default", None, 3, 30.0)
+            while got := store.job_claim(req, clock.now()):
+                with lock:
+                    claimed.extend(j.id for j in got)
+
+        threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(claimed) == sorted(j.id for j in jobs)
+        starts = [e for e in store.events_list(entity="job", limit=1000) if e.data.get("from") == "RUNNABLE"]
+        assert len(starts) == len(jobs)
+    finally:
+        store.close()

@@ -712,7 +712,7 @@ class LifecycleOps(CatalogOps):
         wake-up, on its latency path): the jobs, or None to take the general path."""
         return None
 
-    # the configuration ``_claim_plan`` reads, with its fingerprint (one statement, one
+    # the configuration ``_claim_line`` reads, with its fingerprint (one statement, one
     # snapshot): fingerprint, max_vcpus, max_memory_mb, enabled, then per queue (NULLs when
     # there is none) name, priority, enabled, environments; parameters: environment twice
     _CLAIM_PLAN = ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from conveyor.app import App
 from conveyor.clock import FrozenClock
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import JobState
+from conveyor.model import ClaimRequest, JobState
 from conveyor.store import open_store, wakeup
 
 from ..store_contract.helpers import insert, new
@@ -166,3 +166,67 @@ def test_an_idle_worker_starts_a_job_submitted_by_another_process_without_its_id
             wt.join(30.0)
     finally:
         app.close()
+
+
+def test_the_waiting_thread_claims_on_its_own_connection_and_the_claim_commits_with_its_events(
+    db_url: str, clock: FrozenClock
+) -> None:
+    # PostgreSQL: the worker's loop claims in one statement on its LISTEN connection, which
+    # commits asynchronously (set for that session only: submissions still wait for the flush)
+    worker, other = open_store(db_url), open_store(db_url)
+    try:
+        worker.wait_for_jobs(0.01)  # the thread's LISTEN connection / wake-up socket
+        [job] = insert(other, clock.now(), new())
+        assert worker.wait_for_jobs(10.0)
+        req = ClaimRequest("w1", "default", None, 4, 30.0, host="h", pid=7)
+        [got] = worker.job_claim(req, clock.now())
+        assert got.id == job.id and got.state is JobState.RUNNING and got.worker_id == "w1"
+        seen = other.job_get(job.id)
+        assert seen is not None and seen.state is JobState.RUNNING and seen.attempt == 1
+        assert [
+            (e.data.get("from"), e.data["to"]) for e in other.events_list(entity="job", entity_id=str(job.id))
+        ] == [
+            (None, "RUNNABLE"),
+            ("RUNNABLE", "RUNNING"),
+        ]
+        assert worker.job_claim(req, clock.now()) == []
+        if db_url.startswith("postgresql"):
+            listener = worker._local.listener  # type: ignore[attr-defined]
+            assert listener.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+            with worker._pool.connection() as conn:  # type: ignore[attr-defined]
+                assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    finally:
+        worker.close()
+        other.close()
+
+
+def test_waiting_threads_claiming_at_once_each_take_a_job_exactly_once(
+    db_url: str, clock: FrozenClock
+) -> None:
+    # every thread claims on its own LISTEN connection / socket (PostgreSQL: the one-statement
+    # claim; SKIP LOCKED and the RUNNABLE check keep it exactly once)
+    store = open_store(db_url)
+    try:
+        jobs = insert(store, clock.now(), *[new() for _ in range(120)])
+        claimed: list[int] = []
+        lock = threading.Lock()
+        start = threading.Barrier(4)
+
+        def claim_all(i: int) -> None:
+            store.wait_for_jobs(0.001)
+            start.wait(10)
+            req = ClaimRequest(f"w{i}", "default", None, 3, 30.0)
+            while got := store.job_claim(req, clock.now()):
+                with lock:
+                    claimed.extend(j.id for j in got)
+
+        threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(claimed) == sorted(j.id for j in jobs)
+        starts = [e for e in store.events_list(entity="job", limit=1000) if e.data.get("from") == "RUNNABLE"]
+        assert len(starts) == len(jobs)
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from conveyor.clock import FrozenClock
 from conveyor.model import ClaimRequest, ComputeEnvironment, DefinitionSpec, JobState, OutcomeKind, Queue
-from conveyor.store import Store
+from conveyor.store import Store, open_store
 
 from .helpers import CMD, FN, claim, claim_one, finish, get, insert, insert_one, new, worker
 
@@ -315,3 +315,39 @@ def test_many_jobs_too_big_ahead_do_not_hide_a_small_one_that_fits(store: Store,
     insert(store, clock.now(), *[new("q", _spec(2)) for _ in range(100)])
     small = insert_one(store, clock.now(), new("q", _spec(1)))
     assert [j.id for j in claim(store, clock.now(), env="small", limit=1)] == [small.id]
+
+
+def test_a_claim_follows_queues_and_environments_changed_since_the_last_claim(
+    store: Store, clock: FrozenClock
+) -> None:
+    # PostgreSQL plans an idle worker's claim from the configuration once (_claim_fast): a
+    # change must reach the very next claim
+    first = insert_one(store, clock.now())
+    assert claim_one(store, clock.now()).id == first.id
+    _queue(store, clock, "urgent", priority=10)
+    plain, urgent = insert(store, clock.now(), new(), new("urgent"))
+    assert claim_one(store, clock.now()).id == urgent.id
+    _env(store, clock, "default", 0.5)
+    assert claim(store, clock.now()) == []
+    _env(store, clock, "default", None)
+    store.queue_put(Queue("default", enabled=False), clock.now())
+    assert claim(store, clock.now()) == []
+    store.queue_put(Queue("default"), clock.now())
+    assert claim_one(store, clock.now()).id == plain.id
+
+
+def test_a_delayed_job_from_another_store_is_promoted_by_a_claim_once_due(
+    store: Store, clock: FrozenClock, db_url: str
+) -> None:
+    # this store object never saw its due time: only the claim's own check finds it
+    other = open_store(db_url)
+    try:
+        assert claim(store, clock.now()) == []
+        job = insert_one(other, clock.now(), new(run_at=clock.now() + timedelta(seconds=5)))
+        assert claim(store, clock.now()) == []
+        clock.advance(5)
+        got = claim(store, clock.now())
+        assert [j.id for j in got] == [job.id]
+        assert state_is(store, job.id, JobState.RUNNING)
+    finally:
+        other.close()

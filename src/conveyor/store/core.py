@@ -57,6 +57,8 @@ class SqlStoreBase(abc.ABC):
         self._due_hint: datetime | None = None
         self._due_seq = 0
         self._promoted_at: datetime | None = None
+        # job_claim's plans by (environment, queues): fingerprint, line, when read (lifecycle._claim_line)
+        self._claim_plans: dict[tuple[str, tuple[str, ...] | None], tuple[Any, tuple[str, ...], float]] = {}
 
     # -- backends ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -30,6 +30,7 @@ from conveyor.model import (
     Finish,
     Inserted,
     InsertResult,
+    Job,
     NewJob,
     spec_from_dict,
 )
@@ -283,6 +284,36 @@ START_JOBS = (
     + " FROM c ORDER BY c.priority DESC, c.id"
 )
 
+# An idle worker's claim (``_claim_fast``): START_JOBS for the jobs of one line of queues,
+# guarded, in one statement run in autocommit (no BEGIN, no configuration read, no COMMIT:
+# four round trips become one). The guard: the configuration fingerprint (_CLAIM_CFG_FP)
+# is the one the line was computed from, and no SUBMITTED job is due (the general path
+# would promote it first); when it fails nothing is claimed and the caller takes the
+# general path. Parameters: environment (fingerprint), time (due), then START_JOBS's
+# (the {which}: the queues, fingerprint, limit). Returns the fingerprint, whether a job is
+# due, then lifecycle.CLAIMED (one row of NULLs when nothing was claimed).
+_CLAIM_CFG_FP = (
+    "SELECT md5(row(e.name, e.max_vcpus, e.max_memory_mb, e.enabled)::text || COALESCE((SELECT"
+    " string_agg(row(q.name, q.priority, q.enabled, q.environments)::text, ';' ORDER BY q.name) FROM queues q), ''))"
+    " FROM compute_environments e WHERE e.name = ?"
+)
+_CLAIM_FAST = (
+    f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp,"
+    " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
+    " c AS ("
+    + _START_JOBS.replace(
+        "{which}",
+        "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({names}) AND state = 'RUNNABLE'"
+        " AND (SELECT g.fp = ? AND NOT g.due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
+    )
+    + " RETURNING *),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
+    " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
+    " SELECT g.fp, g.due, "
+    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
+)
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
 # event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
 # finished, ids again, worker; started (an attempt without a recorded start), stopped
@@ -727,11 +758,10 @@ class PostgresStore(StoreOps):
         )
         if runnable:
             (job_id, _) = self._statement(_INSERT_ONE_WAKE_PG, (*params, nj.queue))
+            self.wake()  # this process's waiting workers (the others heard the NOTIFY at commit)
         else:
             (job_id,) = self._statement(_INSERT_ONE_PG, params)
         job = self._new_job(job_id, nj, state, reason, stamp, entry[2], payload)
-        if runnable:
-            self.wake()
         return InsertResult(job)
 
     def _start_jobs(
@@ -762,6 +792,64 @@ class PostgresStore(StoreOps):
                 req.worker_id,
             ),
         )
+
+    _CLAIM_PLAN = (
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
+        " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
+    )
+
+    def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:
+        """One statement (``_CLAIM_FAST``) when the worker's queues form one line in an environment
+        without limits that is the first of each of them — what ``_claim`` would then do in
+        four round trips. On the thread's ``LISTEN`` connection when it has one (the worker's
+        loop, just woken: no pool checkout), which commits asynchronously (``async_commit``),
+        set once for the session; elsewhere in an ``async`` transaction."""
+        if req.limit <= 0:
+            return None
+        fp, names = self._claim_line(req)
+        if not names or fp is None:
+            return None
+        sql = _CLAIM_FAST.replace("{names}", ", ".join("?" * len(names)))
+        params = (
+            req.environment,
+            now,
+            f"started on worker {req.worker_id}",
+            req.worker_id,
+            plus(now, req.lease_seconds),
+            now,
+            now,
+            req.environment,
+            False,
+            req.host,
+            req.pid,
+            now,
+            *names,
+            fp,
+            req.limit,
+            now,
+            req.worker_id,
+        )
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        if conn is not None and not conn.closed:
+            try:
+                rows = conn.execute(_pg(sql), params).fetchall()
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    self._local.listener = None
+                self._reraise(exc)
+        else:
+            with self._worker_write() as tx:
+                assert isinstance(tx, _PgTx)
+                rows = tx.tuples(sql, params)
+        if not rows or rows[0][0] != fp:
+            self._claim_stale(req)  # the configuration changed
+            return None
+        if rows[0][1]:
+            return None  # a job is due: the general path promotes it first
+        if rows[0][2] is None:
+            return []
+        return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         return tx.q(
@@ -801,6 +889,11 @@ class PostgresStore(StoreOps):
                     connect_timeout=max(2, math.ceil(timeout)),
                     application_name=_LISTENER_NAME,
                 )
+                # the worker's loop claims on it too (_claim_fast): the pool's time zone, and the
+                # worker's asynchronous commits, set once
+                conn.execute("SET TIME ZONE 'UTC'")
+                if self.async_commit:
+                    conn.execute("SET synchronous_commit = off")
                 conn.execute(f"LISTEN {CHANNEL}")
                 local.listener = conn
                 local.ranked_at = time.monotonic()

@@ -8,6 +8,7 @@ the ``NOTIFY`` sent in the same transaction that made jobs runnable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -15,6 +16,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -30,7 +32,9 @@ from conveyor.model import (
     Finish,
     Inserted,
     InsertResult,
+    Job,
     NewJob,
+    OutcomeKind,
     spec_from_dict,
 )
 from conveyor.store import wakeup
@@ -40,8 +44,10 @@ from conveyor.store.lifecycle import (
     _STATES,
     ATTEMPT_COLUMNS,
     ATTEMPT_UPSERT,
+    CLAIM_CONFIG,
     CLAIMED,
     RUNNABLE_NOW,
+    LifecycleOps,
     _plain,
 )
 from conveyor.store.ops import StoreOps
@@ -291,6 +297,55 @@ SUCCEED_JOBS = (
     " SELECT f.id, f.attempt, f.unique_key, f.unique_ttl, f.has_dependants, f.array_parent_id FROM f"
 )
 
+
+# A worker's batch of successes and its claim as one statement, committed on its own (no
+# BEGIN/COMMIT: five round trips became one, with the config read two). Like SUCCEED_JOBS,
+# but only jobs with nothing to settle (no unique key, dependants or array parent) and no
+# terminate request: the caller hands the others to the transactional path. The claim is
+# START_JOBS on the first jobs in line of queues of one priority; its rows are RUNNABLE, the
+# finished ones RUNNING, so the two updates never meet. The events, in one INSERT, keep the
+# order of the transactional path (finishes, then starts in line order). set_config makes the
+# commit asynchronous like ``_worker_write``'s SET LOCAL.
+# Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
+# stopped (attempts); _START_SET's; the queues, limit; event time, worker (events); whether
+# to commit asynchronously. Returns the ids finished, then lifecycle.CLAIMED of each claimed
+# job (one row of NULLs when none).
+_FINISH_AND_CLAIM = (
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
+    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
+    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
+    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " AND NOT jobs.terminate_requested AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
+    " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord, jobs.worker_id, jobs.attempt_host,"
+    " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
+    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
+    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
+    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
+    " c AS ("
+    # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
+    # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
+    + _START_JOBS.replace("{which}", "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
+    " AND state = 'RUNNABLE' ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))")
+    + " RETURNING *),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', x.id::text, 'job.state', x.data FROM ("
+    " SELECT 0 AS g, f.ord AS o, 0 AS p, f.id, jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED',"
+    " 'attempt', f.attempt) AS data FROM f UNION ALL SELECT 1, -c.priority, c.id, c.id,"
+    " jsonb_build_object('from', 'RUNNABLE', 'to', c.state, 'attempt', c.attempt, 'worker', ?::text) FROM c"
+    " ) AS x ORDER BY x.g, x.o, x.p)"
+    " SELECT ARRAY(SELECT f.id FROM f), s.sync, "
+    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + " FROM (SELECT set_config('synchronous_commit', CASE WHEN ? THEN 'off'"
+    " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
+    " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
+)
+_CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG)
+
+
+@functools.lru_cache(maxsize=64)
+def _finish_and_claim(queues: int) -> str:
+    """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
+    return _pg(_FINISH_AND_CLAIM.replace("{queues}", ", ".join("?" * max(1, queues))))
 
 class PostgresStore(StoreOps):
     """The PostgreSQL store.
@@ -690,6 +745,75 @@ class PostgresStore(StoreOps):
                 now,
             ),
         )
+
+    def job_finish_and_claim(
+        self, finishes: Sequence[Finish], req: ClaimRequest, now: datetime
+    ) -> tuple[list[bool], list[Job]]:
+        """A worker's batch of successes and a plain claim in one statement
+        (``_FINISH_AND_CLAIM``); what it leaves (other outcomes, jobs with something to
+        settle, a claim ``_claim`` must decide, a promotion due) takes the transactional path."""
+        if (
+            req.limit <= 0
+            or not finishes
+            or not self._promotion_skipped(now)
+            or any(f.kind is not OutcomeKind.SUCCEEDED or f.worker_id != req.worker_id for f in finishes)
+        ):
+            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+        ids = [f.job_id for f in finishes]
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                cur.execute(_CLAIM_CONFIG_PG, (req.environment,))
+                names = self._plain_line(cur.fetchall(), req)
+                if names is None:
+                    rows = None
+                else:
+                    cur.row_factory = tuple_row  # type: ignore[assignment]
+                    cur.execute(
+                        _finish_and_claim(len(names)),
+                        (
+                            ids,
+                            [f.attempt for f in finishes],
+                            [Jsonb(f.result) if f.result is not None else None for f in finishes],
+                            now,
+                            now,
+                            ids,
+                            req.worker_id,
+                            now,
+                            now,
+                            f"started on worker {req.worker_id}",
+                            req.worker_id,
+                            plus(now, req.lease_seconds),
+                            now,
+                            now,
+                            req.environment,
+                            False,
+                            req.host,
+                            req.pid,
+                            now,
+                            *(names or [""]),
+                            req.limit if names else 0,
+                            now,
+                            req.worker_id,
+                            self.async_commit,
+                        ),
+                    )
+                    rows = cur.fetchall()
+        except psycopg.Error as exc:
+            self._reraise(exc)
+        if rows is None:
+            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+        done = set(rows[0][0])
+        claimed = [r[2:] for r in rows if r[2] is not None]
+        jobs = self._claimed_jobs(claimed, req, req.environment, now)
+        if len(done) == len(finishes):
+            return [True] * len(finishes), jobs
+        # the rest (something to settle, a terminate request, not ours): one by one, with a
+        # claim for the slots they free (a dependant they release is claimed at once)
+        rest = [f for f in finishes if f.job_id not in done]
+        more = replace(req, limit=req.limit - len(jobs))
+        applied, extra = LifecycleOps.job_finish_and_claim(self, rest, more, now)
+        got = dict(zip((f.job_id for f in rest), applied, strict=True))
+        return [got.get(f.job_id, True) for f in finishes], jobs + extra
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.q("SELECT pg_advisory_xact_lock(7220417)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from conveyor.clock import FrozenClock
 from conveyor.model import ClaimRequest, Finish, JobState, OutcomeKind, Queue
-from conveyor.store import Store
+from conveyor.store import Store, open_store
 
 from .helpers import claim, get, insert, insert_one, job_states_seen, new
 
@@ -121,3 +121,34 @@ def test_steady_batch_claims_only_from_enabled_queues_it_serves(store: Store, cl
         [Finish(jobs[0].id, 1, "w1", OutcomeKind.SUCCEEDED)], _req(5), clock.now()
     )
     assert applied == [True] and jobs == []
+
+
+def test_steady_batches_follow_queue_changes_at_once(store: Store, clock: FrozenClock, db_url: str) -> None:
+    jobs = insert(store, clock.now(), *(new() for _ in range(6)))
+    other = open_store(db_url)  # a change made by another process
+    try:
+        running = claim(store, clock.now(), limit=1)
+        clock.advance(0.01)
+
+        def batch(limit: int = 1) -> list[int]:
+            nonlocal running
+            applied, running = store.job_finish_and_claim(
+                [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(limit), clock.now()
+            )
+            assert all(applied)
+            return [j.id for j in running]
+
+        assert batch() == [jobs[1].id]
+        other.queue_put(Queue("default", enabled=False), clock.now())
+        assert batch() == []
+        running = []
+        other.queue_put(Queue("default"), clock.now())
+        store.queue_put(Queue("side"), clock.now())
+        [side] = insert(store, clock.now(), new("side"))
+        running = claim(store, clock.now(), limit=1)
+        assert [j.id for j in running] == [jobs[2].id]
+        assert batch(5) == [jobs[3].id, jobs[4].id, jobs[5].id, side.id]
+        assert batch() == []
+        assert all(get(store, j.id).state is JobState.SUCCEEDED for j in [*jobs, side])
+    finally:
+        other.close()

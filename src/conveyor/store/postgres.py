@@ -305,11 +305,14 @@ SUCCEED_JOBS = (
 # START_JOBS on the first jobs in line of queues of one priority; its rows are RUNNABLE, the
 # finished ones RUNNING, so the two updates never meet. The events, in one INSERT, keep the
 # order of the transactional path (finishes, then starts in line order). set_config makes the
-# commit asynchronous like ``_worker_write``'s SET LOCAL.
+# commit asynchronous like ``_worker_write``'s SET LOCAL. The queues come from the caller's
+# last read of the configuration (``_CLAIM_CONFIG``): the claim happens only if the
+# configuration's fingerprint (``_CONFIG_PRINT``) is still the one read with it, seen in the
+# statement's snapshot (where ``_claim`` would read it).
 # Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
-# stopped (attempts); _START_SET's; the queues, limit; event time, worker (events); whether
-# to commit asynchronously. Returns the ids finished, then lifecycle.CLAIMED of each claimed
-# job (one row of NULLs when none).
+# stopped (attempts); environment, fingerprint; _START_SET's; the queues, limit; event time,
+# worker (events); whether to commit asynchronously. Returns the ids finished, whether the
+# fingerprint held, the set_config's value, then lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
 _FINISH_AND_CLAIM = (
     "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
     " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
@@ -321,11 +324,12 @@ _FINISH_AND_CLAIM = (
     f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
     " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
     " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
+    " g AS (SELECT ({print}) IS NOT DISTINCT FROM ?::text AS ok),"
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
     + _START_JOBS.replace("{which}", "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
-    " AND state = 'RUNNABLE' ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))")
+    " AND state = 'RUNNABLE' AND (SELECT ok FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))")
     + " RETURNING *),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', x.id::text, 'job.state', x.data FROM ("
@@ -333,19 +337,28 @@ _FINISH_AND_CLAIM = (
     " 'attempt', f.attempt) AS data FROM f UNION ALL SELECT 1, -c.priority, c.id, c.id,"
     " jsonb_build_object('from', 'RUNNABLE', 'to', c.state, 'attempt', c.attempt, 'worker', ?::text) FROM c"
     " ) AS x ORDER BY x.g, x.o, x.p)"
-    " SELECT ARRAY(SELECT f.id FROM f), s.sync, "
+    " SELECT ARRAY(SELECT f.id FROM f), (SELECT ok FROM g), s.sync, "
     + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
     + " FROM (SELECT set_config('synchronous_commit', CASE WHEN ? THEN 'off'"
     " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
     " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
-_CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG)
+# What a claim depends on, as text: the environment's row (parameter: its name) and every queue
+# (NULL when the environment does not exist)
+_CONFIG_PRINT = (
+    "SELECT concat_ws('|', e.enabled, COALESCE(e.max_vcpus::text, '-'), COALESCE(e.max_memory_mb::text, '-'),"
+    " (SELECT string_agg(concat_ws('|', q.name, q.priority, q.enabled, q.environments), ',' ORDER BY q.name)"
+    " FROM queues q)) FROM compute_environments e WHERE e.name = ?"
+)
+# lifecycle.CLAIM_CONFIG with the fingerprint of what it read in each row
+_CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG.replace("SELECT ", f"SELECT ({_CONFIG_PRINT}) AS print, ", 1))
 
 
 @functools.lru_cache(maxsize=64)
 def _finish_and_claim(queues: int) -> str:
     """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
-    return _pg(_FINISH_AND_CLAIM.replace("{queues}", ", ".join("?" * max(1, queues))))
+    sql = _FINISH_AND_CLAIM.replace("{print}", _CONFIG_PRINT)
+    return _pg(sql.replace("{queues}", ", ".join("?" * max(1, queues))))
 
 class PostgresStore(StoreOps):
     """The PostgreSQL store.
@@ -397,6 +410,9 @@ class PostgresStore(StoreOps):
         self._use_lane = max_size > 1
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
+        # by (environment, queues) of a claim: its queues (as _plain_line gives them) and the
+        # fingerprint of the configuration they were read from (see _FINISH_AND_CLAIM)
+        self._claim_lines: dict[tuple[str, tuple[str, ...] | None], tuple[list[str], str | None]] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
@@ -760,13 +776,19 @@ class PostgresStore(StoreOps):
         ):
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         ids = [f.job_id for f in finishes]
+        key = (req.environment, req.queues)
+        line = self._claim_lines.get(key)
+        rows: list[Any] | None = None
         try:
             with self._pool.connection() as conn, conn.cursor() as cur:
-                cur.execute(_CLAIM_CONFIG_PG, (req.environment,))
-                names = self._plain_line(cur.fetchall(), req)
-                if names is None:
-                    rows = None
-                else:
+                if line is None:
+                    cur.execute(_CLAIM_CONFIG_PG, (req.environment, req.environment))
+                    cfg = cur.fetchall()
+                    names = self._plain_line(cfg, req)
+                    if names is not None:
+                        line = self._claim_lines[key] = (names, cfg[0]["print"] if cfg else None)
+                if line is not None:
+                    names, fingerprint = line
                     cur.row_factory = tuple_row  # type: ignore[assignment]
                     cur.execute(
                         _finish_and_claim(len(names)),
@@ -780,6 +802,8 @@ class PostgresStore(StoreOps):
                             req.worker_id,
                             now,
                             now,
+                            req.environment,
+                            fingerprint,
                             f"started on worker {req.worker_id}",
                             req.worker_id,
                             plus(now, req.lease_seconds),
@@ -803,9 +827,13 @@ class PostgresStore(StoreOps):
         if rows is None:
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         done = set(rows[0][0])
-        claimed = [r[2:] for r in rows if r[2] is not None]
+        claimed = [r[3:] for r in rows if r[3] is not None]
         jobs = self._claimed_jobs(claimed, req, req.environment, now)
-        if len(done) == len(finishes):
+        if not rows[0][1]:
+            # the configuration changed since it was read: read it again next time, and claim
+            # through _claim now (with whatever is left to finish)
+            self._claim_lines.pop(key, None)
+        elif len(done) == len(finishes):
             return [True] * len(finishes), jobs
         # the rest (something to settle, a terminate request, not ours): one by one, with a
         # claim for the slots they free (a dependant they release is claimed at once)

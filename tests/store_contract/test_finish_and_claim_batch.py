@@ -152,3 +152,22 @@ def test_steady_batches_follow_queue_changes_at_once(store: Store, clock: Frozen
         assert all(get(store, j.id).state is JobState.SUCCEEDED for j in [*jobs, side])
     finally:
         other.close()
+
+
+def test_steady_batches_over_queues_of_two_priorities_take_the_higher_first(
+    store: Store, clock: FrozenClock
+) -> None:
+    store.queue_put(Queue("urgent", priority=5), clock.now())
+    low = insert(store, clock.now(), *(new() for _ in range(4)))
+    high = insert(store, clock.now(), *(new("urgent") for _ in range(3)))
+    running = claim(store, clock.now(), limit=2)
+    seen = [j.id for j in running]
+    while running:
+        clock.advance(0.01)
+        applied, running = store.job_finish_and_claim(
+            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(2), clock.now()
+        )
+        assert all(applied)
+        seen += [j.id for j in running]
+    assert seen == [j.id for j in high + low]
+    assert all(get(store, j.id).state is JobState.SUCCEEDED for j in high + low)

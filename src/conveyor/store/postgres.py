@@ -363,6 +363,11 @@ def _array(values: Iterable[int]) -> str:
     return "{" + ",".join([str(v) for v in values]) + "}"
 
 
+# seconds before a claim found to be _claim's to decide (limits, fallbacks, priority groups)
+# is looked at again
+_COMPLEX_RECHECK = 5.0
+
+
 @functools.lru_cache(maxsize=64)
 def _finish_and_claim(queues: int) -> str:
     """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
@@ -419,9 +424,12 @@ class PostgresStore(StoreOps):
         self._use_lane = max_size > 1
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
-        # by (environment, queues) of a claim: its queues (as _plain_line gives them) and the
-        # fingerprint of the configuration they were read from (see _FINISH_AND_CLAIM)
-        self._claim_lines: dict[tuple[str, tuple[str, ...] | None], tuple[list[str], str | None]] = {}
+        # by (environment, queues) of a claim: its queues (as _plain_line gives them; None: the
+        # claim is _claim's to decide), the fingerprint of the configuration they were read
+        # from (see _FINISH_AND_CLAIM) and when (monotonic)
+        self._claim_lines: dict[
+            tuple[str, tuple[str, ...] | None], tuple[list[str] | None, str | None, float]
+        ] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
@@ -787,17 +795,23 @@ class PostgresStore(StoreOps):
         ids = _array(f.job_id for f in finishes)
         key = (req.environment, req.queues)
         line = self._claim_lines.get(key)
+        if line is not None and line[0] is None:
+            if time.monotonic() - line[2] < _COMPLEX_RECHECK:
+                return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+            line = None
         rows: list[Any] | None = None
         try:
             with self._pool.connection() as conn, conn.cursor() as cur:
                 if line is None:
                     cur.execute(_CLAIM_CONFIG_PG, (req.environment, req.environment))
                     cfg = cur.fetchall()
-                    names = self._plain_line(cfg, req)
-                    if names is not None:
-                        line = self._claim_lines[key] = (names, cfg[0]["print"] if cfg else None)
-                if line is not None:
-                    names, fingerprint = line
+                    line = self._claim_lines[key] = (
+                        self._plain_line(cfg, req),
+                        cfg[0]["print"] if cfg else None,
+                        time.monotonic(),
+                    )
+                names, fingerprint, _ = line
+                if names is not None:
                     cur.row_factory = tuple_row  # type: ignore[assignment]
                     cur.execute(
                         _finish_and_claim(len(names)),

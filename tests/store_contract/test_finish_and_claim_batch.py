@@ -41,9 +41,13 @@ def test_steady_batches_finish_with_results_and_claim_in_line_order(store: Store
         assert job == get(store, job.id)
         assert job.state is JobState.RUNNING and job.worker_id == "w1" and job.attempt == 1
     got = [(e.entity_id, e.data) for e in store.events_list(after_id=seen)]
-    started = [(str(j.id), {"from": "RUNNABLE", "to": "RUNNING", "attempt": 1, "worker": "w1"}) for j in first]
+    started = [
+        (str(j.id), {"from": "RUNNABLE", "to": "RUNNING", "attempt": 1, "worker": "w1"}) for j in first
+    ]
     ended = [(str(j.id), {"from": "RUNNING", "to": "SUCCEEDED", "attempt": 1}) for j in reversed(first)]
-    restarted = [(str(j.id), {"from": "RUNNABLE", "to": "RUNNING", "attempt": 1, "worker": "w1"}) for j in second]
+    restarted = [
+        (str(j.id), {"from": "RUNNABLE", "to": "RUNNING", "attempt": 1, "worker": "w1"}) for j in second
+    ]
     assert got == started + ended + restarted
     # the last batch: one job left in line
     clock.advance(0.01)
@@ -107,7 +111,10 @@ def test_steady_batch_claims_only_from_enabled_queues_it_serves(store: Store, cl
         clock.now(),
     )
     assert applied == [True] and jobs == []
-    assert get(store, in_other.id).state is JobState.RUNNABLE and get(store, in_off.id).state is JobState.RUNNABLE
+    assert (
+        get(store, in_other.id).state is JobState.RUNNABLE
+        and get(store, in_off.id).state is JobState.RUNNABLE
+    )
     # queues of different priorities: the higher one first
     urgent = insert_one(store, clock.now(), new("urgent"))
     [running] = claim(store, clock.now(), limit=1)
@@ -133,7 +140,9 @@ def test_steady_batches_follow_queue_changes_at_once(store: Store, clock: Frozen
         def batch(limit: int = 1) -> list[int]:
             nonlocal running
             applied, running = store.job_finish_and_claim(
-                [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(limit), clock.now()
+                [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running],
+                _req(limit),
+                clock.now(),
             )
             assert all(applied)
             return [j.id for j in running]

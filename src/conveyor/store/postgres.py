@@ -332,8 +332,11 @@ _FINISH_AND_CLAIM = (
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
-    + _START_JOBS.replace("{which}", "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
-    " AND state = 'RUNNABLE' AND (SELECT ok FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))")
+    + _START_JOBS.replace(
+        "{which}",
+        "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
+        " AND state = 'RUNNABLE' AND (SELECT ok FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
+    )
     + " RETURNING *),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', x.id::text, 'job.state', x.data FROM ("
@@ -373,6 +376,7 @@ def _finish_and_claim(queues: int) -> str:
     """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
     sql = _FINISH_AND_CLAIM.replace("{print}", _CONFIG_PRINT)
     return _pg(sql.replace("{queues}", ", ".join("?" * max(1, queues))))
+
 
 class PostgresStore(StoreOps):
     """The PostgreSQL store.

@@ -273,8 +273,7 @@ START_JOBS = (
 )
 
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
-# event recorded: one statement. Parameters: the results (one JSON array, null for none),
-# ids, attempts (array literals: psycopg's dumper of lists cost ~60 us a batch), updated,
+# event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
 # finished, ids again, worker; started (an attempt without a recorded start), stopped
 # (attempts); event time. The ids are given twice: joined with
 # ``v`` alone, the planner (on a table without fresh statistics) may find the jobs through
@@ -282,8 +281,7 @@ START_JOBS = (
 # vacuum: a finish then read thousands of index entries and heap pages (server time per job
 # 160-200 -> 120-150 µs).
 SUCCEED_JOBS = (
-    "WITH v AS (SELECT u.id, u.attempt, u.ord, NULLIF(?::jsonb -> (u.ord::int - 1), 'null') AS result"
-    " FROM unnest(?::bigint[], ?::int[]) WITH ORDINALITY AS u(id, attempt, ord)),"
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
     " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
     " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
@@ -311,14 +309,12 @@ SUCCEED_JOBS = (
 # last read of the configuration (``_CLAIM_CONFIG``): the claim happens only if the
 # configuration's fingerprint (``_CONFIG_PRINT``) is still the one read with it, seen in the
 # statement's snapshot (where ``_claim`` would read it).
-# Parameters: the results (one JSON array: null for none), ids, attempts (array literals:
-# psycopg's list dumper cost ~60 us a batch), updated, finished, ids, worker; started,
+# Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
 # stopped (attempts); environment, fingerprint; _START_SET's; the queues, limit; event time,
 # worker (events); whether to commit asynchronously. Returns the ids finished, whether the
 # fingerprint held, the set_config's value, then lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
 _FINISH_AND_CLAIM = (
-    "WITH v AS (SELECT u.id, u.attempt, u.ord, NULLIF(?::jsonb -> (u.ord::int - 1), 'null') AS result"
-    " FROM unnest(?::bigint[], ?::int[]) WITH ORDINALITY AS u(id, attempt, ord)),"
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
     " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
     " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
@@ -359,11 +355,6 @@ _CONFIG_PRINT = (
 )
 # lifecycle.CLAIM_CONFIG with the fingerprint of what it read in each row
 _CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG.replace("SELECT ", f"SELECT ({_CONFIG_PRINT}) AS print, ", 1))
-
-
-def _array(values: Iterable[int]) -> str:
-    """An array literal of integers (for ``?::bigint[]``)."""
-    return "{" + ",".join([str(v) for v in values]) + "}"
 
 
 # seconds before a claim found to be _claim's to decide (limits, fallbacks, priority groups)
@@ -770,12 +761,12 @@ class PostgresStore(StoreOps):
         return tx.q(
             SUCCEED_JOBS,
             (
-                Jsonb([f.result for f in group]),
-                _array(f.job_id for f in group),
-                _array(f.attempt for f in group),
+                [f.job_id for f in group],
+                [f.attempt for f in group],
+                [Jsonb(f.result) if f.result is not None else None for f in group],
                 now,
                 now,
-                _array(f.job_id for f in group),
+                [f.job_id for f in group],
                 worker_id,
                 now,
                 now,
@@ -796,7 +787,7 @@ class PostgresStore(StoreOps):
             or any(f.kind is not OutcomeKind.SUCCEEDED or f.worker_id != req.worker_id for f in finishes)
         ):
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
-        ids = _array(f.job_id for f in finishes)
+        ids = [f.job_id for f in finishes]
         key = (req.environment, req.queues)
         line = self._claim_lines.get(key)
         if line is not None and line[0] is None:
@@ -820,9 +811,9 @@ class PostgresStore(StoreOps):
                     cur.execute(
                         _finish_and_claim(len(names)),
                         (
-                            Jsonb([f.result for f in finishes]),
                             ids,
-                            _array(f.attempt for f in finishes),
+                            [f.attempt for f in finishes],
+                            [Jsonb(f.result) if f.result is not None else None for f in finishes],
                             now,
                             now,
                             ids,

@@ -6,6 +6,8 @@ handled as ``job_finish_many`` would."""
 
 from __future__ import annotations
 
+import threading
+
 from conveyor.clock import FrozenClock
 from conveyor.model import ClaimRequest, Finish, JobState, OutcomeKind, Queue
 from conveyor.store import Store, open_store
@@ -180,3 +182,39 @@ def test_steady_batches_over_queues_of_two_priorities_take_the_higher_first(
         seen += [j.id for j in running]
     assert seen == [j.id for j in high + low]
     assert all(get(store, j.id).state is JobState.SUCCEEDED for j in high + low)
+
+
+def test_workers_draining_in_steady_batches_run_each_job_once(
+    store: Store, clock: FrozenClock, db_url: str
+) -> None:
+    jobs = insert(store, clock.now(), *(new() for _ in range(240)))
+    stores = [store, open_store(db_url), open_store(db_url)]
+    ran: list[list[int]] = [[] for _ in stores]
+
+    def drain(i: int) -> None:
+        s, worker = stores[i], f"w{i}"
+        running = s.job_claim(_req(8, worker), clock.now())
+        while running:
+            ran[i].extend(j.id for j in running)
+            applied, running = s.job_finish_and_claim(
+                [Finish(j.id, j.attempt, worker, OutcomeKind.SUCCEEDED, result=j.id) for j in running],
+                _req(8, worker),
+                clock.now(),
+            )
+            assert all(applied)
+
+    try:
+        threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(stores))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for s in stores[1:]:
+            s.close()
+    every = sorted(i for r in ran for i in r)
+    assert every == [j.id for j in jobs]  # each claimed once, none left behind
+    for job in jobs[::17]:
+        done = get(store, job.id)
+        assert done.state is JobState.SUCCEEDED and done.result == job.id and done.attempt == 1
+        assert [a.number for a in store.job_attempts(job.id)] == [1]

@@ -8,6 +8,7 @@ the ``NOTIFY`` sent in the same transaction that made jobs runnable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -15,6 +16,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -32,6 +34,7 @@ from conveyor.model import (
     InsertResult,
     Job,
     NewJob,
+    OutcomeKind,
     spec_from_dict,
 )
 from conveyor.store import wakeup
@@ -41,8 +44,10 @@ from conveyor.store.lifecycle import (
     _STATES,
     ATTEMPT_COLUMNS,
     ATTEMPT_UPSERT,
+    CLAIM_CONFIG,
     CLAIMED,
     RUNNABLE_NOW,
+    LifecycleOps,
     _plain,
 )
 from conveyor.store.ops import StoreOps
@@ -340,6 +345,77 @@ SUCCEED_JOBS = (
 )
 
 
+# A worker's batch of successes and its claim as one statement, committed on its own (no
+# BEGIN/COMMIT: five round trips became one, with the config read two). Like SUCCEED_JOBS,
+# but only jobs with nothing to settle (no unique key, dependants or array parent) and no
+# terminate request: the caller hands the others to the transactional path. The claim is
+# START_JOBS on the first jobs in line of queues of one priority; its rows are RUNNABLE, the
+# finished ones RUNNING, so the two updates never meet. The events, in one INSERT, keep the
+# order of the transactional path (finishes, then starts in line order). set_config makes the
+# commit asynchronous like ``_worker_write``'s SET LOCAL. The queues come from the caller's
+# last read of the configuration (``_CLAIM_CONFIG``): the claim happens only if the
+# configuration's fingerprint (``_CONFIG_PRINT``) is still the one read with it, seen in the
+# statement's snapshot (where ``_claim`` would read it).
+# Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
+# stopped (attempts); environment, fingerprint; _START_SET's; the queues, limit; event time,
+# worker (events); whether to commit asynchronously. Returns the ids finished, whether the
+# fingerprint held, the set_config's value, then lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
+_FINISH_AND_CLAIM = (
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
+    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
+    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
+    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " AND NOT jobs.terminate_requested AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
+    " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord, jobs.worker_id, jobs.attempt_host,"
+    " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
+    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
+    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
+    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
+    " g AS (SELECT ({print}) IS NOT DISTINCT FROM ?::text AS ok),"
+    " c AS ("
+    # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
+    # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
+    + _START_JOBS.replace(
+        "{which}",
+        "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
+        " AND state = 'RUNNABLE' AND (SELECT ok FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
+    )
+    + " RETURNING *),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " SELECT ?::timestamptz, 'job', x.id::text, 'job.state', x.data FROM ("
+    " SELECT 0 AS g, f.ord AS o, 0 AS p, f.id, jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED',"
+    " 'attempt', f.attempt) AS data FROM f UNION ALL SELECT 1, -c.priority, c.id, c.id,"
+    " jsonb_build_object('from', 'RUNNABLE', 'to', c.state, 'attempt', c.attempt, 'worker', ?::text) FROM c"
+    " ) AS x ORDER BY x.g, x.o, x.p)"
+    " SELECT ARRAY(SELECT f.id FROM f), (SELECT ok FROM g), s.sync, "
+    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + " FROM (SELECT set_config('synchronous_commit', CASE WHEN ? THEN 'off'"
+    " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
+    " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
+)
+# What a claim depends on, as text: the environment's row (parameter: its name) and every queue
+# (NULL when the environment does not exist)
+_CONFIG_PRINT = (
+    "SELECT concat_ws('|', e.enabled, COALESCE(e.max_vcpus::text, '-'), COALESCE(e.max_memory_mb::text, '-'),"
+    " (SELECT string_agg(concat_ws('|', q.name, q.priority, q.enabled, q.environments), ',' ORDER BY q.name)"
+    " FROM queues q)) FROM compute_environments e WHERE e.name = ?"
+)
+# lifecycle.CLAIM_CONFIG with the fingerprint of what it read in each row
+_CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG.replace("SELECT ", f"SELECT ({_CONFIG_PRINT}) AS print, ", 1))
+
+
+# seconds before a claim found to be _claim's to decide (limits, fallbacks, priority groups)
+# is looked at again
+_COMPLEX_RECHECK = 5.0
+
+
+@functools.lru_cache(maxsize=64)
+def _finish_and_claim(queues: int) -> str:
+    """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
+    sql = _FINISH_AND_CLAIM.replace("{print}", _CONFIG_PRINT)
+    return _pg(sql.replace("{queues}", ", ".join("?" * max(1, queues))))
+
+
 class PostgresStore(StoreOps):
     """The PostgreSQL store.
 
@@ -390,6 +466,12 @@ class PostgresStore(StoreOps):
         self._use_lane = max_size > 1
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
+        # by (environment, queues) of a claim: its queues (as _plain_line gives them; None: the
+        # claim is _claim's to decide), the fingerprint of the configuration they were read
+        # from (see _FINISH_AND_CLAIM) and when (monotonic)
+        self._claim_lines: dict[
+            tuple[str, tuple[str, ...] | None], tuple[list[str] | None, str | None, float]
+        ] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
@@ -867,6 +949,93 @@ class PostgresStore(StoreOps):
                 now,
             ),
         )
+
+    def job_finish_and_claim(
+        self, finishes: Sequence[Finish], req: ClaimRequest, now: datetime
+    ) -> tuple[list[bool], list[Job]]:
+        """A worker's batch of successes and a plain claim in one statement
+        (``_FINISH_AND_CLAIM``); what it leaves (other outcomes, jobs with something to
+        settle, a claim ``_claim`` must decide, a promotion due) takes the transactional path."""
+        if (
+            req.limit <= 0
+            or not finishes
+            or not self._promotion_skipped(now)
+            or any(f.kind is not OutcomeKind.SUCCEEDED or f.worker_id != req.worker_id for f in finishes)
+        ):
+            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+        ids = [f.job_id for f in finishes]
+        key = (req.environment, req.queues)
+        line = self._claim_lines.get(key)
+        if line is not None and line[0] is None:
+            if time.monotonic() - line[2] < _COMPLEX_RECHECK:
+                return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+            line = None
+        rows: list[Any] | None = None
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                if line is None:
+                    cur.execute(_CLAIM_CONFIG_PG, (req.environment, req.environment))
+                    cfg = cur.fetchall()
+                    line = self._claim_lines[key] = (
+                        self._plain_line(cfg, req),
+                        cfg[0]["print"] if cfg else None,
+                        time.monotonic(),
+                    )
+                names, fingerprint, _ = line
+                if names is not None:
+                    cur.row_factory = tuple_row  # type: ignore[assignment]
+                    cur.execute(
+                        _finish_and_claim(len(names)),
+                        (
+                            ids,
+                            [f.attempt for f in finishes],
+                            [Jsonb(f.result) if f.result is not None else None for f in finishes],
+                            now,
+                            now,
+                            ids,
+                            req.worker_id,
+                            now,
+                            now,
+                            req.environment,
+                            fingerprint,
+                            f"started on worker {req.worker_id}",
+                            req.worker_id,
+                            plus(now, req.lease_seconds),
+                            now,
+                            now,
+                            req.environment,
+                            False,
+                            req.host,
+                            req.pid,
+                            now,
+                            *(names or [""]),
+                            req.limit if names else 0,
+                            now,
+                            req.worker_id,
+                            self.async_commit,
+                        ),
+                    )
+                    rows = cur.fetchall()
+        except psycopg.Error as exc:
+            self._reraise(exc)
+        if rows is None:
+            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+        done = set(rows[0][0])
+        claimed = [r[3:] for r in rows if r[3] is not None]
+        jobs = self._claimed_jobs(claimed, req, req.environment, now)
+        if not rows[0][1]:
+            # the configuration changed since it was read: read it again next time, and claim
+            # through _claim now (with whatever is left to finish)
+            self._claim_lines.pop(key, None)
+        elif len(done) == len(finishes):
+            return [True] * len(finishes), jobs
+        # the rest (something to settle, a terminate request, not ours): one by one, with a
+        # claim for the slots they free (a dependant they release is claimed at once)
+        rest = [f for f in finishes if f.job_id not in done]
+        more = replace(req, limit=req.limit - len(jobs))
+        applied, extra = LifecycleOps.job_finish_and_claim(self, rest, more, now)
+        got = dict(zip((f.job_id for f in rest), applied, strict=True))
+        return [got.get(f.job_id, True) for f in finishes], jobs + extra
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.q("SELECT pg_advisory_xact_lock(7220417)")

@@ -75,12 +75,6 @@ CLAIMED = (
     " unique_key, idempotency_key, parent_id, array_size, array_index, array_parent_id, depends_on"
 )
 PROMOTE_EVERY = timedelta(seconds=0.1)
-# the environment and every queue in one read (as ``_claim`` reads them); parameter: environment
-CLAIM_CONFIG = (
-    "SELECT e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
-    " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
-    " FROM compute_environments e LEFT JOIN queues q ON 1 = 1 WHERE e.name = ?"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -780,32 +774,6 @@ class LifecycleOps(CatalogOps):
         """Whether ``_maybe_promote`` would do nothing at ``now`` (see there)."""
         last, hint = self._promoted_at, self._due_hint
         return last is not None and last <= now < last + PROMOTE_EVERY and (hint is None or now < hint)
-
-    def _plain_line(self, cfg: Sequence[Row], req: ClaimRequest) -> list[str] | None:
-        """From ``CLAIM_CONFIG``'s rows: the queues of a claim that is one statement in
-        ``_claim`` (an enabled environment without limits, serving its queues first, all of one
-        priority), so that a backend may fold it into a bigger statement; [] when nothing may
-        be claimed; None when ``_claim`` must decide (limits, fallbacks, priority groups)."""
-        if not cfg or not bool(cfg[0]["enabled"]):
-            return []
-        if cfg[0]["max_vcpus"] is not None or cfg[0]["max_memory_mb"] is not None:
-            return None
-        env = cfg[0]["name"]
-        names: list[str] = []
-        priority: int | None = None
-        for r in cfg:
-            if r["q_name"] is None or not bool(r["q_enabled"]):
-                continue
-            if req.queues is not None and r["q_name"] not in req.queues:
-                continue
-            environments = self.d.unjs(r["q_environments"])
-            if env not in environments:
-                continue
-            if environments.index(env) > 0 or (priority is not None and int(r["q_priority"]) != priority):
-                return None
-            priority = int(r["q_priority"])
-            names.append(r["q_name"])
-        return names
 
     def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Sequence[Any]]:
         """Start what the request may take; the jobs' ``CLAIMED`` rows, in line order."""

@@ -44,7 +44,6 @@ from conveyor.store.lifecycle import (
     _STATES,
     ATTEMPT_COLUMNS,
     ATTEMPT_UPSERT,
-    CLAIM_CONFIG,
     CLAIMED,
     RUNNABLE_NOW,
     LifecycleOps,
@@ -353,9 +352,9 @@ SUCCEED_JOBS = (
 # finished ones RUNNING, so the two updates never meet. The events, in one INSERT, keep the
 # order of the transactional path (finishes, then starts in line order). set_config makes the
 # commit asynchronous like ``_worker_write``'s SET LOCAL. The queues come from the caller's
-# last read of the configuration (``_CLAIM_CONFIG``): the claim happens only if the
-# configuration's fingerprint (``_CONFIG_PRINT``) is still the one read with it, seen in the
-# statement's snapshot (where ``_claim`` would read it).
+# claim plan (``lifecycle._claim_line``): the claim happens only if the configuration's
+# fingerprint (``_CLAIM_CFG_FP``) is still the plan's, seen in the statement's snapshot
+# (where ``_claim`` would read it).
 # Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
 # stopped (attempts); environment, fingerprint; _START_SET's; the queues, limit; event time,
 # worker (events); whether to commit asynchronously. Returns the ids finished, whether the
@@ -371,7 +370,7 @@ _FINISH_AND_CLAIM = (
     f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
     " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
     " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
-    " g AS (SELECT ({print}) IS NOT DISTINCT FROM ?::text AS ok),"
+    f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok),"
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
@@ -393,27 +392,12 @@ _FINISH_AND_CLAIM = (
     " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
     " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
-# What a claim depends on, as text: the environment's row (parameter: its name) and every queue
-# (NULL when the environment does not exist)
-_CONFIG_PRINT = (
-    "SELECT concat_ws('|', e.enabled, COALESCE(e.max_vcpus::text, '-'), COALESCE(e.max_memory_mb::text, '-'),"
-    " (SELECT string_agg(concat_ws('|', q.name, q.priority, q.enabled, q.environments), ',' ORDER BY q.name)"
-    " FROM queues q)) FROM compute_environments e WHERE e.name = ?"
-)
-# lifecycle.CLAIM_CONFIG with the fingerprint of what it read in each row
-_CLAIM_CONFIG_PG = _pg(CLAIM_CONFIG.replace("SELECT ", f"SELECT ({_CONFIG_PRINT}) AS print, ", 1))
-
-
-# seconds before a claim found to be _claim's to decide (limits, fallbacks, priority groups)
-# is looked at again
-_COMPLEX_RECHECK = 5.0
 
 
 @functools.lru_cache(maxsize=64)
 def _finish_and_claim(queues: int) -> str:
     """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
-    sql = _FINISH_AND_CLAIM.replace("{print}", _CONFIG_PRINT)
-    return _pg(sql.replace("{queues}", ", ".join("?" * max(1, queues))))
+    return _pg(_FINISH_AND_CLAIM.replace("{queues}", ", ".join("?" * max(1, queues))))
 
 
 class PostgresStore(StoreOps):
@@ -466,12 +450,6 @@ class PostgresStore(StoreOps):
         self._use_lane = max_size > 1
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
-        # by (environment, queues) of a claim: its queues (as _plain_line gives them; None: the
-        # claim is _claim's to decide), the fingerprint of the configuration they were read
-        # from (see _FINISH_AND_CLAIM) and when (monotonic)
-        self._claim_lines: dict[
-            tuple[str, tuple[str, ...] | None], tuple[list[str] | None, str | None, float]
-        ] = {}
         self._listeners: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
 
@@ -963,70 +941,53 @@ class PostgresStore(StoreOps):
             or any(f.kind is not OutcomeKind.SUCCEEDED or f.worker_id != req.worker_id for f in finishes)
         ):
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
+        fingerprint, names = self._claim_line(req)
+        if not names or fingerprint is None:
+            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         ids = [f.job_id for f in finishes]
-        key = (req.environment, req.queues)
-        line = self._claim_lines.get(key)
-        if line is not None and line[0] is None:
-            if time.monotonic() - line[2] < _COMPLEX_RECHECK:
-                return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
-            line = None
-        rows: list[Any] | None = None
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                if line is None:
-                    cur.execute(_CLAIM_CONFIG_PG, (req.environment, req.environment))
-                    cfg = cur.fetchall()
-                    line = self._claim_lines[key] = (
-                        self._plain_line(cfg, req),
-                        cfg[0]["print"] if cfg else None,
-                        time.monotonic(),
-                    )
-                names, fingerprint, _ = line
-                if names is not None:
-                    cur.row_factory = tuple_row  # type: ignore[assignment]
-                    cur.execute(
-                        _finish_and_claim(len(names)),
-                        (
-                            ids,
-                            [f.attempt for f in finishes],
-                            [Jsonb(f.result) if f.result is not None else None for f in finishes],
-                            now,
-                            now,
-                            ids,
-                            req.worker_id,
-                            now,
-                            now,
-                            req.environment,
-                            fingerprint,
-                            f"started on worker {req.worker_id}",
-                            req.worker_id,
-                            plus(now, req.lease_seconds),
-                            now,
-                            now,
-                            req.environment,
-                            False,
-                            req.host,
-                            req.pid,
-                            now,
-                            *(names or [""]),
-                            req.limit if names else 0,
-                            now,
-                            req.worker_id,
-                            self.async_commit,
-                        ),
-                    )
-                    rows = cur.fetchall()
+            with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(
+                    _finish_and_claim(len(names)),
+                    (
+                        ids,
+                        [f.attempt for f in finishes],
+                        [Jsonb(f.result) if f.result is not None else None for f in finishes],
+                        now,
+                        now,
+                        ids,
+                        req.worker_id,
+                        now,
+                        now,
+                        req.environment,
+                        fingerprint,
+                        f"started on worker {req.worker_id}",
+                        req.worker_id,
+                        plus(now, req.lease_seconds),
+                        now,
+                        now,
+                        req.environment,
+                        False,
+                        req.host,
+                        req.pid,
+                        now,
+                        *names,
+                        req.limit,
+                        now,
+                        req.worker_id,
+                        self.async_commit,
+                    ),
+                )
+                rows = cur.fetchall()
         except psycopg.Error as exc:
             self._reraise(exc)
-        if rows is None:
-            return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         done = set(rows[0][0])
         claimed = [r[3:] for r in rows if r[3] is not None]
         jobs = self._claimed_jobs(claimed, req, req.environment, now)
         if not rows[0][1]:
-            # the configuration changed since it was read: read it again next time, and claim
-            # through _claim now (with whatever is left to finish)
-            self._claim_lines.pop(key, None)
+            # the configuration changed since the plan was made: plan again next time, and
+            # claim through _claim now (with whatever is left to finish)
+            self._claim_stale(req)
         elif len(done) == len(finishes):
             return [True] * len(finishes), jobs
         # the rest (something to settle, a terminate request, not ours): one by one, with a

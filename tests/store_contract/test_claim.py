@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from conveyor.clock import FrozenClock
 from conveyor.model import ClaimRequest, ComputeEnvironment, DefinitionSpec, JobState, OutcomeKind, Queue
-from conveyor.store import Store, open_store
+from conveyor.store import Store, lifecycle, open_store
 
 from .helpers import CMD, FN, claim, claim_one, finish, get, insert, insert_one, new, worker
 
@@ -235,6 +235,27 @@ def test_due_submitted_jobs_are_promoted_by_the_claim(store: Store, clock: Froze
     assert state_is(store, job.id, JobState.SUBMITTED)
     clock.advance(1)
     assert claim_one(store, clock.now()).id == job.id
+
+
+def test_due_jobs_are_found_through_the_due_index_among_many_delayed_ones(
+    store: Store, clock: FrozenClock
+) -> None:
+    later = [new(run_at=clock.now() + timedelta(hours=1 + i)) for i in range(300)]
+    soon = insert(store, clock.now(), *later, new(run_at=clock.now() + timedelta(seconds=5)))[-1]
+    plans = []
+    with store._read() as tx:  # type: ignore[attr-defined]
+        for sql, params in (
+            (lifecycle.NEXT_DUE, ()),
+            (lifecycle.DUE_JOBS, (store.d.ts(clock.now()), 10)),  # type: ignore[attr-defined]
+        ):
+            explain = "EXPLAIN QUERY PLAN " if store.d.name == "sqlite" else "EXPLAIN "  # type: ignore[attr-defined]
+            rows = tx.q(explain + sql.format(due_index=store.d.due_index), params)  # type: ignore[attr-defined]
+            plans.append(" ".join(str(v) for row in rows for v in dict(row).values()))
+    # not every SUBMITTED row through jobs_state_id (SQLite's choice without statistics)
+    assert all("jobs_due" in plan for plan in plans), plans
+    clock.advance(5)
+    assert claim_one(store, clock.now()).id == soon.id
+    assert claim(store, clock.now()) == []
 
 
 def test_each_claim_records_an_attempt(store: Store, clock: FrozenClock) -> None:

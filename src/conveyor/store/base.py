@@ -39,6 +39,9 @@ class Dialect(Protocol):
     name: str
     skip_locked: str  # " FOR UPDATE SKIP LOCKED" or ""
     for_update: str  # " FOR UPDATE" or ""
+    # after "FROM jobs" in the due-job queries: SQLite, without statistics, prefers
+    # jobs_state_id's equality on state and reads every SUBMITTED row; PostgreSQL picks jobs_due
+    due_index: str
 
     def ts(self, value: datetime | None) -> Any: ...
     def dt(self, value: Any) -> datetime | None: ...

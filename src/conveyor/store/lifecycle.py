@@ -75,6 +75,10 @@ CLAIMED = (
     " unique_key, idempotency_key, parent_id, array_size, array_index, array_parent_id, depends_on"
 )
 PROMOTE_EVERY = timedelta(seconds=0.1)
+# the earliest run time of a delayed job; format: due_index (the Dialect's)
+NEXT_DUE = "SELECT MIN(run_at) AS m FROM jobs{due_index} WHERE state = 'SUBMITTED'"
+# the delayed jobs due at a time, earliest first; parameters: time, limit; format: due_index
+DUE_JOBS = "SELECT id FROM jobs{due_index} WHERE state = 'SUBMITTED' AND run_at <= ? ORDER BY run_at LIMIT ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1040,7 +1044,7 @@ class LifecycleOps(CatalogOps):
         if moved >= PROMOTE_BATCH:
             nxt: datetime | None = now  # more are due: promote again next time
         else:
-            row = tx.one("SELECT MIN(run_at) AS m FROM jobs WHERE state = 'SUBMITTED'")
+            row = tx.one(NEXT_DUE.format(due_index=self.d.due_index))
             nxt = self.d.dt(row["m"]) if row else None
         if self._due_seq != seq:  # a due time was noted meanwhile: keep the earlier one
             noted = self._due_hint
@@ -1053,7 +1057,8 @@ class LifecycleOps(CatalogOps):
         d = self.d
         rows = tx.q(
             "UPDATE jobs SET state = 'RUNNABLE', status_reason = 'waiting for a worker', updated_at = ?"
-            " WHERE id IN (SELECT id FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ? ORDER BY run_at LIMIT ?"
+            " WHERE id IN ("
+            + DUE_JOBS.format(due_index=d.due_index)
             + d.skip_locked
             + ") AND state = 'SUBMITTED' RETURNING id, queue",
             (d.ts(now), d.ts(now), PROMOTE_BATCH),

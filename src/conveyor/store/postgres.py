@@ -69,6 +69,7 @@ class PostgresDialect:
     name = "postgres"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
+    due_index = ""
 
     def ts(self, value: datetime | None) -> Any:
         return value

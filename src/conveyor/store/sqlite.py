@@ -33,6 +33,7 @@ class SQLiteDialect:
     name = "sqlite"
     skip_locked = ""
     for_update = ""
+    due_index = " INDEXED BY jobs_due"
 
     def ts(self, value: datetime | None) -> Any:
         return None if value is None else value.timestamp()

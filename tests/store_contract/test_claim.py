@@ -243,13 +243,13 @@ def test_due_jobs_are_found_through_the_due_index_among_many_delayed_ones(
     later = [new(run_at=clock.now() + timedelta(hours=1 + i)) for i in range(300)]
     soon = insert(store, clock.now(), *later, new(run_at=clock.now() + timedelta(seconds=5)))[-1]
     plans = []
-    with store._read() as tx:  # type: ignore[attr-defined]
+    with store._read() as tx:
         for sql, params in (
             (lifecycle.NEXT_DUE, ()),
-            (lifecycle.DUE_JOBS, (store.d.ts(clock.now()), 10)),  # type: ignore[attr-defined]
+            (lifecycle.DUE_JOBS, (store.d.ts(clock.now()), 10)),
         ):
-            explain = "EXPLAIN QUERY PLAN " if store.d.name == "sqlite" else "EXPLAIN "  # type: ignore[attr-defined]
-            rows = tx.q(explain + sql.format(due_index=store.d.due_index), params)  # type: ignore[attr-defined]
+            explain = "EXPLAIN QUERY PLAN " if store.d.name == "sqlite" else "EXPLAIN "
+            rows = tx.q(explain + sql.format(due_index=store.d.due_index), params)
             plans.append(" ".join(str(v) for row in rows for v in dict(row).values()))
     # not every SUBMITTED row through jobs_state_id (SQLite's choice without statistics)
     assert all("jobs_due" in plan for plan in plans), plans

@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
-from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob
+from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob, spec_from_dict
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED
+from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED, RUNNABLE_NOW
 from conveyor.store.ops import StoreOps
 from conveyor.store.wakeup import WakeChannel
 
@@ -426,6 +426,8 @@ class SQLiteStore(StoreOps):
     def _insert_plain(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult] | None:
         """Jobs without keys, dependencies or arrays: one INSERT per job and one INSERT ...
         SELECT for all their events."""
+        if len(jobs) == 1:
+            return [self._insert_one(jobs[0], now)]
         woken: set[str] = set()
         rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
         with self._write() as tx:
@@ -438,6 +440,49 @@ class SQLiteStore(StoreOps):
         if woken:
             self.wake()
         return out
+
+    def _insert_one(self, nj: NewJob, now: datetime) -> InsertResult:
+        """One plain job (a single submission): ``_insert_plain`` without its lists, and the
+        job's event from the values at hand (no RETURNING, no read-back)."""
+        run_at = nj.run_at
+        state, reason = self._plain_state(nj, now) if run_at is not None else RUNNABLE_NOW
+        spec = nj.spec
+        entry = self._spec_entry(spec)
+        if entry[2] is None:
+            entry[2] = spec_from_dict(json.loads(entry[1]))
+        payload = nj.payload_json
+        if payload is None and nj.payload is not None:
+            payload = json.dumps(nj.payload, separators=(",", ":"))
+        ts = now.timestamp()
+        queue = nj.queue
+        row = (
+            queue,
+            nj.name,
+            nj.definition,
+            nj.definition_revision,
+            spec.kind,
+            entry[1],
+            state,
+            reason,
+            int(nj.priority),
+            ts,
+            ts,
+            None if run_at is None else run_at.timestamp(),
+            float(spec.vcpus),
+            int(spec.memory_mb),
+            payload,
+            nj.payload_ref,
+            json.dumps(list(nj.tags), separators=(",", ":")) if nj.tags else None,
+            nj.parent_id,
+        )
+        with self._write() as tx:
+            conn = tx.conn  # type: ignore[attr-defined]
+            job_id: int = conn.execute(_INSERT_PLAIN, row).lastrowid
+            conn.execute(_PLAIN_EVENT, (ts, str(job_id), state, reason, queue))
+        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), entry[2], payload)
+        if state == "RUNNABLE":
+            self.wake()
+        return InsertResult(job)
 
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED, RUNNABLE_NOW
 from conveyor.store.ops import StoreOps
 from conveyor.store.wakeup import WakeChannel
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 class SQLiteDialect:
@@ -47,7 +49,9 @@ class SQLiteDialect:
         return None if value is None else json.loads(value)
 
     def echo_js(self, stored: Any) -> Any:
-        return json.loads(stored)
+        # the text is JSON this store wrote (no surrounding space): the C scanner alone, without
+        # json.loads's checks around it (~1.3 µs of a single submission)
+        return _scan_json(stored, 0)[0]
 
     def id_in(self, column: str) -> str:
         return f"{column} IN (SELECT value FROM json_each(?))"

@@ -1,0 +1,66 @@
+"""``validate.payload_json`` calls the C encoder directly: the same text as the compact
+``json.JSONEncoder`` it stands for, and the same refusals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from conveyor import errors
+from conveyor.engine import validate
+
+REFERENCE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**70,
+        1.5,
+        -0.0,
+        1e300,
+        "",
+        'é\u2603\U0001f600 "quoted" \\ \n\t\x00',
+        [],
+        {},
+        {"args": [1, 2.5, None, True], "kwargs": {"b": "x", "a": [{}]}},
+        (1, (2, 3)),
+        {1: "int key", 2.5: "float key", False: "bool key", None: "none key"},
+        [[[[["deep"]]]]],
+    ],
+)
+def test_payload_json_is_the_compact_ascii_json_of_the_value(value: Any) -> None:
+    text = validate.payload_json("payload", value)
+    assert text == REFERENCE.encode(value)
+    assert text.isascii()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"x": float("nan")}, "Out of range float values are not JSON compliant"),
+        ([float("inf")], "Out of range float values are not JSON compliant"),
+        ({"when": object()}, "Object of type object is not JSON serializable"),
+        ({("a", "b"): 1}, "keys must be str, int, float, bool or None, not tuple"),
+    ],
+)
+def test_a_value_that_is_not_json_is_refused_naming_the_field(value: Any, reason: str) -> None:
+    with pytest.raises(errors.ValidationError, match="is not JSON-serialisable") as info:
+        validate.payload_json("jobs[3].payload", value)
+    assert info.value.field == "jobs[3].payload"
+    assert reason in str(info.value)
+
+
+def test_a_circular_payload_is_refused_and_the_next_one_still_encodes() -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(errors.ValidationError, match="Circular reference detected"):
+        validate.payload_json("payload", {"a": loop})
+    shared = [1]
+    assert validate.payload_json("payload", [shared, shared]) == "[[1],[1]]"

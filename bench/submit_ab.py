@@ -195,14 +195,15 @@ def main() -> None:
             f" ({1e6 / med[2]:,.0f} jobs/s)"
         )
     for j in range(1, len(trees)):
-        ratios = [
-            statistics.median(
-                [results[j][s][k] / results[0][s][k] for s in range(slices) if results[0][s][k]] or [0.0]
-            )
+        per_slice = [
+            [results[j][s][k] / results[0][s][k] for s in range(slices) if results[0][s][k]] or [0.0]
             for k in range(3)
         ]
+        ratios = [statistics.median(r) for r in per_slice]
+        client = sorted(per_slice[0])
         print(
             f"{trees[j]} / {trees[0]}: median per-slice ratio client {ratios[0]:.3f}"
+            f" (quartiles {client[len(client) // 4]:.3f}..{client[(3 * len(client)) // 4]:.3f})"
             f" server {ratios[1]:.3f} wall {ratios[2]:.3f}"
         )
 

@@ -141,7 +141,7 @@ class JobService:
     # -- submission -----------------------------------------------------------------------
     def submit(self, req: SubmitRequest) -> InsertResult:
         """``submit_many`` of one, without the batch's lists and closures."""
-        if self.limits.max_batch < 1:
+        if self.limits.max_batch < 1:  # refused as a batch too big, as submit_many words it
             return self.submit_many([req])[0]
         now = self.clock.now()
         queues, envs, specs = self._catalog((req.queue,))

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
-from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob, spec_from_dict
+from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, NewJob
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED, RUNNABLE_NOW
 from conveyor.store.ops import StoreOps
@@ -463,9 +463,7 @@ class SQLiteStore(StoreOps):
         run_at = nj.run_at
         state, reason = self._plain_state(nj, now) if run_at is not None else RUNNABLE_NOW
         spec = nj.spec
-        entry = self._spec_entry(spec)
-        if entry[2] is None:
-            entry[2] = spec_from_dict(json.loads(entry[1]))
+        stored_spec, spec_echo = self._spec_forms(spec)
         payload = nj.payload_json
         if payload is None and nj.payload is not None:
             payload = json.dumps(nj.payload, separators=(",", ":"))
@@ -477,7 +475,7 @@ class SQLiteStore(StoreOps):
             nj.definition,
             nj.definition_revision,
             spec.kind,
-            entry[1],
+            stored_spec,
             state,
             reason,
             int(nj.priority),
@@ -522,7 +520,7 @@ class SQLiteStore(StoreOps):
             if translated is exc:
                 raise
             raise translated from exc
-        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), entry[2], payload)
+        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
         if state == "RUNNABLE":
             self.wake()
         return InsertResult(job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,7 +164,13 @@ class JobService:
 
     # -- submission -----------------------------------------------------------------------
     def submit(self, req: SubmitRequest) -> InsertResult:
-        return self.submit_many([req])[0]
+        """``submit_many`` of one, without the batch's lists and closures."""
+        if self.limits.max_batch < 1:  # refused as a batch too big, as submit_many words it
+            return self.submit_many([req])[0]
+        now = self.clock.now()
+        queues, envs, specs = self._catalog((req.queue,))
+        nj = self._build(req, "", now, queues, envs, {}, {}, specs)
+        return self.store.job_insert_many((nj,), now)[0]
 
     def submit_many(self, reqs: Sequence[SubmitRequest]) -> list[InsertResult]:
         """Validate every submission, then insert them all in one transaction (all or none)."""
@@ -203,14 +209,9 @@ class JobService:
                 "jobs", f"{len(reqs)} jobs in one batch", f"at most {self.limits.max_batch}"
             )
         now = self.clock.now()
-        for name in {req.queue for req in reqs}:
-            self.cache.queue(name)  # refreshes on a miss
-        queues, envs = self.cache.queues, self.cache.envs
+        queues, envs, specs = self._catalog({req.queue for req in reqs})
         definitions: dict[tuple[str, int | None], Any] = {}
         parents: dict[int, Job] = {}
-        if self._specs_for[0] is not queues or self._specs_for[1] is not envs or len(self._specs) > 1024:
-            self._specs, self._specs_for = {}, (queues, envs)
-        specs = self._specs
         many = len(reqs) > 1
 
         def build(i: int, req: SubmitRequest) -> NewJob:
@@ -218,6 +219,17 @@ class JobService:
             return self._build(req, prefix, now, queues, envs, definitions, parents, specs)
 
         return now, build
+
+    def _catalog(self, names: Iterable[str]) -> tuple[dict[str, Queue], dict[str, Any], dict[Any, Any]]:
+        """The queues and environments of the catalog snapshot (re-read when one of ``names``
+        is missing), and the validated specs built against that snapshot."""
+        cache = self.cache
+        for name in names:
+            cache.queue(name)  # refreshes on a miss
+        queues, envs = cache.queues, cache.envs
+        if self._specs_for[0] is not queues or self._specs_for[1] is not envs or len(self._specs) > 1024:
+            self._specs, self._specs_for = {}, (queues, envs)
+        return queues, envs, self._specs
 
     def _build(
         self,

@@ -116,7 +116,7 @@ class LifecycleOps(CatalogOps):
     # -- submission -------------------------------------------------------------------------
     def job_insert_many(self, jobs: Sequence[NewJob], now: datetime) -> list[InsertResult]:
         """Insert submissions atomically: all or none. Keys that match return the existing job."""
-        if jobs and all(_plain(nj) for nj in jobs):
+        if _plain(jobs[0]) if len(jobs) == 1 else jobs and all(_plain(nj) for nj in jobs):
             done = self._insert_plain(jobs, now)
             if done is not None:
                 return done

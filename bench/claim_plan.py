@@ -24,7 +24,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from conveyor.model import ClaimRequest, DefinitionSpec, NewJob, spec_to_dict
-from conveyor.store.postgres import START_JOBS, PostgresStore, _pg
+from conveyor.store.lifecycle import DUE_JOBS, NEXT_DUE
+from conveyor.store.postgres import _CLAIM_CFG_FP, _CLAIM_FAST, START_JOBS, PostgresStore, _pg
 
 ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 DB = "conveyor_claim_plan"
@@ -95,13 +96,13 @@ def explain(out: list[str], label: str) -> None:
         (
             "promote due jobs (at most every 100 ms)",
             "UPDATE jobs SET state = 'RUNNABLE', status_reason = 'waiting for a worker', updated_at = ?"
-            " WHERE id IN (SELECT id FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ? ORDER BY run_at LIMIT ?"
-            " FOR UPDATE SKIP LOCKED) AND state = 'SUBMITTED' RETURNING id, queue",
+            " WHERE id IN (" + DUE_JOBS.format(due_index="") + " FOR UPDATE SKIP LOCKED)"
+            " AND state = 'SUBMITTED' RETURNING id, queue",
             (now, now, 1000),
         ),
         (
             "next due time (after a promotion)",
-            "SELECT MIN(run_at) AS m FROM jobs WHERE state = 'SUBMITTED'",
+            NEXT_DUE.format(due_index=""),
             (),
         ),
         (
@@ -127,6 +128,34 @@ def explain(out: list[str], label: str) -> None:
     ]
     out.append(f"\n===== EXPLAIN (ANALYZE, BUFFERS) with {label} =====")
     with psycopg.connect(url()) as conn, conn.cursor() as cur:
+        row = cur.execute(_pg(_CLAIM_CFG_FP), ("default",)).fetchone()
+        assert row is not None
+        statements.append(
+            (
+                "an idle worker's claim: the same in one statement, guarded by the configuration's"
+                " fingerprint and no due job (what job_claim runs for a plain line of queues)",
+                _CLAIM_FAST.replace("{names}", "?"),
+                (
+                    "default",
+                    now,
+                    f"started on worker {worker}",
+                    worker,
+                    now,
+                    now,
+                    now,
+                    "default",
+                    False,
+                    "host",
+                    1,
+                    now,
+                    "default",
+                    row[0],
+                    1,
+                    now,
+                    worker,
+                ),
+            )
+        )
         for title, sql, params in statements:
             out.append(f"\n--- {title}")
             rows = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + _pg(sql), params).fetchall()

@@ -76,7 +76,8 @@ CLAIMED = (
 )
 PROMOTE_EVERY = timedelta(seconds=0.1)
 # the earliest run time of a delayed job; format: due_index (the Dialect's)
-NEXT_DUE = "SELECT MIN(run_at) AS m FROM jobs{due_index} WHERE state = 'SUBMITTED'"
+# (ORDER BY ... LIMIT 1, not MIN: a planner expecting few rows aggregates over all of them)
+NEXT_DUE = "SELECT run_at AS m FROM jobs{due_index} WHERE state = 'SUBMITTED' ORDER BY run_at LIMIT 1"
 # the delayed jobs due at a time, earliest first; parameters: time, limit; format: due_index
 DUE_JOBS = "SELECT id FROM jobs{due_index} WHERE state = 'SUBMITTED' AND run_at <= ? ORDER BY run_at LIMIT ?"
 

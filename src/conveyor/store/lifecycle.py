@@ -56,6 +56,25 @@ _START_SET = (
     " updated_at = ?, compute_environment = ?, terminate_requested = ?, attempt_host = ?,"
     " attempt_pid = ?, attempt_started_at = ?"
 )
+
+
+def start_set_params(req: ClaimRequest, environment: str, at: Any, lease_until: Any) -> tuple[Any, ...]:
+    """``_START_SET``'s parameters, in its order; ``at`` and ``lease_until`` as the backend
+    binds times (the claim's time and its lease's end)."""
+    return (
+        f"started on worker {req.worker_id}",
+        req.worker_id,
+        lease_until,
+        at,
+        at,
+        environment,
+        False,
+        req.host,
+        req.pid,
+        at,
+    )
+
+
 # What an attempts row is written with when the attempt ends; an attempt opened before
 # migration 0008 already has a row, which this completes instead.
 ATTEMPT_COLUMNS = "job_id, number, worker_id, host, pid, started_at, compute_environment, stopped_at, exit_code, reason, counted"

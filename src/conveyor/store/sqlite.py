@@ -24,7 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 from conveyor import errors
 from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, Job, NewJob
 from conveyor.store.base import Row, Tx, plus
-from conveyor.store.lifecycle import _START_SET, ATTEMPT_COLUMNS, ATTEMPT_UPSERT, CLAIMED, RUNNABLE_NOW
+from conveyor.store.lifecycle import (
+    _START_SET,
+    ATTEMPT_COLUMNS,
+    ATTEMPT_UPSERT,
+    CLAIMED,
+    RUNNABLE_NOW,
+    start_set_params,
+)
 from conveyor.store.ops import StoreOps
 from conveyor.store.wakeup import WakeChannel
 
@@ -575,16 +582,7 @@ class SQLiteStore(StoreOps):
             rows = conn.execute(
                 sql,
                 (
-                    f"started on worker {req.worker_id}",
-                    req.worker_id,
-                    plus(now, req.lease_seconds).timestamp(),
-                    ts,
-                    ts,
-                    req.environment,
-                    False,
-                    req.host,
-                    req.pid,
-                    ts,
+                    *start_set_params(req, req.environment, ts, plus(now, req.lease_seconds).timestamp()),
                     *names,
                     req.environment,
                     fp,
@@ -622,16 +620,7 @@ class SQLiteStore(StoreOps):
         started = conn.execute(
             _START,
             (
-                f"started on worker {req.worker_id}",
-                req.worker_id,
-                plus(now, req.lease_seconds).timestamp(),
-                ts,
-                ts,
-                env_name,
-                False,
-                req.host,
-                req.pid,
-                ts,
+                *start_set_params(req, env_name, ts, plus(now, req.lease_seconds).timestamp()),
                 ids,
             ),
         ).rowcount

@@ -258,14 +258,14 @@ INSERT_ONE_TEMPLATE_TX = (
 
 # One plain job (a single submission): the same rows as INSERT_PLAIN_JOBS from a plan with
 # a few nodes instead of a dozen, whose set-up cost more than the rows. Parameters: the
-# _ONE_COLUMNS, the time (created, updated, event), the event's data (JSON text: the client
-# has it at hand; RETURNING the columns to build it took the server ~15% longer); _WAKE adds
-# the queue to notify (a NOTIFY in the output list, not a lateral function scan).
-_ONE_COLUMNS = "queue, name, definition, definition_revision, kind, spec, state, status_reason, priority,"
-_ONE_COLUMNS += " run_at, vcpus, memory_mb, payload, payload_ref, tags, parent_id"
+# _TEMPLATE_COLUMNS, the payload, the time (created, updated, event), the event's data (JSON
+# text: the client has it at hand; RETURNING the columns to build it took the server ~15%
+# longer); _WAKE adds the queue to notify (a NOTIFY in the output list, not a lateral
+# function scan).
 _INSERT_ONE = (
-    f"WITH j AS (INSERT INTO jobs ({_ONE_COLUMNS}, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?::jsonb,"
-    " ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?::timestamptz, ?::timestamptz) RETURNING id),"
+    f"WITH j AS (INSERT INTO jobs ({', '.join(c for c, _ in _TEMPLATE_COLUMNS)}, payload, created_at, updated_at)"
+    f" VALUES ({', '.join(f'?::{t}' for _, t in _TEMPLATE_COLUMNS)}, ?::jsonb, ?::timestamptz, ?::timestamptz)"
+    " RETURNING id),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', ?::jsonb FROM j)"
 )
@@ -394,6 +394,28 @@ _FINISH_AND_CLAIM = (
     " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
     " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
+
+
+def _template_values(nj: NewJob, spec_text: str, state: str, reason: str) -> tuple[Any, ...]:
+    """A job's values of ``_TEMPLATE_COLUMNS``, in order (``spec_text``: its stored spec)."""
+    spec = nj.spec
+    return (
+        nj.queue,
+        nj.name,
+        nj.definition,
+        nj.definition_revision,
+        spec.kind,
+        spec_text,
+        state,
+        reason,
+        int(nj.priority),
+        nj.run_at,
+        float(spec.vcpus),
+        int(spec.memory_mb),
+        nj.payload_ref,
+        json.dumps(list(nj.tags)) if nj.tags else None,
+        nj.parent_id,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -652,21 +674,7 @@ class PostgresStore(StoreOps):
             _INSERT_ONE_TEMPLATE_TX_PG,
             (
                 params[2],
-                nj.queue,
-                nj.name,
-                nj.definition,
-                nj.definition_revision,
-                spec.kind,
-                entry[3],
-                state,
-                reason,
-                int(nj.priority),
-                nj.run_at,
-                float(spec.vcpus),
-                int(spec.memory_mb),
-                nj.payload_ref,
-                json.dumps(list(nj.tags)) if nj.tags else None,
-                nj.parent_id,
+                *_template_values(nj, entry[3], state, reason),
                 now,
                 now,
                 now,
@@ -796,28 +804,7 @@ class PostgresStore(StoreOps):
             event = json.dumps({"to": state, "reason": reason, "queue": nj.queue})
             if runnable:
                 self._events_data[(state, reason, nj.queue)] = event
-        params: tuple[Any, ...] = (
-            nj.queue,
-            nj.name,
-            nj.definition,
-            nj.definition_revision,
-            spec.kind,
-            entry[3],
-            state,
-            reason,
-            int(nj.priority),
-            nj.run_at,
-            float(spec.vcpus),
-            int(spec.memory_mb),
-            payload,
-            nj.payload_ref,
-            json.dumps(list(nj.tags)) if nj.tags else None,
-            nj.parent_id,
-            now,
-            now,
-            now,
-            event,
-        )
+        params = (*_template_values(nj, entry[3], state, reason), payload, now, now, now, event)
         if runnable:
             (job_id, _) = self._statement(_INSERT_ONE_WAKE_PG, (*params, nj.queue))
             self.wake()  # this process's waiting workers (the others heard the NOTIFY at commit)

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from conveyor.model import ClaimRequest, DefinitionSpec, NewJob, spec_to_dict
-from conveyor.store.lifecycle import DUE_JOBS, NEXT_DUE
+from conveyor.store.lifecycle import DUE_JOBS, NEXT_DUE, start_set_params
 from conveyor.store.postgres import _CLAIM_CFG_FP, _CLAIM_FAST, START_JOBS, PostgresStore, _pg
 
 ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -83,6 +83,7 @@ def explain(out: list[str], label: str) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of each statement of a claim, rolled back."""
     now = datetime.now(UTC)
     worker = "plan-worker"
+    start = start_set_params(ClaimRequest(worker, "default", None, 1, 30.0, "host", 1), "default", now, now)
     which = "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN (?) AND state = 'RUNNABLE'"
     which += " ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))"
     statements: list[tuple[str, str, tuple[Any, ...]]] = [
@@ -108,22 +109,7 @@ def explain(out: list[str], label: str) -> None:
         (
             "claim: start the first job in line and record its event (one statement)",
             START_JOBS.format(which=which),
-            (
-                f"started on worker {worker}",
-                worker,
-                now,
-                now,
-                now,
-                "default",
-                False,
-                "host",
-                1,
-                now,
-                "default",
-                1,
-                now,
-                worker,
-            ),
+            (*start, "default", 1, now, worker),
         ),
     ]
     out.append(f"\n===== EXPLAIN (ANALYZE, BUFFERS) with {label} =====")
@@ -135,25 +121,7 @@ def explain(out: list[str], label: str) -> None:
                 "an idle worker's claim: the same in one statement, guarded by the configuration's"
                 " fingerprint and no due job (what job_claim runs for a plain line of queues)",
                 _CLAIM_FAST.replace("{names}", "?"),
-                (
-                    "default",
-                    now,
-                    f"started on worker {worker}",
-                    worker,
-                    now,
-                    now,
-                    now,
-                    "default",
-                    False,
-                    "host",
-                    1,
-                    now,
-                    "default",
-                    row[0],
-                    1,
-                    now,
-                    worker,
-                ),
+                ("default", now, *start, "default", row[0], 1, now, worker),
             )
         )
         for title, sql, params in statements:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
@@ -330,10 +330,7 @@ class SQLiteStore(StoreOps):
                     if fd is not None:
                         fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.Error as exc:
-            translated = self._translated(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            self._reraise(exc)
 
     def _wrote(self, changes: int) -> None:
         """Count a commit that changed ``changes`` rows (for ``wait_for_jobs`` and checkpoints)."""
@@ -343,16 +340,16 @@ class SQLiteStore(StoreOps):
             self._unchecked = 0
             self._checkpoint_soon()
 
-    def _translated(self, exc: sqlite3.Error) -> BaseException:
-        """What a transaction raises for an SQLite error: a duplicate is a ``Conflict``, a
-        missing table a ``StoreUnavailable`` (no schema); other errors as they are."""
+    def _reraise(self, exc: sqlite3.Error) -> NoReturn:
+        """Raise what a transaction raises for an SQLite error: a duplicate is a ``Conflict``,
+        a missing table a ``StoreUnavailable`` (no schema), from ``exc``; other errors as they are."""
         if isinstance(exc, sqlite3.IntegrityError):
-            return errors.Conflict(f"the store refused a duplicate: {exc}")
+            raise errors.Conflict(f"the store refused a duplicate: {exc}") from exc
         if isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc):
-            return errors.StoreUnavailable(
+            raise errors.StoreUnavailable(
                 f"SQLite database {self.path!r} has no Conveyor schema; run `conveyor migrate`"
-            )
-        return exc
+            ) from exc
+        raise exc
 
     def _checkpoint_soon(self) -> None:
         if self._checkpointer is None:
@@ -542,10 +539,7 @@ class SQLiteStore(StoreOps):
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.Error as exc:
-            translated = self._translated(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            self._reraise(exc)
         job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
         if state == "RUNNABLE":
             self.wake()

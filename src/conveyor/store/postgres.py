@@ -320,6 +320,22 @@ _CLAIM_FAST = (
     + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
     + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
+# The start of a worker's successes (SUCCEED_JOBS, _FINISH_AND_CLAIM): the batch as rows
+# (v; parameters: ids, attempts, results as arrays) and the UPDATE of its jobs (f; updated,
+# finished, the ids again, worker), up to its WHERE clause's end, which each continues
+_SUCCEED_HEAD = (
+    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
+    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
+    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
+    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " AND NOT jobs.terminate_requested"
+)
+# the attempt rows of the jobs f finished; parameters: started (when none was recorded), stopped
+_SUCCEED_ATTEMPTS = (
+    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
+    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
+    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
+)
 # One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
 # event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
 # finished, ids again, worker; started (an attempt without a recorded start), stopped
@@ -329,17 +345,11 @@ _CLAIM_FAST = (
 # vacuum: a finish then read thousands of index entries and heap pages (server time per job
 # 160-200 -> 120-150 µs).
 SUCCEED_JOBS = (
-    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
-    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
-    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
-    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
-    " AND NOT jobs.terminate_requested RETURNING jobs.id, jobs.attempt, jobs.unique_key, jobs.unique_ttl,"
+    _SUCCEED_HEAD + " RETURNING jobs.id, jobs.attempt, jobs.unique_key, jobs.unique_ttl,"
     " jobs.has_dependants, jobs.array_parent_id, v.ord, jobs.worker_id, jobs.attempt_host,"
     " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
-    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
-    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
-    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
-    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    + _SUCCEED_ATTEMPTS
+    + " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', f.id::text, 'job.state',"
     " jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED', 'attempt', f.attempt) FROM f ORDER BY f.ord)"
     " SELECT f.id, f.attempt, f.unique_key, f.unique_ttl, f.has_dependants, f.array_parent_id FROM f"
@@ -362,17 +372,11 @@ SUCCEED_JOBS = (
 # worker (events); whether to commit asynchronously. Returns the ids finished, whether the
 # fingerprint held, the set_config's value, then lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
 _FINISH_AND_CLAIM = (
-    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
-    " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
-    " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
-    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
-    " AND NOT jobs.terminate_requested AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
+    _SUCCEED_HEAD + " AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
     " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord, jobs.worker_id, jobs.attempt_host,"
     " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
-    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
-    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
-    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
-    f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok),"
+    + _SUCCEED_ATTEMPTS
+    + f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok),"
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)

@@ -152,6 +152,12 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
         new(payload=0, parent_id=7, definition="d", definition_revision=2),
         new("other", payload_ref="blob-1"),
         new(spec=CMD, payload=False, run_at=now - timedelta(seconds=1)),
+        # SQLite's single insert binds no NULLs for a job like this one (_INSERT_BARE)
+        new(
+            spec=DefinitionSpec(function="tasks:work", vcpus=0.5, memory_mb=64),
+            payload={"x": [1]},
+            priority=4,
+        ),
     ]
 
     def general() -> None:

@@ -69,3 +69,40 @@ def test_wrong_arguments_are_refused_and_instances_stay_frozen() -> None:
         result.job.priority = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.existing = True  # type: ignore[misc]
+
+
+def test_the_job_fields_keep_the_order_positional_callers_pass() -> None:
+    """``LifecycleOps._new_job`` builds a ``Job`` positionally: reordering the fields must fail here."""
+    assert [f.name for f in dataclasses.fields(Job)] == [
+        "id",
+        "queue",
+        "name",
+        "definition",
+        "definition_revision",
+        "spec",
+        "state",
+        "status_reason",
+        "priority",
+        "created_at",
+        "updated_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "attempt",
+        "attempts_counted",
+        "payload",
+        "payload_ref",
+        "result",
+        "tags",
+        "unique_key",
+        "idempotency_key",
+        "parent_id",
+        "array_size",
+        "array_index",
+        "array_parent_id",
+        "depends_on",
+        "worker_id",
+        "lease_expires_at",
+        "compute_environment",
+        "terminate_requested",
+    ]

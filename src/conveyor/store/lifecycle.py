@@ -419,38 +419,40 @@ class LifecycleOps(CatalogOps):
     ) -> Job:
         """The job just inserted, as reading its row back would give it."""
         d = self.d
+        # positional, in Job's field order (the names are the comments): matching 31 keywords
+        # was ~2 µs of each single submission
         return Job(
-            id=job_id,
-            queue=nj.queue,
-            name=nj.name,
-            definition=nj.definition,
-            definition_revision=nj.definition_revision,
-            spec=spec,
-            state=_STATES[state],
-            status_reason=reason,
-            priority=int(nj.priority),
-            created_at=stamp,
-            updated_at=stamp,
-            run_at=None if nj.run_at is None else d.dt(d.ts(nj.run_at)),
-            started_at=None,
-            finished_at=stamp if state == "FAILED" else None,
-            attempt=0,
-            attempts_counted=0,
-            payload=None if payload_stored is None else d.echo_js(payload_stored),
-            payload_ref=nj.payload_ref,
-            result=None,
-            tags=tuple(nj.tags),
-            unique_key=nj.unique_key,
-            idempotency_key=nj.idempotency_key,
-            parent_id=nj.parent_id,
-            array_size=nj.array_size,
-            array_index=None,
-            array_parent_id=None,
-            depends_on=tuple(dep.job_id for dep in nj.depends_on) if nj.depends_on else (),
-            worker_id=None,
-            lease_expires_at=None,
-            compute_environment=None,
-            terminate_requested=False,
+            job_id,  # id
+            nj.queue,
+            nj.name,
+            nj.definition,
+            nj.definition_revision,
+            spec,
+            _STATES[state],
+            reason,  # status_reason
+            int(nj.priority),
+            stamp,  # created_at
+            stamp,  # updated_at
+            None if nj.run_at is None else d.dt(d.ts(nj.run_at)),
+            None,  # started_at
+            stamp if state == "FAILED" else None,  # finished_at
+            0,  # attempt
+            0,  # attempts_counted
+            None if payload_stored is None else d.echo_js(payload_stored),
+            nj.payload_ref,
+            None,  # result
+            tuple(nj.tags),
+            nj.unique_key,
+            nj.idempotency_key,
+            nj.parent_id,
+            nj.array_size,
+            None,  # array_index
+            None,  # array_parent_id
+            tuple(dep.job_id for dep in nj.depends_on) if nj.depends_on else (),
+            None,  # worker_id
+            None,  # lease_expires_at
+            None,  # compute_environment
+            False,  # terminate_requested
         )
 
     @staticmethod

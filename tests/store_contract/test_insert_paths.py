@@ -59,6 +59,17 @@ def test_returned_jobs_equal_their_stored_rows_across_both_paths(store: Store, c
     assert {j.state for j in plain[:10]} == {JobState.RUNNABLE}
 
 
+def test_a_batch_of_bare_jobs_answers_its_stored_rows(store: Store, clock: FrozenClock) -> None:
+    """Jobs with nothing but a spec, priority and payload (SQLite's _INSERT_BARE rows)."""
+    now = clock.now()
+    results = store.job_insert_many(
+        [new(payload={"i": i} if i else None, priority=i % 3) for i in range(5)], now
+    )
+    for res in results:
+        assert store.job_get(res.job.id) == res.job
+    assert [r.job.payload for r in results] == [None, *({"i": i} for i in range(1, 5))]
+
+
 def test_one_spec_object_reused_with_other_contents_is_not_confused(store: Store, clock: FrozenClock) -> None:
     now = clock.now()
     first = insert(store, now, new(spec=DefinitionSpec(command=("echo", "a"))))[0]
@@ -139,9 +150,11 @@ def _stored(store: Store, first_id: int) -> tuple[list[dict[str, object]], list[
     return jobs, events
 
 
-def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock) -> None:
+@pytest.mark.parametrize("only_bare", [False, True])
+def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock, only_bare: bool) -> None:
     """The general path, the plain batch, one plain job at a time, the brief (bulk) path and
-    chunks write identical job and event rows for the same submissions."""
+    chunks write identical job and event rows for the same submissions (``only_bare``: jobs
+    with nothing but a spec, priority and payload, which SQLite inserts binding no NULLs)."""
     now = clock.now()
     later = now + timedelta(minutes=5)
     jobs = [
@@ -152,13 +165,20 @@ def test_every_insert_path_stores_the_same_rows(store: Store, clock: FrozenClock
         new(payload=0, parent_id=7, definition="d", definition_revision=2),
         new("other", payload_ref="blob-1"),
         new(spec=CMD, payload=False, run_at=now - timedelta(seconds=1)),
-        # SQLite's single insert binds no NULLs for a job like this one (_INSERT_BARE)
+        # SQLite inserts a job like this one binding no NULLs (_INSERT_BARE)
         new(
             spec=DefinitionSpec(function="tasks:work", vcpus=0.5, memory_mb=64),
             payload={"x": [1]},
             priority=4,
         ),
     ]
+    if only_bare:
+        jobs = [
+            new(),
+            new(spec=CMD, payload={"i": 1, "text": "é\u2603"}, priority=-2),
+            new(spec=DefinitionSpec(function="tasks:work", vcpus=0.5, memory_mb=64), payload=[1], priority=4),
+            new("other", payload="x"),
+        ]
 
     def general() -> None:
         with store._write() as tx:

@@ -152,6 +152,63 @@ _INSERT_BARE = (
     f" memory_mb, payload) VALUES (?1, ?2, ?3, '{RUNNABLE_NOW[0]}', '{RUNNABLE_NOW[1]}', ?4, ?5, ?5, ?6, ?7, ?8)"
 )
 
+
+def _bare(nj: NewJob) -> bool:
+    """Whether ``_INSERT_BARE`` can store the job (runnable at once, nothing else set)."""
+    return (
+        nj.run_at is None
+        and nj.name is None
+        and nj.definition is None
+        and nj.payload_ref is None
+        and not nj.tags
+        and nj.parent_id is None
+    )
+
+
+def _job_row(nj: NewJob, bare: bool, state: str, reason: str, stored_spec: Any, ts: float) -> tuple[Any, ...]:
+    """The parameters of ``_INSERT_BARE`` (``bare``) or of ``_INSERT_PLAIN`` for one job; the
+    stored payload is at ``_PAYLOAD_AT[bare]``."""
+    spec = nj.spec
+    payload = nj.payload_json
+    if payload is None and nj.payload is not None:
+        payload = json.dumps(nj.payload, separators=(",", ":"))
+    if bare:
+        return (
+            nj.queue,
+            spec.kind,
+            stored_spec,
+            int(nj.priority),
+            ts,
+            float(spec.vcpus),
+            int(spec.memory_mb),
+            payload,
+        )
+    return (
+        nj.queue,
+        nj.name,
+        nj.definition,
+        nj.definition_revision,
+        spec.kind,
+        stored_spec,
+        state,
+        reason,
+        int(nj.priority),
+        ts,
+        ts,
+        None if nj.run_at is None else nj.run_at.timestamp(),
+        float(spec.vcpus),
+        int(spec.memory_mb),
+        payload,
+        nj.payload_ref,
+        json.dumps(list(nj.tags), separators=(",", ":")) if nj.tags else None,
+        nj.parent_id,
+    )
+
+
+# where _job_row puts the stored payload, bare or not
+_PAYLOAD_AT = {True: 7, False: 14}
+
+
 # the event of one plain job, as _PLAIN_EVENTS makes it; parameters: at, id, state, reason, queue
 _PLAIN_EVENT = (
     "INSERT INTO events (at, entity, entity_id, type, data) VALUES (?, 'job', ?, 'job.state',"
@@ -418,8 +475,11 @@ class SQLiteStore(StoreOps):
 
     def _plain_rows(
         self, jobs: Sequence[NewJob], now: datetime, woken: set[str], echo: bool
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]], list[DefinitionSpec]]:
+    ) -> tuple[bool, list[tuple[Any, ...]], list[tuple[str, str]], list[DefinitionSpec]]:
+        """(whether the rows are ``_INSERT_BARE``'s: every job is ``_bare``, rows, (state,
+        reason) of each job, specs as read back when ``echo``)."""
         ts = now.timestamp()
+        bare = all(_bare(nj) for nj in jobs)
         rows: list[tuple[Any, ...]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
@@ -427,47 +487,24 @@ class SQLiteStore(StoreOps):
             states.append((state, reason))
             if spec is not None:
                 echoes.append(spec)
-            rows.append(
-                (
-                    nj.queue,
-                    nj.name,
-                    nj.definition,
-                    nj.definition_revision,
-                    nj.spec.kind,
-                    stored,
-                    state,
-                    reason,
-                    int(nj.priority),
-                    ts,
-                    ts,
-                    None if nj.run_at is None else nj.run_at.timestamp(),
-                    float(nj.spec.vcpus),
-                    int(nj.spec.memory_mb),
-                    nj.payload_json
-                    if nj.payload_json is not None
-                    else None
-                    if nj.payload is None
-                    else json.dumps(nj.payload, separators=(",", ":")),
-                    nj.payload_ref,
-                    json.dumps(list(nj.tags), separators=(",", ":")) if nj.tags else None,
-                    nj.parent_id,
-                )
-            )
-        return rows, states, echoes
+            rows.append(_job_row(nj, bare, state, reason, stored, ts))
+        return bare, rows, states, echoes
 
     @staticmethod
-    def _write_plain(tx: Tx, rows: list[tuple[Any, ...]], ts: float) -> int:
-        """Insert the rows and their events; the id of the first (the others follow: ids come
-        from AUTOINCREMENT and the write lock is held)."""
+    def _write_plain(tx: Tx, bare: bool, rows: list[tuple[Any, ...]], ts: float) -> int:
+        """Insert the rows (``_INSERT_BARE``'s when ``bare``) and their events; the id of the
+        first (the others follow: ids come from AUTOINCREMENT and the write lock is held)."""
         conn = tx.conn  # type: ignore[attr-defined]
+        sql = _INSERT_BARE if bare else _INSERT_PLAIN
         if len(rows) == 1:
             # one job (a single submission): no RETURNING (SQLite ~5 us a row) and its event
             # from the values at hand, not read back from the row just written
             row = rows[0]
-            job_id: int = conn.execute(_INSERT_PLAIN, row).lastrowid
-            conn.execute(_PLAIN_EVENT, (ts, str(job_id), row[6], row[7], row[0]))
+            job_id: int = conn.execute(sql, row).lastrowid
+            state, reason = RUNNABLE_NOW if bare else (row[6], row[7])
+            conn.execute(_PLAIN_EVENT, (ts, str(job_id), state, reason, row[0]))
             return job_id
-        conn.executemany(_INSERT_PLAIN, rows)
+        conn.executemany(sql, rows)
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first: int = last - len(rows) + 1
         conn.execute(_PLAIN_EVENTS, (ts, first, last))
@@ -479,14 +516,15 @@ class SQLiteStore(StoreOps):
         if len(jobs) == 1:
             return [self._insert_one(jobs[0], now)]
         woken: set[str] = set()
-        rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
+        bare, rows, states, echoes = self._plain_rows(jobs, now, woken, echo=True)
         with self._write() as tx:
-            first = self._write_plain(tx, rows, now.timestamp())
+            first = self._write_plain(tx, bare, rows, now.timestamp())
         if woken:  # before the jobs are built: the waiting workers start meanwhile
             self.wake()
         stamp = datetime.fromtimestamp(now.timestamp(), UTC)
+        at = _PAYLOAD_AT[bare]
         return [
-            InsertResult(self._new_job(first + i, nj, state, reason, stamp, echo, row[14]))
+            InsertResult(self._new_job(first + i, nj, state, reason, stamp, echo, row[at]))
             for i, (nj, (state, reason), echo, row) in enumerate(zip(jobs, states, echoes, rows, strict=True))
         ]
 
@@ -497,53 +535,12 @@ class SQLiteStore(StoreOps):
         state, reason = self._plain_state(nj, now) if run_at is not None else RUNNABLE_NOW
         spec = nj.spec
         stored_spec, spec_echo = self._spec_forms(spec)
-        payload = nj.payload_json
-        if payload is None and nj.payload is not None:
-            payload = json.dumps(nj.payload, separators=(",", ":"))
         ts = now.timestamp()
         queue = nj.queue
-        sql: str = _INSERT_PLAIN
-        row: tuple[Any, ...]
-        if (
-            run_at is None
-            and nj.name is None
-            and nj.definition is None
-            and nj.payload_ref is None
-            and not nj.tags
-            and nj.parent_id is None
-        ):
-            sql = _INSERT_BARE
-            row = (
-                queue,
-                spec.kind,
-                stored_spec,
-                int(nj.priority),
-                ts,
-                float(spec.vcpus),
-                int(spec.memory_mb),
-                payload,
-            )
-        else:
-            row = (
-                queue,
-                nj.name,
-                nj.definition,
-                nj.definition_revision,
-                spec.kind,
-                stored_spec,
-                state,
-                reason,
-                int(nj.priority),
-                ts,
-                ts,
-                None if run_at is None else run_at.timestamp(),
-                float(spec.vcpus),
-                int(spec.memory_mb),
-                payload,
-                nj.payload_ref,
-                json.dumps(list(nj.tags), separators=(",", ":")) if nj.tags else None,
-                nj.parent_id,
-            )
+        bare = _bare(nj)
+        sql = _INSERT_BARE if bare else _INSERT_PLAIN
+        row = _job_row(nj, bare, state, reason, stored_spec, ts)
+        payload = row[_PAYLOAD_AT[bare]]
         # _write()'s transaction, written out: its generator and context managers were ~3% of
         # a single submission
         try:
@@ -585,8 +582,8 @@ class SQLiteStore(StoreOps):
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]
     ) -> list[tuple[int, str]]:
-        rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
-        first = self._write_plain(tx, rows, now.timestamp())
+        bare, rows, states, _ = self._plain_rows(jobs, now, woken, echo=False)
+        first = self._write_plain(tx, bare, rows, now.timestamp())
         return [(first + i, state) for i, (state, _) in enumerate(states)]
 
     _CLAIM_PLAN = (

@@ -622,22 +622,24 @@ class PostgresStore(StoreOps):
     @staticmethod
     def _run_prepared(pgconn: Any, prepared: set[bytes], st: _Prepared, values: list[bytes | None]) -> Any:
         """``st`` run on ``pgconn``, prepared there first unless ``prepared`` (the names prepared on
-        it) has it; its result (one row), or its error raised."""
-        if st.name not in prepared:
-            res = pgconn.prepare(st.name, st.text)
-            if res.status != pq.ExecStatus.COMMAND_OK:
-                exc = _failure(pgconn, res)
-                if not isinstance(exc, psycopg.errors.DuplicatePreparedStatement):  # the same text
-                    raise exc
-            prepared.add(st.name)
-        res = pgconn.exec_prepared(st.name, values)
-        if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
-            return res
-        exc = _failure(pgconn, res)
-        if isinstance(exc, psycopg.errors.InvalidSqlStatementName):  # deallocated: nothing ran
+        it) has it; its result (one row), or its error raised. A statement the server no longer
+        knows (``DEALLOCATE``) is prepared again, once."""
+        for again in (False, True):
+            if st.name not in prepared:
+                res = pgconn.prepare(st.name, st.text)
+                if res.status != pq.ExecStatus.COMMAND_OK:
+                    exc = _failure(pgconn, res)
+                    if not isinstance(exc, psycopg.errors.DuplicatePreparedStatement):  # the same text
+                        raise exc
+                prepared.add(st.name)
+            res = pgconn.exec_prepared(st.name, values)
+            if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
+                return res
+            exc = _failure(pgconn, res)
+            if again or not isinstance(exc, psycopg.errors.InvalidSqlStatementName):  # nothing ran
+                raise exc
             prepared.discard(st.name)
-            return PostgresStore._run_prepared(pgconn, prepared, st, values)
-        raise exc
+        raise AssertionError("unreachable")
 
     def _statement_pooled(self, st: _Prepared, params: Sequence[Any]) -> int:
         """``_statement`` through psycopg's cursor on a connection checked out of the pool."""

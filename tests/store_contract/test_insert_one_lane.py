@@ -4,9 +4,6 @@ stores, returns and wakes is what the general path would, for any values, from a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from datetime import timedelta, timezone
 
@@ -16,8 +13,7 @@ from conveyor.clock import FrozenClock
 from conveyor.model import DefinitionSpec, Job, JobState
 from conveyor.store import Store
 
-from .helpers import insert, insert_one, new
-from .test_insert_paths import _WAITER
+from .helpers import insert, insert_one, new, waiter_in_another_process
 
 AWKWARD = 'it\'s 50% ? $1 \\ "q" é\u2603 \U0001f600'
 
@@ -132,16 +128,6 @@ def test_concurrent_single_submissions_get_their_own_rows(store: Store, clock: F
 
 
 def test_a_single_submission_wakes_a_waiter_in_another_process(store: Store, clock: FrozenClock) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    waiter = subprocess.Popen(
-        [sys.executable, "-c", _WAITER, store.url], stdout=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert waiter.stdout is not None
-        assert waiter.stdout.readline().strip() == "ready"
+    with waiter_in_another_process(store.url) as answer:
         assert insert_one(store, clock.now()).state is JobState.RUNNABLE
-        assert waiter.stdout.readline().strip() == "woken"
-        assert waiter.wait(30) == 0
-    finally:
-        waiter.kill()
-        waiter.wait(5)
+        assert answer() == "woken"

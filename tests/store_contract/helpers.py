@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -126,3 +131,40 @@ def worker(worker_id: str, env: str, now: datetime) -> WorkerInfo:
         heartbeat_at=now,
         stopped_at=None,
     )
+
+
+# waits in another process (SQLite's data_version poll slowed to 60 s): "woken" or "timeout"
+_WAITER = """
+import sys
+from conveyor.store import open_store
+store = open_store(sys.argv[1])
+store.poll_seconds = 60.0
+store.wait_for_jobs(0.01)  # binds the socket / LISTENs
+print("ready", flush=True)
+print("woken" if store.wait_for_jobs(30.0) else "timeout", flush=True)
+store.close()
+"""
+
+
+@contextlib.contextmanager
+def waiter_in_another_process(url: str) -> Iterator[Callable[[], str]]:
+    """A process waiting for jobs of ``url`` (``_WAITER``), ready once entered; gives a function
+    that reads its answer ("woken" or "timeout") and expects it to exit."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, url], stdout=subprocess.PIPE, text=True, env=env
+    )
+    stdout = waiter.stdout
+    assert stdout is not None
+
+    def answer() -> str:
+        got = stdout.readline().strip()
+        assert waiter.wait(30) == 0
+        return got
+
+    try:
+        assert stdout.readline().strip() == "ready"
+        yield answer
+    finally:
+        waiter.kill()
+        waiter.wait(5)

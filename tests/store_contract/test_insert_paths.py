@@ -3,9 +3,6 @@ one by one) give back exactly the rows they stored, whatever the mix and whoever
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -26,7 +23,7 @@ from conveyor.model import (
 )
 from conveyor.store import Store, open_store
 
-from .helpers import CMD, FN, claim, insert, new
+from .helpers import CMD, FN, claim, insert, new, waiter_in_another_process
 
 
 def test_returned_jobs_equal_their_stored_rows_across_both_paths(store: Store, clock: FrozenClock) -> None:
@@ -257,27 +254,8 @@ def test_a_batch_of_one_template_stores_what_the_general_path_stores(
             assert job is not None and job.payload == p and job.state is r.state
 
 
-# waits in another process (SQLite's data_version poll slowed to 60 s): "woken" or "timeout"
-_WAITER = """
-import sys
-from conveyor.store import open_store
-store = open_store(sys.argv[1])
-store.poll_seconds = 60.0
-store.wait_for_jobs(0.01)  # binds the socket / LISTENs
-print("ready", flush=True)
-print("woken" if store.wait_for_jobs(30.0) else "timeout", flush=True)
-store.close()
-"""
-
-
 def test_a_chunked_submission_wakes_a_waiter_in_another_process(store: Store, clock: FrozenClock) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    waiter = subprocess.Popen(
-        [sys.executable, "-c", _WAITER, store.url], stdout=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert waiter.stdout is not None
-        assert waiter.stdout.readline().strip() == "ready"
+    with waiter_in_another_process(store.url) as answer:
         now = clock.now()
         later = now + timedelta(minutes=5)
         got = store.job_insert_chunks(
@@ -287,11 +265,7 @@ def test_a_chunked_submission_wakes_a_waiter_in_another_process(store: Store, cl
         assert [r.state for r in got] == [JobState.SUBMITTED] * 2 + [JobState.RUNNABLE] * 2 + [
             JobState.SUBMITTED
         ]
-        assert waiter.stdout.readline().strip() == "woken"
-        assert waiter.wait(30) == 0
-    finally:
-        waiter.kill()
-        waiter.wait(5)
+        assert answer() == "woken"
 
 
 def test_chunks_keep_submission_order_across_plain_and_keyed_chunks(store: Store, clock: FrozenClock) -> None:

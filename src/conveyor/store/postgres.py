@@ -838,7 +838,7 @@ class PostgresStore(StoreOps):
         )
 
     _CLAIM_PLAN = (
-        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
         " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
         " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
     )

@@ -553,7 +553,7 @@ class SQLiteStore(StoreOps):
         return [(first + i, state) for i, (state, _) in enumerate(states)]
 
     _CLAIM_PLAN = (
-        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
         " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
         " FROM compute_environments e LEFT JOIN queues q ON 1 = 1 WHERE e.name = ?"
     )

@@ -800,11 +800,6 @@ class LifecycleOps(CatalogOps):
             rows = self._claim(tx, req, now, woken)
         return applied, self._claimed_jobs(rows, req, req.environment, now)
 
-    def _promotion_skipped(self, now: datetime) -> bool:
-        """Whether ``_maybe_promote`` would do nothing at ``now`` (see there)."""
-        last, hint = self._promoted_at, self._due_hint
-        return last is not None and last <= now < last + PROMOTE_EVERY and (hint is None or now < hint)
-
     def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Sequence[Any]]:
         """Start what the request may take; the jobs' ``CLAIMED`` rows, in line order."""
         d = self.d

@@ -426,6 +426,17 @@ def _template_values(nj: NewJob, spec_text: str, state: str, reason: str) -> tup
     )
 
 
+def _succeed_rows(finishes: Sequence[Finish]) -> tuple[str, str, list[Jsonb | None] | None]:
+    """``_SUCCEED_HEAD``'s batch parameters: ids and attempts as array literals (psycopg's list
+    dumper, in Python, cost ~15% of a worker's batch call) and the results, NULL when there is
+    none (unnest pads the missing array with NULLs)."""
+    ids = "{" + ",".join([str(f.job_id) for f in finishes]) + "}"
+    attempts = "{" + ",".join([str(f.attempt) for f in finishes]) + "}"
+    if all(f.result is None for f in finishes):
+        return ids, attempts, None
+    return ids, attempts, [Jsonb(f.result) if f.result is not None else None for f in finishes]
+
+
 @functools.lru_cache(maxsize=64)
 def _finish_and_claim(queues: int) -> str:
     """``_FINISH_AND_CLAIM`` for a number of queues (ready for psycopg)."""
@@ -891,15 +902,16 @@ class PostgresStore(StoreOps):
         return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
+        ids, attempts, results = _succeed_rows(group)
         return tx.q(
             SUCCEED_JOBS,
             (
-                [f.job_id for f in group],
-                [f.attempt for f in group],
-                [Jsonb(f.result) if f.result is not None else None for f in group],
+                ids,
+                attempts,
+                results,
                 now,
                 now,
-                [f.job_id for f in group],
+                ids,
                 worker_id,
                 now,
                 now,
@@ -922,15 +934,15 @@ class PostgresStore(StoreOps):
         fingerprint, names = self._claim_line(req)
         if not names or fingerprint is None:
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
-        ids = [f.job_id for f in finishes]
+        ids, attempts, results = _succeed_rows(finishes)
         try:
             with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(
                     _finish_and_claim(len(names)),
                     (
                         ids,
-                        [f.attempt for f in finishes],
-                        [Jsonb(f.result) if f.result is not None else None for f in finishes],
+                        attempts,
+                        results,
                         now,
                         now,
                         ids,

@@ -20,6 +20,21 @@ def _req(limit: int, worker: str = "w1", queues: tuple[str, ...] | None = None) 
     return ClaimRequest(worker, "default", queues, limit, 30.0, host="h", pid=7)
 
 
+def _drain(store: Store, clock: FrozenClock, limit: int) -> list[int]:
+    """Claim, then finish and claim in steady batches (the clock 10 ms on each time) until
+    nothing is left; the ids claimed, in order."""
+    running = claim(store, clock.now(), limit=limit)
+    seen = [j.id for j in running]
+    while running:
+        clock.advance(0.01)
+        applied, running = store.job_finish_and_claim(
+            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(limit), clock.now()
+        )
+        assert all(applied)
+        seen += [j.id for j in running]
+    return seen
+
+
 def test_steady_batches_finish_with_results_and_claim_in_line_order(store: Store, clock: FrozenClock) -> None:
     jobs = insert(store, clock.now(), *(new(priority=1 if i == 5 else 0) for i in range(8)))
     seen = store.events_list()[-1].id
@@ -172,16 +187,7 @@ def test_steady_batches_over_queues_of_two_priorities_take_the_higher_first(
     store.queue_put(Queue("urgent", priority=5), clock.now())
     low = insert(store, clock.now(), *(new() for _ in range(4)))
     high = insert(store, clock.now(), *(new("urgent") for _ in range(3)))
-    running = claim(store, clock.now(), limit=2)
-    seen = [j.id for j in running]
-    while running:
-        clock.advance(0.01)
-        applied, running = store.job_finish_and_claim(
-            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(2), clock.now()
-        )
-        assert all(applied)
-        seen += [j.id for j in running]
-    assert seen == [j.id for j in high + low]
+    assert _drain(store, clock, 2) == [j.id for j in high + low]
     assert all(get(store, j.id).state is JobState.SUCCEEDED for j in high + low)
 
 
@@ -234,15 +240,7 @@ def test_a_job_that_becomes_due_during_steady_batches_is_promoted_and_claimed_on
         [delayed] = insert(other, clock.now(), new(run_at=clock.now() + timedelta(seconds=0.05)))
     finally:
         other.close()
-    running = claim(store, clock.now(), limit=4)
-    seen = [j.id for j in running]
-    while running:
-        clock.advance(0.01)
-        applied, running = store.job_finish_and_claim(
-            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(4), clock.now()
-        )
-        assert all(applied)
-        seen += [j.id for j in running]
+    seen = _drain(store, clock, 4)
     assert sorted(seen) == sorted([j.id for j in plain] + [delayed.id])  # each once, none left
     # due after 5 batches: claimed within the promotion's interval (0.1 s: 10 batches) after that
     assert seen.index(delayed.id) < 4 * 16

@@ -7,6 +7,7 @@ handled as ``job_finish_many`` would."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from conveyor.clock import FrozenClock
 from conveyor.model import ClaimRequest, Finish, JobState, OutcomeKind, Queue
@@ -17,6 +18,21 @@ from .helpers import claim, get, insert, insert_one, job_states_seen, new
 
 def _req(limit: int, worker: str = "w1", queues: tuple[str, ...] | None = None) -> ClaimRequest:
     return ClaimRequest(worker, "default", queues, limit, 30.0, host="h", pid=7)
+
+
+def _drain(store: Store, clock: FrozenClock, limit: int) -> list[int]:
+    """Claim, then finish and claim in steady batches (the clock 10 ms on each time) until
+    nothing is left; the ids claimed, in order."""
+    running = claim(store, clock.now(), limit=limit)
+    seen = [j.id for j in running]
+    while running:
+        clock.advance(0.01)
+        applied, running = store.job_finish_and_claim(
+            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(limit), clock.now()
+        )
+        assert all(applied)
+        seen += [j.id for j in running]
+    return seen
 
 
 def test_steady_batches_finish_with_results_and_claim_in_line_order(store: Store, clock: FrozenClock) -> None:
@@ -171,16 +187,7 @@ def test_steady_batches_over_queues_of_two_priorities_take_the_higher_first(
     store.queue_put(Queue("urgent", priority=5), clock.now())
     low = insert(store, clock.now(), *(new() for _ in range(4)))
     high = insert(store, clock.now(), *(new("urgent") for _ in range(3)))
-    running = claim(store, clock.now(), limit=2)
-    seen = [j.id for j in running]
-    while running:
-        clock.advance(0.01)
-        applied, running = store.job_finish_and_claim(
-            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(2), clock.now()
-        )
-        assert all(applied)
-        seen += [j.id for j in running]
-    assert seen == [j.id for j in high + low]
+    assert _drain(store, clock, 2) == [j.id for j in high + low]
     assert all(get(store, j.id).state is JobState.SUCCEEDED for j in high + low)
 
 
@@ -218,3 +225,25 @@ def test_workers_draining_in_steady_batches_run_each_job_once(
         done = get(store, job.id)
         assert done.state is JobState.SUCCEEDED and done.result == job.id and done.attempt == 1
         assert [a.number for a in store.job_attempts(job.id)] == [1]
+
+
+def test_a_job_that_becomes_due_during_steady_batches_is_promoted_and_claimed_once(
+    store: Store, clock: FrozenClock, db_url: str
+) -> None:
+    """A delayed job (here submitted through another store object, so this one has no hint of
+    it) becomes due while a worker drains in steady batches: it is promoted (with its event)
+    and claimed soon — the batches may not skip the promotion for longer than it would wait —
+    and exactly once; the batches around it finish and claim as before."""
+    plain = insert(store, clock.now(), *(new() for _ in range(40)))
+    other = open_store(db_url)
+    try:
+        [delayed] = insert(other, clock.now(), new(run_at=clock.now() + timedelta(seconds=0.05)))
+    finally:
+        other.close()
+    seen = _drain(store, clock, 4)
+    assert sorted(seen) == sorted([j.id for j in plain] + [delayed.id])  # each once, none left
+    # due after 5 batches: claimed within the promotion's interval (0.1 s: 10 batches) after that
+    assert seen.index(delayed.id) < 4 * 16
+    assert job_states_seen(store, delayed.id) == ["SUBMITTED", "RUNNABLE", "RUNNING", "SUCCEEDED"]
+    [attempt] = store.job_attempts(delayed.id)
+    assert attempt.reason == "succeeded" and attempt.worker_id == "w1"

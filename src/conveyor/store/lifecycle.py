@@ -738,9 +738,10 @@ class LifecycleOps(CatalogOps):
         wake-up, on its latency path): the jobs, or None to take the general path."""
         return None
 
-    # the configuration ``_claim_line`` reads, with its fingerprint (one statement, one
-    # snapshot): fingerprint, max_vcpus, max_memory_mb, enabled, then per queue (NULLs when
-    # there is none) name, priority, enabled, environments; parameters: environment twice
+    # the configuration ``_claim_line`` and ``_claim`` read, with its fingerprint (one
+    # statement, one snapshot): fingerprint, name, max_vcpus, max_memory_mb, enabled, then per
+    # queue (NULLs when there is none) name, priority, enabled, environments; parameters:
+    # environment twice
     _CLAIM_PLAN = ""
 
     def _claim_line(self, req: ClaimRequest) -> tuple[Any, tuple[str, ...]]:
@@ -748,13 +749,18 @@ class LifecycleOps(CatalogOps):
         line (one priority, ``req``'s environment the first of each) in an enabled environment
         without limits — where ``_claim`` takes the first jobs in line with one statement and
         no capacity checks — their names (else none). Cached by request until the fingerprint
-        a fast claim sees differs; a plan without a line is read again every few seconds."""
+        a fast claim sees differs; a plan without a line is read again every few seconds, and
+        by every claim that takes the general path (``_claim`` reads the same rows)."""
         key = (req.environment, req.queues)
         plan = self._claim_plans.get(key)
         if plan is not None and (plan[1] or time.monotonic() - plan[2] < 5.0):
             return plan[0], plan[1]
         with self._read() as tx:
             rows = tx.q(self._CLAIM_PLAN, (req.environment, req.environment))
+        return self._plan(req, rows)
+
+    def _plan(self, req: ClaimRequest, rows: list[Row]) -> tuple[Any, tuple[str, ...]]:
+        """``_claim_line``'s plan from the rows of ``_CLAIM_PLAN``, cached."""
         names: tuple[str, ...] = ()
         fp = rows[0]["fp"] if rows else None
         if (
@@ -777,7 +783,7 @@ class LifecycleOps(CatalogOps):
                 and all(envs[0] == req.environment for *_, envs in line)
             ):
                 names = tuple(sorted(n for n, _, _ in line))
-        self._claim_plans[key] = (fp, names, time.monotonic())
+        self._claim_plans[(req.environment, req.queues)] = (fp, names, time.monotonic())
         return fp, names
 
     def _claim_stale(self, req: ClaimRequest) -> None:
@@ -796,11 +802,6 @@ class LifecycleOps(CatalogOps):
             rows = self._claim(tx, req, now, woken)
         return applied, self._claimed_jobs(rows, req, req.environment, now)
 
-    def _promotion_skipped(self, now: datetime) -> bool:
-        """Whether ``_maybe_promote`` would do nothing at ``now`` (see there)."""
-        last, hint = self._promoted_at, self._due_hint
-        return last is not None and last <= now < last + PROMOTE_EVERY and (hint is None or now < hint)
-
     def _claim(self, tx: Tx, req: ClaimRequest, now: datetime, woken: set[str]) -> list[Sequence[Any]]:
         """Start what the request may take; the jobs' ``CLAIMED`` rows, in line order."""
         d = self.d
@@ -808,12 +809,10 @@ class LifecycleOps(CatalogOps):
         if req.limit <= 0:
             return []
         # the environment and every queue in one read
-        cfg = tx.q(
-            "SELECT e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
-            " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
-            " FROM compute_environments e LEFT JOIN queues q ON 1 = 1 WHERE e.name = ?",
-            (req.environment,),
-        )
+        # (the rows of a claim plan: a claim that came here because the plan had no line
+        # brings it up to date, e.g. once a disabled queue is enabled)
+        cfg = tx.q(self._CLAIM_PLAN, (req.environment, req.environment))
+        self._plan(req, cfg)
         if not cfg or not bool(cfg[0]["enabled"]):
             return []
         env = self._env(cfg[0])

@@ -423,25 +423,29 @@ SUCCEED_JOBS = (
 # order of the transactional path (finishes, then starts in line order). set_config makes the
 # commit asynchronous like ``_worker_write``'s SET LOCAL. The queues come from the caller's
 # claim plan (``lifecycle._claim_line``): the claim happens only if the configuration's
-# fingerprint (``_CLAIM_CFG_FP``) is still the plan's, seen in the statement's snapshot
-# (where ``_claim`` would read it).
+# fingerprint (``_CLAIM_CFG_FP``) is still the plan's and no SUBMITTED job is due (``_claim``
+# would promote it first), both seen in the statement's snapshot (where ``_claim`` would
+# read them); so it needs no promotion timer (it waited for ``_maybe_promote``'s: one batch
+# in ~20 took the transactional path, 8 round trips, to find nothing due).
 # Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
-# stopped (attempts); environment, fingerprint; _START_SET's; the queues, limit; event time,
-# worker (events); whether to commit asynchronously. Returns the ids finished, whether the
-# fingerprint held, the set_config's value, then lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
+# stopped (attempts); environment, fingerprint, time (due); _START_SET's; the queues, limit;
+# event time, worker (events); whether to commit asynchronously. Returns the ids finished,
+# whether the fingerprint held, whether a job is due, the set_config's value, then
+# lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
 _FINISH_AND_CLAIM = (
     _SUCCEED_HEAD + " AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
     " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord, jobs.worker_id, jobs.attempt_host,"
     " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
     + _SUCCEED_ATTEMPTS
-    + f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok),"
+    + f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok,"
+    " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
     + _START_JOBS.replace(
         "{which}",
         "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
-        " AND state = 'RUNNABLE' AND (SELECT ok FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
+        " AND state = 'RUNNABLE' AND (SELECT ok AND NOT due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
     )
     + " RETURNING *),"
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
@@ -450,11 +454,11 @@ _FINISH_AND_CLAIM = (
     " 'attempt', f.attempt) AS data FROM f UNION ALL SELECT 1, -c.priority, c.id, c.id,"
     " jsonb_build_object('from', 'RUNNABLE', 'to', c.state, 'attempt', c.attempt, 'worker', ?::text) FROM c"
     " ) AS x ORDER BY x.g, x.o, x.p)"
-    " SELECT ARRAY(SELECT f.id FROM f), (SELECT ok FROM g), s.sync, "
+    " SELECT ARRAY(SELECT f.id FROM f), g.ok, g.due, s.sync, "
     + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
     + " FROM (SELECT set_config('synchronous_commit', CASE WHEN ? THEN 'off'"
     " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
-    " LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
+    " CROSS JOIN g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
 
 
@@ -478,6 +482,17 @@ def _template_values(nj: NewJob, spec_text: str, state: str, reason: str) -> tup
         json.dumps(list(nj.tags)) if nj.tags else None,
         nj.parent_id,
     )
+
+
+def _succeed_rows(finishes: Sequence[Finish]) -> tuple[str, str, list[Jsonb | None] | None]:
+    """``_SUCCEED_HEAD``'s batch parameters: ids and attempts as array literals (psycopg's list
+    dumper, in Python, cost ~15% of a worker's batch call) and the results, NULL when there is
+    none (unnest pads the missing array with NULLs)."""
+    ids = "{" + ",".join([str(f.job_id) for f in finishes]) + "}"
+    attempts = "{" + ",".join([str(f.attempt) for f in finishes]) + "}"
+    if all(f.result is None for f in finishes):
+        return ids, attempts, None
+    return ids, attempts, [Jsonb(f.result) if f.result is not None else None for f in finishes]
 
 
 @functools.lru_cache(maxsize=64)
@@ -940,7 +955,7 @@ class PostgresStore(StoreOps):
         )
 
     _CLAIM_PLAN = (
-        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
         " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
         " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
     )
@@ -989,15 +1004,16 @@ class PostgresStore(StoreOps):
         return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
+        ids, attempts, results = _succeed_rows(group)
         return tx.q(
             SUCCEED_JOBS,
             (
-                [f.job_id for f in group],
-                [f.attempt for f in group],
-                [Jsonb(f.result) if f.result is not None else None for f in group],
+                ids,
+                attempts,
+                results,
                 now,
                 now,
-                [f.job_id for f in group],
+                ids,
                 worker_id,
                 now,
                 now,
@@ -1014,22 +1030,21 @@ class PostgresStore(StoreOps):
         if (
             req.limit <= 0
             or not finishes
-            or not self._promotion_skipped(now)
             or any(f.kind is not OutcomeKind.SUCCEEDED or f.worker_id != req.worker_id for f in finishes)
         ):
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         fingerprint, names = self._claim_line(req)
         if not names or fingerprint is None:
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
-        ids = [f.job_id for f in finishes]
+        ids, attempts, results = _succeed_rows(finishes)
         try:
             with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(
                     _finish_and_claim(len(names)),
                     (
                         ids,
-                        [f.attempt for f in finishes],
-                        [Jsonb(f.result) if f.result is not None else None for f in finishes],
+                        attempts,
+                        results,
                         now,
                         now,
                         ids,
@@ -1038,6 +1053,7 @@ class PostgresStore(StoreOps):
                         now,
                         req.environment,
                         fingerprint,
+                        now,
                         *start_set_params(req, req.environment, now, plus(now, req.lease_seconds)),
                         *names,
                         req.limit,
@@ -1050,12 +1066,14 @@ class PostgresStore(StoreOps):
         except psycopg.Error as exc:
             self._reraise(exc)
         done = set(rows[0][0])
-        claimed = [r[3:] for r in rows if r[3] is not None]
+        claimed = [r[4:] for r in rows if r[4] is not None]
         jobs = self._claimed_jobs(claimed, req, req.environment, now)
         if not rows[0][1]:
             # the configuration changed since the plan was made: plan again next time, and
             # claim through _claim now (with whatever is left to finish)
             self._claim_stale(req)
+        elif rows[0][2]:
+            self._due_at(now)  # a job is due: _claim promotes it now, then claims
         elif len(done) == len(finishes):
             return [True] * len(finishes), jobs
         # the rest (something to settle, a terminate request, not ours): one by one, with a
@@ -1064,7 +1082,12 @@ class PostgresStore(StoreOps):
         more = replace(req, limit=req.limit - len(jobs))
         applied, extra = LifecycleOps.job_finish_and_claim(self, rest, more, now)
         got = dict(zip((f.job_id for f in rest), applied, strict=True))
-        return [got.get(f.job_id, True) for f in finishes], jobs + extra
+        # one line: in its order, as one claim after the finishes gives it (a released
+        # dependant can be ahead of the jobs the statement took)
+        claimed_all = (
+            sorted(jobs + extra, key=lambda j: (-j.priority, j.id)) if jobs and extra else jobs + extra
+        )
+        return [got.get(f.job_id, True) for f in finishes], claimed_all
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.q("SELECT pg_advisory_xact_lock(7220417)")

@@ -587,7 +587,7 @@ class SQLiteStore(StoreOps):
         return [(first + i, state) for i, (state, _) in enumerate(states)]
 
     _CLAIM_PLAN = (
-        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
+        f"SELECT ({_CLAIM_CFG_FP}) AS fp, e.name, e.max_vcpus, e.max_memory_mb, e.enabled, q.name AS q_name,"
         " q.priority AS q_priority, q.enabled AS q_enabled, q.environments AS q_environments"
         " FROM compute_environments e LEFT JOIN queues q ON 1 = 1 WHERE e.name = ?"
     )
@@ -628,6 +628,31 @@ class SQLiteStore(StoreOps):
         if woken:
             self.wake()
         return self._claimed_jobs(rows, req, req.environment, now)
+
+    def job_finish_and_claim(
+        self, finishes: Sequence[Finish], req: ClaimRequest, now: datetime
+    ) -> tuple[list[bool], list[Job]]:
+        """As ``LifecycleOps.job_finish_and_claim``, but a claim with a plan (``_claim_line``:
+        the worker's queues form one line) takes the first jobs in line without reading the
+        configuration: the pick checks the plan's fingerprint (``_CLAIM_FAST_WHICH``); when
+        it picked nothing and the fingerprint changed, ``_claim`` decides in the same
+        transaction. Less Python and one statement fewer while every process's write lock is held."""
+        fp, names = self._claim_line(req) if req.limit > 0 else (None, ())
+        if not names or fp is None:
+            return super().job_finish_and_claim(finishes, req, now)
+        which = _CLAIM_FAST_WHICH.replace("{names}", ", ".join("?" * len(names)))
+        with self._waking(worker=True) as (tx, woken):
+            applied = self._finish_many(tx, finishes, now, woken)
+            self._maybe_promote(tx, now, woken)
+            rows = self._start_jobs(
+                tx, which, (*names, req.environment, fp, req.limit), req, req.environment, now
+            )
+            if not rows:
+                row = tx.one(_CLAIM_CFG_FP, (req.environment,))
+                if row is None or row["fp"] != fp:
+                    self._claim_stale(req)
+                    rows = self._claim(tx, req, now, woken)
+        return applied, self._claimed_jobs(rows, req, req.environment, now)
 
     def _start_jobs(
         self,

@@ -82,16 +82,20 @@ class _ConveyorPeer(Peer):
     def worker_commands(self, concurrency: int) -> list[list[str]]:
         import sys
 
-        # the task module (and what it imports: the counter's Redis client) is loaded when the
-        # worker starts, as the peers' workers do with theirs (``huey_consumer
-        # peers.huey_peer.huey``, ``dramatiq peers.dramatiq_peer``); loaded at the first job,
-        # importing redis (~0.17 s CPU a process) ran inside the measured drain
+        # the task module and the counter's Redis client are imported when the worker starts
+        # (``--import``), as the peers' workers load theirs (``huey_consumer
+        # peers.huey_peer.huey``, ``dramatiq peers.dramatiq_peer``, both importing redis);
+        # imported at the first job, redis (~0.17 s CPU a process) ran inside the measured drain
         return [
             [
                 sys.executable,
-                "-c",
-                "import peers.conveyor_peer, redis; from conveyor.cli import main; raise SystemExit(main())",
+                "-m",
+                "conveyor",
                 "worker",
+                "--import",
+                "peers.conveyor_peer",
+                "--import",
+                "redis",
                 "--database",
                 self.url,
                 "--concurrency",

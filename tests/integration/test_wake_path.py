@@ -5,6 +5,7 @@ the others ``wakeup.STAGGER`` later. Real databases, real processes and threads.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,8 @@ from conveyor.app import App
 from conveyor.clock import FrozenClock
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import ClaimRequest, JobState
-from conveyor.store import open_store, wakeup
+from conveyor.store import Store, open_store, wakeup
+from conveyor.store.sqlite import SQLiteStore
 
 from ..store_contract.helpers import insert, new
 from .helpers import WorkerThread, config
@@ -104,7 +106,7 @@ def test_one_submission_sends_the_first_waiting_process_at_once_and_the_next_aft
     assert max(woken) < 20.0
 
 
-def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) -> None:
+def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str, clock: FrozenClock) -> None:
     stores = [open_store(pg_url) for _ in range(2)]
     woke: dict[int, tuple[int, float]] = {}
     ready = threading.Barrier(3)
@@ -123,8 +125,7 @@ def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) 
             t.start()
         ready.wait(10)
         sent = time.monotonic()
-        with stores[0]._tx() as tx:  # type: ignore[attr-defined]
-            tx.q("SELECT pg_notify('conveyor_jobs', 'default')")
+        insert(stores[0], clock.now(), new())  # runnable (nobody claims it): both return
         for t in threads:
             t.join(30)
     finally:
@@ -230,3 +231,43 @@ def test_waiting_threads_claiming_at_once_each_take_a_job_exactly_once(
         assert len(starts) == len(jobs)
     finally:
         store.close()
+
+
+def _late_wakeup(store: Store) -> None:
+    """A wake-up of rank 1 (SQLite: the datagram ``WakeChannel.notify`` sends the second socket
+    of its round; PostgreSQL has it from its NOTIFY and its rank)."""
+    if isinstance(store, SQLiteStore):
+        channel = store._channel
+        [name] = channel._mine.values()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(bytes((1,)), channel._address(name))
+
+
+def test_a_late_waiter_whose_job_was_taken_waits_on_and_wakes_for_the_next(
+    db_url: str, clock: FrozenClock
+) -> None:
+    # A waiter woken with a rank above 0 waits out the stagger, then asks whether a job is
+    # still runnable (wakeup.ANY_RUNNABLE): when the first waiter took it, it waits on rather
+    # than claim nothing (a write transaction on SQLite) beside the first one's job
+    first, waiter, other = open_store(db_url), open_store(db_url), open_store(db_url)
+    sqlite = isinstance(waiter, SQLiteStore)
+    req = ClaimRequest("w1", "default", None, 4, 30.0)
+    try:
+        waiter.poll_seconds = 60.0  # type: ignore[attr-defined]
+        if not sqlite:  # two listeners, the waiter second: it hears the NOTIFY with rank 1
+            first.wait_for_jobs(0.01)
+            waiter.wait_for_jobs(0.01)
+            assert waiter._local.rank == 1  # type: ignore[attr-defined]
+        [taken] = insert(other, clock.now(), new())
+        assert [j.id for j in other.job_claim(req, clock.now())] == [taken.id]  # "the first" took it
+        if sqlite:  # its socket, bound after that submission's round, gets a rank 1 of its own
+            waiter.wait_for_jobs(0.01)
+            _late_wakeup(waiter)
+        assert not waiter.wait_for_jobs(0.5), "woken for a job taken already"
+        [job] = insert(other, clock.now(), new())
+        _late_wakeup(waiter)
+        assert waiter.wait_for_jobs(30.0), "not woken for a runnable job"
+        assert [j.id for j in waiter.job_claim(req, clock.now())] == [job.id]
+    finally:
+        for s in (first, waiter, other):
+            s.close()

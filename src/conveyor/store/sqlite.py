@@ -33,7 +33,7 @@ from conveyor.store.lifecycle import (
     start_set_params,
 )
 from conveyor.store.ops import StoreOps
-from conveyor.store.wakeup import WakeChannel
+from conveyor.store.wakeup import ANY_RUNNABLE, WakeChannel
 
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
@@ -718,7 +718,9 @@ class SQLiteStore(StoreOps):
                         return False
                 if waiter.wait(min(self.poll_seconds, max(0.0, deadline - time.monotonic())), intr):
                     local.stale = True
-                    return True
+                    if not waiter.late or self._any_runnable(conn):
+                        return True
+                    continue  # the first waiter took it: wait on (new work wakes us again)
             else:
                 step = 0.002 if time.monotonic() - local.changed_at < 1.0 else 0.1
                 interrupted, woken = self._wait_here(min(step, max(0.0, deadline - time.monotonic())))
@@ -742,6 +744,17 @@ class SQLiteStore(StoreOps):
                 return True
             if time.monotonic() >= deadline:
                 return False
+
+    def _any_runnable(self, conn: sqlite3.Connection) -> bool:
+        """``wakeup.ANY_RUNNABLE`` on the waiting thread's connection (True if it fails: then the
+        caller claims, as it would have without asking)."""
+        try:
+            with self._lock:
+                if self._closed:
+                    return True
+                return bool(conn.execute(ANY_RUNNABLE).fetchone()[0])
+        except sqlite3.Error:
+            return True
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,8 @@ from conveyor.store import Store, open_store, wakeup
 from conveyor.store.sqlite import SQLiteStore
 
 from ..store_contract.helpers import insert, new
-from .helpers import WorkerThread, config
+from . import jobs_fixtures
+from .helpers import WorkerThread, config, wait_for_state
 
 # waits in another process (data_version poll slowed to 60 s) and prints, when woken, the
 # monotonic time (one clock for every process on Linux)
@@ -271,3 +272,23 @@ def test_a_late_waiter_whose_job_was_taken_waits_on_and_wakes_for_the_next(
     finally:
         for s in (first, waiter, other):
             s.close()
+
+
+def test_a_worker_running_a_long_job_starts_jobs_submitted_while_it_runs(app: App) -> None:
+    # the loop waits for a finish or a wake-up while jobs run (after a claim that took every
+    # job there was, it no longer claims again at once): no wake-up is lost meanwhile, and one
+    # with nothing finished is acted on at once (no coalescing wait for finishes)
+    with WorkerThread(app, config(burst=False, concurrency=4, max_idle_wait=60.0)) as wt:
+        long = app.jobs.submit(
+            SubmitRequest(function=f"{jobs_fixtures.MODULE}:sync_sleep", parameters={"seconds": "60"})
+        )
+        wait_for_state(app, long.job.id, JobState.RUNNING)
+        for _ in range(3):
+            job = app.jobs.submit(
+                SubmitRequest(function=f"{jobs_fixtures.MODULE}:add", payload={"args": [1, 2]})
+            )
+            done = wait_for_state(app, job.job.id, JobState.SUCCEEDED)
+            assert done.result == 3
+        assert app.jobs.get(long.job.id).state is JobState.RUNNING
+        wt.worker.request_stop(immediate=True)
+        wt.join(30.0)

@@ -132,6 +132,7 @@ class Worker:
         self._done: queue.SimpleQueue[Finish] = queue.SimpleQueue()
         self._started: queue.SimpleQueue[Execution] = queue.SimpleQueue()
         self._unsent: list[Finish] = []
+        self._claimed_all = False  # whether the last claim took fewer jobs than it had room for
         self._signal = _LoopSignal()
         self._stopping = threading.Event()
         self._immediate = threading.Event()
@@ -237,6 +238,12 @@ class Worker:
                 with self._lock:
                     busy = len(self._running)
                 self._coalesce(busy)
+                if self._claimed_all and self._done.empty():
+                    # none has finished, and that claim took every job there was: another one
+                    # now would find nothing (an empty write transaction after every job longer
+                    # than the coalescing wait, beside it). Wait, as a busy worker does, for a
+                    # finish or a wake-up (new work)
+                    self._wait_busy(busy)
                 continue
             with self._lock:
                 busy = len(self._running)
@@ -246,8 +253,15 @@ class Worker:
                 self._signal.wait(idle_wait)
                 idle_wait = min(idle_wait * 2, self.config.max_idle_wait)
             else:
-                self._signal.wait(0.25)
-                self._coalesce(busy)
+                self._wait_busy(busy)
+
+    def _wait_busy(self, busy: int) -> None:
+        """Wait for a finish, a wake-up or a stop while jobs run; after a finish, for the others
+        about to end (``_coalesce``). Woken for new work with none finished, claim at once: the
+        coalescing wait delayed a job submitted to a worker with free slots by 2 ms."""
+        self._signal.wait(0.25)
+        if not self._done.empty():
+            self._coalesce(busy)
 
     def _coalesce(self, busy: int) -> None:
         """A batch of one finish costs a whole transaction: when more jobs are about to end, wait
@@ -397,10 +411,13 @@ class Worker:
         if not batch:
             if free <= 0:
                 return 0
-            return self._started_jobs(self.store.job_claim(self._claim_request(free), self.clock.now()))
+            got = self.store.job_claim(self._claim_request(free), self.clock.now())
+            self._claimed_all = len(got) < free
+            return self._started_jobs(got)
         jobs: list[Job] = []
         if free > 0:
             _, jobs = self.store.job_finish_and_claim(batch, self._claim_request(free), self.clock.now())
+            self._claimed_all = len(jobs) < free
         else:
             self.store.job_finish_many(batch, self.clock.now())
         self._unsent = []

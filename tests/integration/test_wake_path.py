@@ -139,7 +139,7 @@ def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str, 
 
 def test_an_idle_worker_stops_at_once_though_its_idle_wait_is_long(app: App) -> None:
     with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
-        # idle: its waits double from 20 ms; the one under way runs from ~5.1 s to ~10.2 s
+        # idle: its waits double from 0.25 s; the one under way runs from ~3.75 s to ~7.75 s
         time.sleep(6.0)
         started = time.monotonic()
         wt.worker.request_stop()
@@ -154,7 +154,7 @@ def test_an_idle_worker_starts_a_job_submitted_by_another_process_without_its_id
     try:
         app.store.poll_seconds = 60.0  # type: ignore[attr-defined]
         with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
-            time.sleep(3.0)  # idle, waiting on the store (the wait under way ends at ~5.1 s)
+            time.sleep(4.5)  # idle, waiting on the store (the wait under way ends at ~7.75 s)
             other = App.open(db_url, blob_dir=tmp_path / "blobs")
             try:
                 job = other.jobs.submit(SubmitRequest(command=["true"])).job

@@ -12,7 +12,9 @@ from pathlib import Path
 from . import common
 from .base import BENCH_DIR, Peer
 
-SQLITE_PATH = Path(os.environ.get("BENCH_CONVEYOR_SQLITE_PATH", BENCH_DIR / "results" / "conveyor-bench.db.tmp"))
+SQLITE_PATH = Path(
+    os.environ.get("BENCH_CONVEYOR_SQLITE_PATH", BENCH_DIR / "results" / "conveyor-bench.db.tmp")
+)
 CONCURRENCY = int(os.environ.get("BENCH_CONVEYOR_CONCURRENCY", "16"))
 
 

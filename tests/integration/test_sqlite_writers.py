@@ -118,7 +118,12 @@ def test_a_long_wal_copied_without_writers_starts_over_without_the_write_lock(
             assert time.monotonic() < deadline, "no checkpoint ran"
             time.sleep(0.02)
         closed = threading.Event()
-        threading.Thread(target=lambda: (store.close(), closed.set()), daemon=True).start()
+
+        def close() -> None:
+            store.close()
+            closed.set()
+
+        threading.Thread(target=close, daemon=True).start()
         # close() waits for the checkpoint thread's round: it must end with the lock still held
         assert closed.wait(10), "the checkpoint waited for the write lock"
         holder.stdin.write("\n")

@@ -3,14 +3,18 @@ SQLite's busy handler, which sleeps in growing steps: a real second process hold
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor.clock import FrozenClock
 from conveyor.store import open_store
+from conveyor.store import sqlite as sqlite_store
 
 from ..store_contract.helpers import insert, new
 
@@ -83,3 +87,58 @@ def test_wal_checkpoints_run_in_a_thread_of_their_own_and_end_with_the_store(
         store.close()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_long_wal_copied_without_writers_starts_over_without_the_write_lock(
+    sqlite_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing written meanwhile, a passive pass copies the whole log, which then starts
+    over at the next write: the checkpoint thread does not wait for the write lock (a RESTART
+    under it held every writer, a submission included, for ~10 ms)."""
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_PAGES", 10**9)  # only when asked below
+    monkeypatch.setattr(sqlite_store, "_RESTART_PAGES", 50)
+    store = open_store(sqlite_url)
+    db = Path(store.path)  # type: ignore[attr-defined]
+    holder = None
+    try:
+        for _ in range(100):  # well over 50 pages of log
+            insert(store, clock.now(), new())
+        before = db.stat().st_size
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, f"{db}-lock"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+        store._checkpoint_soon()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 20
+        while db.stat().st_size == before:
+            assert time.monotonic() < deadline, "no checkpoint ran"
+            time.sleep(0.02)
+        closed = threading.Event()
+
+        def close() -> None:
+            store.close()
+            closed.set()
+
+        threading.Thread(target=close, daemon=True).start()
+        # close() waits for the checkpoint thread's round: it must end with the lock still held
+        assert closed.wait(10), "the checkpoint waited for the write lock"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait(5)
+        store.close()
+    store = open_store(sqlite_url)
+    try:
+        insert(store, clock.now(), new())  # the next write starts the log over
+        with sqlite3.connect(db) as conn:
+            busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and log < 50 and copied == log
+    finally:
+        store.close()

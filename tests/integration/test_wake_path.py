@@ -5,6 +5,7 @@ the others ``wakeup.STAGGER`` later. Real databases, real processes and threads.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -15,10 +16,12 @@ from conveyor.app import App
 from conveyor.clock import FrozenClock
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import ClaimRequest, JobState
-from conveyor.store import open_store, wakeup
+from conveyor.store import Store, open_store, wakeup
+from conveyor.store.sqlite import SQLiteStore
 
 from ..store_contract.helpers import insert, new
-from .helpers import WorkerThread, config
+from . import jobs_fixtures
+from .helpers import WorkerThread, config, wait_for_state
 
 # waits in another process (data_version poll slowed to 60 s) and prints, when woken, the
 # monotonic time (one clock for every process on Linux)
@@ -104,7 +107,7 @@ def test_one_submission_sends_the_first_waiting_process_at_once_and_the_next_aft
     assert max(woken) < 20.0
 
 
-def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) -> None:
+def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str, clock: FrozenClock) -> None:
     stores = [open_store(pg_url) for _ in range(2)]
     woke: dict[int, tuple[int, float]] = {}
     ready = threading.Barrier(3)
@@ -123,8 +126,7 @@ def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) 
             t.start()
         ready.wait(10)
         sent = time.monotonic()
-        with stores[0]._tx() as tx:  # type: ignore[attr-defined]
-            tx.q("SELECT pg_notify('conveyor_jobs', 'default')")
+        insert(stores[0], clock.now(), new())  # runnable (nobody claims it): both return
         for t in threads:
             t.join(30)
     finally:
@@ -137,7 +139,7 @@ def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str) 
 
 def test_an_idle_worker_stops_at_once_though_its_idle_wait_is_long(app: App) -> None:
     with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
-        # idle: its waits double from 20 ms; the one under way runs from ~5.1 s to ~10.2 s
+        # idle: its waits double from 0.25 s; the one under way runs from ~3.75 s to ~7.75 s
         time.sleep(6.0)
         started = time.monotonic()
         wt.worker.request_stop()
@@ -152,7 +154,7 @@ def test_an_idle_worker_starts_a_job_submitted_by_another_process_without_its_id
     try:
         app.store.poll_seconds = 60.0  # type: ignore[attr-defined]
         with WorkerThread(app, config(burst=False, max_idle_wait=60.0)) as wt:
-            time.sleep(3.0)  # idle, waiting on the store (the wait under way ends at ~5.1 s)
+            time.sleep(4.5)  # idle, waiting on the store (the wait under way ends at ~7.75 s)
             other = App.open(db_url, blob_dir=tmp_path / "blobs")
             try:
                 job = other.jobs.submit(SubmitRequest(command=["true"])).job
@@ -230,3 +232,63 @@ def test_waiting_threads_claiming_at_once_each_take_a_job_exactly_once(
         assert len(starts) == len(jobs)
     finally:
         store.close()
+
+
+def _late_wakeup(store: Store) -> None:
+    """A wake-up of rank 1 (SQLite: the datagram ``WakeChannel.notify`` sends the second socket
+    of its round; PostgreSQL has it from its NOTIFY and its rank)."""
+    if isinstance(store, SQLiteStore):
+        channel = store._channel
+        [name] = channel._mine.values()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(bytes((1,)), channel._address(name))
+
+
+def test_a_late_waiter_whose_job_was_taken_waits_on_and_wakes_for_the_next(
+    db_url: str, clock: FrozenClock
+) -> None:
+    # A waiter woken with a rank above 0 waits out the stagger, then asks whether a job is
+    # still runnable (wakeup.ANY_RUNNABLE): when the first waiter took it, it waits on rather
+    # than claim nothing (a write transaction on SQLite) beside the first one's job
+    first, waiter, other = open_store(db_url), open_store(db_url), open_store(db_url)
+    sqlite = isinstance(waiter, SQLiteStore)
+    req = ClaimRequest("w1", "default", None, 4, 30.0)
+    try:
+        waiter.poll_seconds = 60.0  # type: ignore[attr-defined]
+        if not sqlite:  # two listeners, the waiter second: it hears the NOTIFY with rank 1
+            first.wait_for_jobs(0.01)
+            waiter.wait_for_jobs(0.01)
+            assert waiter._local.rank == 1  # type: ignore[attr-defined]
+        [taken] = insert(other, clock.now(), new())
+        assert [j.id for j in other.job_claim(req, clock.now())] == [taken.id]  # "the first" took it
+        if sqlite:  # its socket, bound after that submission's round, gets a rank 1 of its own
+            waiter.wait_for_jobs(0.01)
+            _late_wakeup(waiter)
+        assert not waiter.wait_for_jobs(0.5), "woken for a job taken already"
+        [job] = insert(other, clock.now(), new())
+        _late_wakeup(waiter)
+        assert waiter.wait_for_jobs(30.0), "not woken for a runnable job"
+        assert [j.id for j in waiter.job_claim(req, clock.now())] == [job.id]
+    finally:
+        for s in (first, waiter, other):
+            s.close()
+
+
+def test_a_worker_running_a_long_job_starts_jobs_submitted_while_it_runs(app: App) -> None:
+    # the loop waits for a finish or a wake-up while jobs run (after a claim that took every
+    # job there was, it no longer claims again at once): no wake-up is lost meanwhile, and one
+    # with nothing finished is acted on at once (no coalescing wait for finishes)
+    with WorkerThread(app, config(burst=False, concurrency=4, max_idle_wait=60.0)) as wt:
+        long = app.jobs.submit(
+            SubmitRequest(function=f"{jobs_fixtures.MODULE}:sync_sleep", parameters={"seconds": "60"})
+        )
+        wait_for_state(app, long.job.id, JobState.RUNNING)
+        for _ in range(3):
+            job = app.jobs.submit(
+                SubmitRequest(function=f"{jobs_fixtures.MODULE}:add", payload={"args": [1, 2]})
+            )
+            done = wait_for_state(app, job.job.id, JobState.SUCCEEDED)
+            assert done.result == 3
+        assert app.jobs.get(long.job.id).state is JobState.RUNNING
+        wt.worker.request_stop(immediate=True)
+        wt.join(30.0)

@@ -237,6 +237,12 @@ def _listener_rank(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row is not None else 0
 
 
+def _any_runnable(conn: psycopg.Connection[Any]) -> bool:
+    """``wakeup.ANY_RUNNABLE`` on a listening connection."""
+    row = conn.execute(wakeup.ANY_RUNNABLE).fetchone()
+    return row is None or bool(row[0])
+
+
 def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -1098,7 +1104,8 @@ class PostgresStore(StoreOps):
         Every listener hears a NOTIFY. Like SQLite's ranked wake-ups (``wakeup.py``), only the
         first listener (the earliest connected) returns at once; the others wait up to
         ``wakeup.STAGGER`` more (an interrupt ends that early), so that one submission does not
-        send every idle worker to claim it at the same moment."""
+        send every idle worker to claim it at the same moment, and then return only if a job
+        is still runnable (``wakeup.ANY_RUNNABLE``)."""
         local = self._local
         conn: psycopg.Connection[Any] | None = getattr(local, "listener", None)
         try:
@@ -1139,7 +1146,11 @@ class PostgresStore(StoreOps):
                             poll.poll(math.ceil(left * 1000))
                             for _ in conn.notifies(timeout=0):
                                 pass
-                        intr.consume()
+                        # waited out the stagger: the first listener has likely taken the work.
+                        # What was committed before the look is seen by it; a NOTIFY of a later
+                        # commit arrives after it began, and is kept for the next round
+                        if not intr.consume() and not _any_runnable(conn):
+                            continue
                     return True
                 if intr.pending:
                     intr.consume()

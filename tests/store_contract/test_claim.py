@@ -384,3 +384,25 @@ def test_a_delayed_job_from_another_store_is_promoted_by_a_claim_once_due(
         assert state_is(store, job.id, JobState.RUNNING)
     finally:
         other.close()
+
+
+def test_a_claim_tells_when_the_next_delayed_job_of_another_store_falls_due(
+    store: Store, clock: FrozenClock, db_url: str
+) -> None:
+    # an idle worker waits no longer than Store.next_due: a delayed job submitted elsewhere
+    # (a retry's backoff, a snooze) then starts on time, not at the next idle claim
+    other = open_store(db_url)
+    try:
+        assert claim(store, clock.now()) == []
+        assert store.next_due() is None
+        run_at = clock.now() + timedelta(seconds=30)
+        job = insert_one(other, clock.now(), new(run_at=run_at))
+        clock.advance(1)  # past the promotion interval, so every backend reads the due time
+        assert claim(store, clock.now()) == []
+        due = store.next_due()
+        assert due is not None and abs((due - run_at).total_seconds()) < 0.001, due
+        clock.advance(29)
+        assert [j.id for j in claim(store, clock.now())] == [job.id]
+        assert store.next_due() is None
+    finally:
+        other.close()

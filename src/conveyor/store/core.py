@@ -98,6 +98,22 @@ class SqlStoreBase(abc.ABC):
             self._due_hint = run_at
         self._due_seq += 1
 
+    def _read_next_due(self, nxt: datetime | None, seq: int) -> None:
+        """Take a fresh reading of the earliest delayed job's ``run_at`` (``nxt``; None: there is
+        none), read when ``_due_seq`` was ``seq``: a due time noted since (``_due_at``) is kept
+        when it is earlier, as the reading may predate it."""
+        if self._due_seq != seq:
+            noted = self._due_hint
+            if noted is not None and (nxt is None or noted < nxt):
+                nxt = noted
+        self._due_hint = nxt
+
+    def next_due(self) -> datetime | None:
+        """When the earliest delayed job (delay, backoff, snooze) that this store object knows
+        of falls due, or None: from its own submissions and its last claim, which reads it.
+        An idle worker waits no longer than that, so delayed jobs start on time."""
+        return self._due_hint
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""

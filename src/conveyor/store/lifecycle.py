@@ -1067,11 +1067,7 @@ class LifecycleOps(CatalogOps):
         else:
             row = tx.one(NEXT_DUE.format(due_index=self.d.due_index))
             nxt = self.d.dt(row["m"]) if row else None
-        if self._due_seq != seq:  # a due time was noted meanwhile: keep the earlier one
-            noted = self._due_hint
-            if noted is not None and (nxt is None or noted < nxt):
-                nxt = noted
-        self._due_hint = nxt
+        self._read_next_due(nxt, seq)
         self._promoted_at = now
 
     def _promote_due(self, tx: Tx, now: datetime, woken: set[str]) -> int:

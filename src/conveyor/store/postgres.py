@@ -361,15 +361,16 @@ START_JOBS = (
 # would promote it first); when it fails nothing is claimed and the caller takes the
 # general path. Parameters: environment (fingerprint), time (due), then START_JOBS's
 # (the {which}: the queues, fingerprint, limit). Returns the fingerprint, whether a job is
-# due, then lifecycle.CLAIMED (one row of NULLs when nothing was claimed).
+# due, the earliest delayed job's run_at (NULL: none), then lifecycle.CLAIMED (one row of
+# NULLs when nothing was claimed).
 _CLAIM_CFG_FP = (
     "SELECT md5(row(e.name, e.max_vcpus, e.max_memory_mb, e.enabled)::text || COALESCE((SELECT"
     " string_agg(row(q.name, q.priority, q.enabled, q.environments)::text, ';' ORDER BY q.name) FROM queues q), ''))"
     " FROM compute_environments e WHERE e.name = ?"
 )
 _CLAIM_FAST = (
-    f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp,"
-    " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
+    f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp, n.next_due, COALESCE(n.next_due <= ?::timestamptz, false) AS due"
+    " FROM (SELECT (SELECT run_at FROM jobs WHERE state = 'SUBMITTED' ORDER BY run_at LIMIT 1) AS next_due) AS n),"
     " c AS ("
     + _START_JOBS.replace(
         "{which}",
@@ -380,7 +381,7 @@ _CLAIM_FAST = (
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
-    " SELECT g.fp, g.due, "
+    " SELECT g.fp, g.due, g.next_due, "
     + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
     + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
@@ -988,6 +989,7 @@ class PostgresStore(StoreOps):
             now,
             req.worker_id,
         )
+        seq = self._due_seq
         conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
         if conn is not None and not conn.closed:
             try:
@@ -1005,9 +1007,10 @@ class PostgresStore(StoreOps):
             return None
         if rows[0][1]:
             return None  # a job is due: the general path promotes it first
-        if rows[0][2] is None:
+        self._read_next_due(rows[0][2], seq)
+        if rows[0][3] is None:
             return []
-        return self._claimed_jobs([r[2:] for r in rows], req, req.environment, now)
+        return self._claimed_jobs([r[3:] for r in rows], req, req.environment, now)
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
         ids, attempts, results = _succeed_rows(group)

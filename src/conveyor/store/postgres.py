@@ -340,17 +340,27 @@ _INSERT_PLAIN_JOBS_TX_PG, _INSERT_ONE_TEMPLATE_TX_PG = _pg(INSERT_PLAIN_JOBS_TX)
 # Notify the workers of several queues (parameters: the channel, the queues as an array)
 _NOTIFY_QUEUES = "SELECT count(pg_notify(%s, q)) FROM unnest(%s::text[]) AS q"
 
-# Start the RUNNABLE jobs matching {which} and record their events: one statement; returns
-# lifecycle.CLAIMED (the spec as text: parsed once per distinct spec, see core._spec).
-# Parameters: those of lifecycle._START_JOBS, then event time, worker (events). The attempts'
-# rows are written when they end.
-START_JOBS = (
-    "WITH c AS (" + _START_JOBS + " RETURNING *),"
+# lifecycle.CLAIMED of the started jobs ``c`` (the spec as text: parsed once per distinct spec,
+# see core._spec)
+_C_CLAIMED = ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+# the events of the jobs ``c`` started, in claim order; parameters: event time, worker
+_START_EVENTS_CTE = (
     " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
-    " SELECT "
-    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+)
+
+# Start the RUNNABLE jobs matching {which} and record their events: one statement; returns
+# lifecycle.CLAIMED (_C_CLAIMED).
+# Parameters: those of lifecycle._START_JOBS, then event time, worker (events). The attempts'
+# rows are written when they end.
+START_JOBS = (
+    "WITH c AS ("
+    + _START_JOBS
+    + " RETURNING *),"
+    + _START_EVENTS_CTE
+    + " SELECT "
+    + _C_CLAIMED
     + " FROM c ORDER BY c.priority DESC, c.id"
 )
 
@@ -378,11 +388,9 @@ _CLAIM_FAST = (
         " AND (SELECT g.fp = ? AND NOT g.due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
     )
     + " RETURNING *),"
-    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
-    " SELECT ?::timestamptz, 'job', id::text, 'job.state', jsonb_build_object('from', 'RUNNABLE', 'to', state,"
-    " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
-    " SELECT g.fp, g.due, g.next_due, "
-    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + _START_EVENTS_CTE
+    + " SELECT g.fp, g.due, g.next_due, "
+    + _C_CLAIMED
     + " FROM g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"
 )
 # The start of a worker's successes (SUCCEED_JOBS, _FINISH_AND_CLAIM): the batch as rows
@@ -462,7 +470,7 @@ _FINISH_AND_CLAIM = (
     " jsonb_build_object('from', 'RUNNABLE', 'to', c.state, 'attempt', c.attempt, 'worker', ?::text) FROM c"
     " ) AS x ORDER BY x.g, x.o, x.p)"
     " SELECT ARRAY(SELECT f.id FROM f), g.ok, g.due, s.sync, "
-    + ", ".join("c.spec::text" if col == "spec" else f"c.{col}" for col in CLAIMED.split(", "))
+    + _C_CLAIMED
     + " FROM (SELECT set_config('synchronous_commit', CASE WHEN ? THEN 'off'"
     " ELSE current_setting('synchronous_commit') END, true) AS sync) AS s"
     " CROSS JOIN g LEFT JOIN c ON TRUE ORDER BY c.priority DESC, c.id"

@@ -1,8 +1,10 @@
 """Does a PostgreSQL claim stay flat with a million queued jobs?
 
 Fills a fresh database with 1,000,000 RUNNABLE jobs (COPY, the bulk path), prints
-EXPLAIN (ANALYZE, BUFFERS) of the statements a claim runs, and times 200 claims of one
-job each with a few hundred and with 1M jobs queued. Run in the project venv:
+EXPLAIN (ANALYZE, BUFFERS) of the statements a claim runs, the generic plans a worker's
+loop runs its one-statement claim and finish+claim with (``_GENERIC``: planned once per
+connection, whatever the parameters), and times 200 claims of one job each with a few
+hundred and with 1M jobs queued. Run in the project venv:
 
     python bench/claim_plan.py [--queued 1000000] [--out bench/results/claim_plan.txt]
 
@@ -23,9 +25,18 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from conveyor.model import ClaimRequest, DefinitionSpec, NewJob, spec_to_dict
+from conveyor.model import ClaimRequest, DefinitionSpec, Finish, NewJob, OutcomeKind, spec_to_dict
 from conveyor.store.lifecycle import DUE_JOBS, NEXT_DUE, start_set_params
-from conveyor.store.postgres import _CLAIM_CFG_FP, _CLAIM_FAST, START_JOBS, PostgresStore, _pg
+from conveyor.store.postgres import (
+    _CLAIM_CFG_FP,
+    _CLAIM_FAST,
+    _GENERIC,
+    START_JOBS,
+    PostgresStore,
+    _finish_and_claim,
+    _pg,
+    _succeed_rows,
+)
 
 ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 DB = "conveyor_claim_plan"
@@ -129,6 +140,81 @@ def explain(out: list[str], label: str) -> None:
             rows = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + _pg(sql), params).fetchall()
             out.extend(str(r[0]) for r in rows)
             conn.rollback()
+    explain_generic(out, label)
+
+
+def explain_generic(out: list[str], label: str) -> None:
+    """The generic plans (``_GENERIC``) of the worker loop's idle claim, and of its finish of 16
+    jobs with the claim of 16 more: each statement is run once prepared (as psycopg prepares
+    it on the worker's connection), then run again through EXPLAIN ANALYZE EXECUTE on the
+    next 16 jobs; all rolled back."""
+    now = datetime.now(UTC)
+    worker = "plan-worker"
+    req = ClaimRequest(worker, "default", None, 16, 30.0, "host", 1)
+    start = start_set_params(req, "default", now, now)
+    claim_sql = _CLAIM_FAST.replace("{names}", "?")
+    with psycopg.connect(url()) as conn, conn.cursor() as cur:
+        cur.execute(_GENERIC)
+        fp = cur.execute(_pg(_CLAIM_CFG_FP), ("default",)).fetchone()
+        assert fp is not None
+
+        def claim_params() -> tuple[Any, ...]:
+            return ("default", now, *start, "default", fp[0], 16, now, worker)
+
+        def finish_params(rows: list[Any], first: int) -> tuple[Any, ...]:
+            # CLAIMED's id and attempt, from column ``first`` of each row
+            fins = [Finish(int(r[first]), int(r[first + 12]), worker, OutcomeKind.SUCCEEDED) for r in rows]
+            assert len(fins) == 16
+            ids, attempts, results = _succeed_rows(fins)
+            return (
+                ids,
+                attempts,
+                results,
+                now,
+                now,
+                ids,
+                worker,
+                now,
+                now,
+                "default",
+                fp[0],
+                now,
+                *start,
+                "default",
+                16,
+                now,
+                worker,
+                True,
+            )
+
+        def plan(title: str, sql: str, params: tuple[Any, ...]) -> None:
+            found = cur.execute(
+                "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
+                " WHERE NOT from_sql ORDER BY prepare_time DESC LIMIT 1"
+            ).fetchone()
+            assert found is not None, "the statement was not prepared"
+            name, types = found
+            out.append(f"\n--- generic plan ({_GENERIC}), {label}: {title}")
+            args = ", ".join(f"%s::{t}" for t in types)
+            # a utility statement takes no bound parameters: the values go in as literals
+            rows = (
+                psycopg.ClientCursor(conn)
+                .execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name}({args})", params)
+                .fetchall()
+            )
+            out.extend(str(r[0]) for r in rows)
+
+        first = cur.execute(_pg(claim_sql), claim_params(), prepare=True).fetchall()
+        plan("an idle worker's claim (16 free slots)", claim_sql, claim_params())
+        # the claim's rows: fingerprint, due, next due, then CLAIMED; finish+claim's: ids, ok,
+        # due, sync, then CLAIMED
+        more = cur.execute(_finish_and_claim(1), finish_params(first, 3), prepare=True).fetchall()
+        plan(
+            "a busy worker's 16 successes and the claim of 16 more (one statement)",
+            _finish_and_claim(1),
+            finish_params(more, 4),
+        )
+        conn.rollback()
 
 
 def time_claims(store: PostgresStore, out: list[str], label: str) -> None:

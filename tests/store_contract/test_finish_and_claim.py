@@ -222,3 +222,30 @@ def test_a_batch_records_one_event_per_job_in_order(store: Store, clock: FrozenC
     for j in claimed:
         [attempt] = store.job_attempts(j.id)
         assert attempt.stopped_at == clock.now() and attempt.exit_code == 0 and attempt.reason == "succeeded"
+
+
+def test_a_worker_loop_finishes_and_claims_in_line_run_after_run(store: Store, clock: FrozenClock) -> None:
+    """The loop's finish+claim, run again and again on the same connection (on PostgreSQL its
+    ``LISTEN`` connection, where the statements are prepared after a few runs and use generic
+    plans, planned once): every run finishes exactly its batch and claims the next jobs in
+    line (priority, then id), with 200 jobs queued, to the last one."""
+    jobs = insert(store, clock.now(), *[new(priority=(i % 3)) for i in range(200)])
+    line = sorted(jobs, key=lambda j: (-j.priority, j.id))
+    store.wait_for_jobs(0.01)  # the loop waits first: on PostgreSQL, its LISTEN connection
+    if store.d.name == "postgres":
+        listener = store._local.listener  # type: ignore[attr-defined]
+        assert listener.execute("SHOW plan_cache_mode").fetchone()[0] == "force_generic_plan"
+    running = claim(store, clock.now(), limit=7)
+    seen = [j.id for j in running]
+    runs = 0
+    while running:
+        clock.advance(1)
+        applied, running = store.job_finish_and_claim(
+            [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED) for j in running], _req(7), clock.now()
+        )
+        assert all(applied)
+        seen.extend(j.id for j in running)
+        runs += 1
+    assert seen == [j.id for j in line]
+    assert runs == 29  # 200 jobs, 7 at a time: 28 full batches and the last 4, then none left
+    assert {get(store, j.id).state for j in jobs} == {JobState.SUCCEEDED}

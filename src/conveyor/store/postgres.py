@@ -56,6 +56,14 @@ from conveyor.store.lifecycle import (
 from conveyor.store.ops import StoreOps
 
 CHANNEL = "conveyor_jobs"
+# The worker's hot statements (_CLAIM_FAST, _FINISH_AND_CLAIM), run again and again on its
+# LISTEN connection, are prepared (psycopg, after a few runs) but PostgreSQL's plan cache
+# chose a custom plan for every run: planning one took ~0.45 ms of the server's CPU, twice
+# what running it took for one job. Their generic plans (planned once) find the jobs by id
+# through the primary key and the next ones in line through jobs_claim, whatever the
+# parameters (bench/claim_plan.py shows them with 1,000,000 queued), so that connection
+# uses generic plans only.
+_GENERIC = "SET plan_cache_mode = force_generic_plan"
 # listeners name themselves, so that each can count those ahead of it (connected earlier)
 _LISTENER_NAME = "conveyor listener"
 # ordered by connection start, then pid: a listener that connects while another is ranking
@@ -350,13 +358,21 @@ _START_EVENTS_CTE = (
     " 'attempt', attempt, 'worker', ?::text) FROM c ORDER BY c.priority DESC, c.id)"
 )
 
+# lifecycle._START_JOBS with its state check written so that no index serves it ("state || ''"):
+# the jobs are found by id ({which} is always "id = ANY(...)") through the primary key. The
+# worker's statements run with generic plans (``_GENERIC``), planned once per connection
+# instead of at every run; with "state = 'RUNNABLE'" a generic plan could read the jobs
+# through jobs_state_id's or jobs_claim's RUNNABLE range, every queued job, and filter them
+_START_BY_ID = _START_JOBS.replace(" AND state = 'RUNNABLE'", " AND state || '' = 'RUNNABLE'")
+assert _START_BY_ID != _START_JOBS
+
 # Start the RUNNABLE jobs matching {which} and record their events: one statement; returns
 # lifecycle.CLAIMED (_C_CLAIMED).
 # Parameters: those of lifecycle._START_JOBS, then event time, worker (events). The attempts'
 # rows are written when they end.
 START_JOBS = (
     "WITH c AS ("
-    + _START_JOBS
+    + _START_BY_ID
     + " RETURNING *),"
     + _START_EVENTS_CTE
     + " SELECT "
@@ -382,7 +398,7 @@ _CLAIM_FAST = (
     f"WITH g AS (SELECT ({_CLAIM_CFG_FP}) AS fp, n.next_due, COALESCE(n.next_due <= ?::timestamptz, false) AS due"
     " FROM (SELECT (SELECT run_at FROM jobs WHERE state = 'SUBMITTED' ORDER BY run_at LIMIT 1) AS next_due) AS n),"
     " c AS ("
-    + _START_JOBS.replace(
+    + _START_BY_ID.replace(
         "{which}",
         "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({names}) AND state = 'RUNNABLE'"
         " AND (SELECT g.fp = ? AND NOT g.due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
@@ -400,7 +416,7 @@ _SUCCEED_HEAD = (
     "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::int[], ?::jsonb[]) WITH ORDINALITY AS v(id, attempt, result, ord)),"
     " f AS (UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     " lease_expires_at = NULL, result = COALESCE(v.result, jobs.result) FROM v"
-    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state = 'RUNNING'"
+    " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state || '' = 'RUNNING'"
     " AND NOT jobs.terminate_requested"
 )
 # the attempt rows of the jobs f finished; parameters: started (when none was recorded), stopped
@@ -457,7 +473,7 @@ _FINISH_AND_CLAIM = (
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
     # jobs_claim gives in line order (with an array, every runnable job was read and sorted)
-    + _START_JOBS.replace(
+    + _START_BY_ID.replace(
         "{which}",
         "id = ANY(ARRAY(SELECT id FROM jobs WHERE queue IN ({queues})"
         " AND state = 'RUNNABLE' AND (SELECT ok AND NOT due FROM g) ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED))",
@@ -975,6 +991,18 @@ class PostgresStore(StoreOps):
         " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
     )
 
+    @contextlib.contextmanager
+    def _hot_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for a worker loop's one-statement finish and claim: the thread's
+        ``LISTEN`` connection when it has one (no pool checkout, generic plans: ``_GENERIC``),
+        else one from the pool."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        if conn is not None and not conn.closed:
+            yield conn
+            return
+        with self._pool.connection() as pooled:
+            yield pooled
+
     def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:
         """One statement (``_CLAIM_FAST``) when the worker's queues form one line in an environment
         without limits that is the first of each of them — what ``_claim`` would then do in
@@ -1055,7 +1083,7 @@ class PostgresStore(StoreOps):
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
         ids, attempts, results = _succeed_rows(finishes)
         try:
-            with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            with self._hot_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(
                     _finish_and_claim(len(names)),
                     (
@@ -1081,6 +1109,9 @@ class PostgresStore(StoreOps):
                 )
                 rows = cur.fetchall()
         except psycopg.Error as exc:
+            listener = getattr(self._local, "listener", None)
+            if listener is not None and (listener.closed or listener.broken):
+                self._local.listener = None
             self._reraise(exc)
         done = set(rows[0][0])
         claimed = [r[4:] for r in rows if r[4] is not None]
@@ -1128,11 +1159,13 @@ class PostgresStore(StoreOps):
                     connect_timeout=max(2, math.ceil(timeout)),
                     application_name=_LISTENER_NAME,
                 )
-                # the worker's loop claims on it too (_claim_fast): the pool's time zone, and the
-                # worker's asynchronous commits, set once
+                # the worker's loop claims and finishes on it too (_claim_fast, _finish_claim_on):
+                # the pool's time zone, the worker's asynchronous commits and generic plans
+                # (_GENERIC), set once
                 conn.execute("SET TIME ZONE 'UTC'")
                 if self.async_commit:
                     conn.execute("SET synchronous_commit = off")
+                conn.execute(_GENERIC)
                 conn.execute(f"LISTEN {CHANNEL}")
                 local.listener = conn
                 local.ranked_at = time.monotonic()

@@ -33,9 +33,8 @@ from conveyor.store.postgres import (
     _GENERIC,
     START_JOBS,
     PostgresStore,
-    _finish_and_claim,
+    _finish_and_claim_call,
     _pg,
-    _succeed_rows,
 )
 
 ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -161,33 +160,14 @@ def explain_generic(out: list[str], label: str) -> None:
         def claim_params() -> tuple[Any, ...]:
             return ("default", now, *start, "default", fp[0], 16, now, worker)
 
-        def finish_params(rows: list[Any], first: int) -> tuple[Any, ...]:
+        def finish_call(rows: list[Any], first: int) -> tuple[str, tuple[Any, ...]]:
             # CLAIMED's id and attempt, from column ``first`` of each row
             fins = [Finish(int(r[first]), int(r[first + 12]), worker, OutcomeKind.SUCCEEDED) for r in rows]
             assert len(fins) == 16
-            ids, attempts, results = _succeed_rows(fins)
-            return (
-                ids,
-                attempts,
-                results,
-                now,
-                now,
-                ids,
-                worker,
-                now,
-                now,
-                "default",
-                fp[0],
-                now,
-                *start,
-                "default",
-                16,
-                now,
-                worker,
-                True,
-            )
+            return _finish_and_claim_call(fins, req, fp[0], ("default",), now, True)
 
-        def plan(title: str, sql: str, params: tuple[Any, ...]) -> None:
+        def plan(title: str, params: tuple[Any, ...]) -> None:
+            # the statement last prepared on the connection
             found = cur.execute(
                 "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
                 " WHERE NOT from_sql ORDER BY prepare_time DESC LIMIT 1"
@@ -205,15 +185,11 @@ def explain_generic(out: list[str], label: str) -> None:
             out.extend(str(r[0]) for r in rows)
 
         first = cur.execute(_pg(claim_sql), claim_params(), prepare=True).fetchall()
-        plan("an idle worker's claim (16 free slots)", claim_sql, claim_params())
+        plan("an idle worker's claim (16 free slots)", claim_params())
         # the claim's rows: fingerprint, due, next due, then CLAIMED; finish+claim's: ids, ok,
         # due, sync, then CLAIMED
-        more = cur.execute(_finish_and_claim(1), finish_params(first, 3), prepare=True).fetchall()
-        plan(
-            "a busy worker's 16 successes and the claim of 16 more (one statement)",
-            _finish_and_claim(1),
-            finish_params(more, 4),
-        )
+        more = cur.execute(*finish_call(first, 3), prepare=True).fetchall()
+        plan("a busy worker's 16 successes and the claim of 16 more (one statement)", finish_call(more, 4)[1])
         conn.rollback()
 
 

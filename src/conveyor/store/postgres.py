@@ -532,6 +532,38 @@ def _finish_and_claim(queues: int) -> str:
     return _pg(_FINISH_AND_CLAIM.replace("{queues}", ", ".join("?" * max(1, queues))))
 
 
+def _succeed_params(finishes: Sequence[Finish], worker_id: str, now: datetime) -> tuple[Any, ...]:
+    """The parameters of ``_SUCCEED_HEAD`` and ``_SUCCEED_ATTEMPTS``, which SUCCEED_JOBS and
+    ``_FINISH_AND_CLAIM`` begin with."""
+    ids, attempts, results = _succeed_rows(finishes)
+    return (ids, attempts, results, now, now, ids, worker_id, now, now)
+
+
+def _finish_and_claim_call(
+    finishes: Sequence[Finish],
+    req: ClaimRequest,
+    fingerprint: str,
+    names: Sequence[str],
+    now: datetime,
+    async_commit: bool,
+) -> tuple[str, tuple[Any, ...]]:
+    """``_FINISH_AND_CLAIM`` (for psycopg) and its parameters: ``finishes`` (successes of
+    ``req``'s worker) and the claim of ``req`` from the line ``names`` of queues, planned
+    under ``fingerprint``."""
+    return _finish_and_claim(len(names)), (
+        *_succeed_params(finishes, req.worker_id, now),
+        req.environment,
+        fingerprint,
+        now,
+        *start_set_params(req, req.environment, now, plus(now, req.lease_seconds)),
+        *names,
+        req.limit,
+        now,
+        req.worker_id,
+        async_commit,
+    )
+
+
 class PostgresStore(StoreOps):
     """The PostgreSQL store.
 
@@ -991,13 +1023,25 @@ class PostgresStore(StoreOps):
         " FROM compute_environments e LEFT JOIN queues q ON TRUE WHERE e.name = ?"
     )
 
+    def _live_listener(self) -> psycopg.Connection[Any] | None:
+        """This thread's ``LISTEN`` connection (``wait_for_jobs``), if it has an open one."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        return conn if conn is not None and not conn.closed else None
+
+    def _forget_broken_listener(self) -> None:
+        """After an error on it: drop this thread's ``LISTEN`` connection if it is lost (the
+        next wait opens another)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        if conn is not None and (conn.closed or conn.broken):
+            self._local.listener = None
+
     @contextlib.contextmanager
     def _hot_connection(self) -> Iterator[psycopg.Connection[Any]]:
         """The connection for a worker loop's one-statement finish and claim: the thread's
         ``LISTEN`` connection when it has one (no pool checkout, generic plans: ``_GENERIC``),
         else one from the pool."""
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
-        if conn is not None and not conn.closed:
+        conn = self._live_listener()
+        if conn is not None:
             yield conn
             return
         with self._pool.connection() as pooled:
@@ -1026,13 +1070,12 @@ class PostgresStore(StoreOps):
             req.worker_id,
         )
         seq = self._due_seq
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
-        if conn is not None and not conn.closed:
+        conn = self._live_listener()
+        if conn is not None:
             try:
                 rows = conn.execute(_pg(sql), params).fetchall()
             except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    self._local.listener = None
+                self._forget_broken_listener()
                 self._reraise(exc)
         else:
             with self._worker_write() as tx:
@@ -1049,22 +1092,7 @@ class PostgresStore(StoreOps):
         return self._claimed_jobs([r[3:] for r in rows], req, req.environment, now)
 
     def _succeed_jobs(self, tx: Tx, worker_id: str, group: Sequence[Finish], now: datetime) -> list[Row]:
-        ids, attempts, results = _succeed_rows(group)
-        return tx.q(
-            SUCCEED_JOBS,
-            (
-                ids,
-                attempts,
-                results,
-                now,
-                now,
-                ids,
-                worker_id,
-                now,
-                now,
-                now,
-            ),
-        )
+        return tx.q(SUCCEED_JOBS, (*_succeed_params(group, worker_id, now), now))
 
     def job_finish_and_claim(
         self, finishes: Sequence[Finish], req: ClaimRequest, now: datetime
@@ -1081,37 +1109,13 @@ class PostgresStore(StoreOps):
         fingerprint, names = self._claim_line(req)
         if not names or fingerprint is None:
             return LifecycleOps.job_finish_and_claim(self, finishes, req, now)
-        ids, attempts, results = _succeed_rows(finishes)
+        sql, params = _finish_and_claim_call(finishes, req, fingerprint, names, now, self.async_commit)
         try:
             with self._hot_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(
-                    _finish_and_claim(len(names)),
-                    (
-                        ids,
-                        attempts,
-                        results,
-                        now,
-                        now,
-                        ids,
-                        req.worker_id,
-                        now,
-                        now,
-                        req.environment,
-                        fingerprint,
-                        now,
-                        *start_set_params(req, req.environment, now, plus(now, req.lease_seconds)),
-                        *names,
-                        req.limit,
-                        now,
-                        req.worker_id,
-                        self.async_commit,
-                    ),
-                )
+                cur.execute(sql, params)
                 rows = cur.fetchall()
         except psycopg.Error as exc:
-            listener = getattr(self._local, "listener", None)
-            if listener is not None and (listener.closed or listener.broken):
-                self._local.listener = None
+            self._forget_broken_listener()
             self._reraise(exc)
         done = set(rows[0][0])
         claimed = [r[4:] for r in rows if r[4] is not None]

@@ -15,6 +15,11 @@ Workloads (see bench/README.md for the exact definitions):
   W2  pre-queue N jobs, start workers for --concurrency cores, rate from first
       to last completion (completions counted in Redis, see peers/common.py).
   W3  idle workers, --samples jobs at --rate jobs/s, enqueue->start latency.
+
+With --rounds N, everything runs N times, each round starting at the next system, and
+the end prints the medians and the core issue's targets judged round by round (met in
+k of N, with each round's figures): on this noisy 2-core machine one run decides
+nothing. ``report.py --verdict FILE...`` does the same for saved result files.
 """
 
 from __future__ import annotations
@@ -374,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=500, help="W3 samples")
     ap.add_argument("--rate", type=float, default=50.0, help="W3 enqueue rate (jobs/s)")
     ap.add_argument("--budget", type=float, default=180.0, help="seconds per (system, workload)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run everything this many times, each round starting at the next system (the"
+        " order rotates); prints the medians and the core issue's targets round by round",
+    )
     ap.add_argument("--json", help="write results here")
     ap.add_argument("--_child", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -390,11 +402,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(UTC)
     rows: list[dict] = []
-    for peer in peers:
-        for wl in workloads:
-            rows.extend(run_pair(peer, wl, args))
+    for rnd in range(args.rounds):
+        order = peers[rnd % len(peers) :] + peers[: rnd % len(peers)]
+        if args.rounds > 1:
+            print(f"==== round {rnd + 1} of {args.rounds}: {', '.join(order)}", file=sys.stderr, flush=True)
+        for peer in order:
+            for wl in workloads:
+                rows.extend(r | {"round": rnd} for r in run_pair(peer, wl, args))
 
-    from report import SCHEMA, table
+    from report import SCHEMA, median_rows, table, verdict
 
     doc = {
         "schema": SCHEMA,
@@ -412,11 +428,16 @@ def main(argv: list[str] | None = None) -> int:
             "samples": args.samples,
             "rate": args.rate,
             "budget_s": args.budget,
+            "rounds": args.rounds,
         },
         "rows": rows,
     }
     print()
-    print(table(rows, markdown=False))
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} rounds:")
+    print(table(median_rows(rows) if args.rounds > 1 else rows, markdown=False))
+    print()
+    print("\n".join(verdict(rows)))
     print()
     for r in rows:
         if (

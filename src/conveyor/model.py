@@ -305,6 +305,9 @@ class Finish:
     delay_seconds: float | None = None  # RETRY / SNOOZE
 
 
+_quick_init(Finish)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
     worker_id: str

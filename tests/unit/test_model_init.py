@@ -72,7 +72,8 @@ def test_wrong_arguments_are_refused_and_instances_stay_frozen() -> None:
 
 
 def test_the_job_fields_keep_the_order_positional_callers_pass() -> None:
-    """``LifecycleOps._new_job`` builds a ``Job`` positionally: reordering the fields must fail here."""
+    """``LifecycleOps._new_job`` and ``_claimed_jobs`` build a ``Job`` positionally: reordering the
+    fields must fail here."""
     assert [f.name for f in dataclasses.fields(Job)] == [
         "id",
         "queue",

@@ -64,3 +64,26 @@ def test_a_circular_payload_is_refused_and_the_next_one_still_encodes() -> None:
         validate.payload_json("payload", {"a": loop})
     shared = [1]
     assert validate.payload_json("payload", [shared, shared]) == "[[1],[1]]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["5", "-0.5e3", '"x"', "null", '[1,{"a":[]}]', " 5", "5 ", "[1] ", "\n{}\n", "NaN", b"[1,2]"],
+)
+def test_the_sqlite_store_reads_json_as_json_loads_does(text: str | bytes) -> None:
+    """``SQLiteDialect.unjs`` runs the C scanner alone on the text the store wrote, and hands
+    anything it does not take whole (surrounding space, bytes) to ``json.loads``."""
+    from conveyor.store.sqlite import SQLiteDialect
+
+    got = SQLiteDialect().unjs(text)
+    want = json.loads(text)
+    assert got == want or (got != got and want != want)  # NaN
+
+
+@pytest.mark.parametrize("text", ["", "nope", "5 6", "[1,", "{'a': 1}"])
+def test_the_sqlite_store_refuses_what_json_loads_refuses(text: str) -> None:
+    from conveyor.store.sqlite import SQLiteDialect
+
+    with pytest.raises(json.JSONDecodeError):
+        SQLiteDialect().unjs(text)
+    assert SQLiteDialect().unjs(None) is None

@@ -974,39 +974,40 @@ class LifecycleOps(CatalogOps):
             # a batch submitted together shares its creation time: convert it once
             if created_raw != seen_raw or seen_dt is None:
                 seen_raw, seen_dt = created_raw, _req(dt(created_raw))
+            # positionally: 31 keyword arguments cost ~2 µs a job to match by name
             jobs.append(
                 Job(
-                    id=int(job_id),
-                    queue=queue,
-                    name=name,
-                    definition=definition,
-                    definition_revision=revision,
-                    spec=_spec(spec, d),
-                    state=JobState.RUNNING if kind == "function" else JobState.STARTING,
-                    status_reason=reason,
-                    priority=int(priority),
-                    created_at=seen_dt,
-                    updated_at=stamp,
-                    run_at=None if run_at is None else dt(run_at),
-                    started_at=stamp if started_raw == ts else dt(started_raw),
-                    finished_at=None if finished_at is None else dt(finished_at),
-                    attempt=int(attempt),
-                    attempts_counted=int(counted),
-                    payload=None if payload is None else unjs(payload),
-                    payload_ref=payload_ref,
-                    result=None if result is None else unjs(result),
-                    tags=tuple(unjs(tags) or ()) if tags is not None else (),
-                    unique_key=unique_key,
-                    idempotency_key=idempotency_key,
-                    parent_id=parent_id,
-                    array_size=array_size,
-                    array_index=array_index,
-                    array_parent_id=array_parent_id,
-                    depends_on=tuple(unjs(depends_on) or ()) if depends_on is not None else (),
-                    worker_id=req.worker_id,
-                    lease_expires_at=lease,
-                    compute_environment=env_name,
-                    terminate_requested=False,
+                    job_id,  # id (the drivers give ints)
+                    queue,
+                    name,
+                    definition,
+                    revision,  # definition_revision
+                    _spec(spec, d),  # spec
+                    JobState.RUNNING if kind == "function" else JobState.STARTING,  # state
+                    reason,  # status_reason
+                    priority,
+                    seen_dt,  # created_at
+                    stamp,  # updated_at
+                    None if run_at is None else dt(run_at),  # run_at
+                    stamp if started_raw == ts else dt(started_raw),  # started_at
+                    None if finished_at is None else dt(finished_at),  # finished_at
+                    attempt,
+                    counted,  # attempts_counted
+                    None if payload is None else unjs(payload),  # payload
+                    payload_ref,
+                    None if result is None else unjs(result),  # result
+                    tuple(unjs(tags) or ()) if tags is not None else (),  # tags
+                    unique_key,
+                    idempotency_key,
+                    parent_id,
+                    array_size,
+                    array_index,
+                    array_parent_id,
+                    tuple(unjs(depends_on) or ()) if depends_on is not None else (),  # depends_on
+                    req.worker_id,  # worker_id
+                    lease,  # lease_expires_at
+                    env_name,  # compute_environment
+                    False,  # terminate_requested
                 )
             )
         return jobs

@@ -54,7 +54,16 @@ class SQLiteDialect:
         return json.dumps(value, separators=(",", ":"))
 
     def unjs(self, value: Any) -> Any:
-        return None if value is None else json.loads(value)
+        # JSON this store wrote: the C scanner alone (~0.4 µs) rather than json.loads (~2.6 µs,
+        # once per claimed job for its payload); anything it does not take whole goes to
+        # json.loads, which decodes it or raises its usual error
+        if value is None:
+            return None
+        try:
+            obj, end = _scan_json(value, 0)
+        except (StopIteration, TypeError):
+            return json.loads(value)
+        return obj if end == len(value) else json.loads(value)
 
     def echo_js(self, stored: Any) -> Any:
         # the text is JSON this store wrote (no surrounding space): the C scanner alone, without

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
+from conveyor.model import _quick_init
+
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
@@ -15,6 +17,9 @@ class JobContext:
     worker_id: str
     database_url: str = ""  # the worker's store, for Client.from_env() in inline jobs
     blob_dir: str = ""
+
+
+_quick_init(JobContext)  # one per inline attempt
 
 
 current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("conveyor_job", default=None)

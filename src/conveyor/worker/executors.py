@@ -47,7 +47,7 @@ class ExecutorConfig:
 LogSink = Callable[[int, int, list[tuple[int, bytes]]], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Execution:
     """One attempt in progress; other threads may ask it to stop."""
 

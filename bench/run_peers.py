@@ -16,7 +16,8 @@ Workloads (see bench/README.md for the exact definitions):
       to last completion (completions counted in Redis, see peers/common.py).
   W3  idle workers, --samples jobs at --rate jobs/s, enqueue->start latency.
 
-With --rounds N, everything runs N times, each round starting at the next system, and
+With --rounds N, everything runs N times (in a round, workload by workload, each round
+starting at the next system), and
 the end prints the medians and the core issue's targets judged round by round (met in
 k of N, with each round's figures): on this noisy 2-core machine one run decides
 nothing. ``report.py --verdict FILE...`` does the same for saved result files.
@@ -406,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         order = peers[rnd % len(peers) :] + peers[: rnd % len(peers)]
         if args.rounds > 1:
             print(f"==== round {rnd + 1} of {args.rounds}: {', '.join(order)}", file=sys.stderr, flush=True)
-        for peer in order:
-            for wl in workloads:
+        # workload by workload: the systems a target compares run minutes apart at most
+        for wl in workloads:
+            for peer in order:
                 rows.extend(r | {"round": rnd} for r in run_pair(peer, wl, args))
 
     from report import SCHEMA, median_rows, table, verdict

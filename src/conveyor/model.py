@@ -185,7 +185,7 @@ class Job:
     terminate_requested: bool = False
 
 
-def _quick_init(cls: type) -> None:
+def quick_init(cls: type) -> None:
     """Give a frozen, slotted dataclass an ``__init__`` that sets each slot through its
     descriptor (what ``object.__setattr__`` ends up doing) instead of calling
     ``object.__setattr__`` per field, as the generated one does: a ``Job`` (31 fields) took
@@ -208,7 +208,7 @@ def _quick_init(cls: type) -> None:
     setattr(cls, "__init__", init)  # noqa: B010
 
 
-_quick_init(Job)
+quick_init(Job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +218,7 @@ class InsertResult:
     reason: str = ""
 
 
-_quick_init(InsertResult)
+quick_init(InsertResult)
 
 
 @dataclass(slots=True)
@@ -305,7 +305,7 @@ class Finish:
     delay_seconds: float | None = None  # RETRY / SNOOZE
 
 
-_quick_init(Finish)
+quick_init(Finish)
 
 
 @dataclass(frozen=True, slots=True)

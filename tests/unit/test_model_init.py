@@ -1,4 +1,4 @@
-"""``Job`` and ``InsertResult`` get a faster ``__init__`` (model._quick_init): it must take the
+"""``Job`` and ``InsertResult`` get a faster ``__init__`` (model.quick_init): it must take the
 same arguments, fill the same defaults, refuse the same mistakes and keep instances frozen."""
 
 from __future__ import annotations

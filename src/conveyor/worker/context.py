@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
-from conveyor.model import _quick_init
+from conveyor.model import quick_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class JobContext:
     blob_dir: str = ""
 
 
-_quick_init(JobContext)  # one per inline attempt
+quick_init(JobContext)  # one per inline attempt
 
 
 current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("conveyor_job", default=None)

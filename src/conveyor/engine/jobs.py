@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from conveyor.model import (
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
 
+log = logging.getLogger(__name__)
 _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
 # bulk submissions of more jobs than this reach the store in chunks of this size (of 1000
 # jobs, 2 chunks went faster than 1 or 4: overlap against a statement's fixed cost)
@@ -115,6 +117,11 @@ class CatalogCache:
 
     Submissions then cost one store transaction. A queue created on another machine is
     seen within ``ttl``; a miss re-reads at once, so a new name never fails spuriously.
+    What a submission finds older than half the ``ttl`` it still uses, and marks: the
+    submitter re-reads it after its job is stored (``revalidate``), off the job's latency
+    path. Only what is older than ``ttl`` is re-read before a submission. A re-read that
+    finds the same catalog keeps the same objects, so what was built against them (the
+    validated specs) stays valid.
     """
 
     def __init__(self, store: Store, clock: Clock, ttl: float = 2.0) -> None:
@@ -123,13 +130,26 @@ class CatalogCache:
         self.queues: dict[str, Queue] = {}
         self.envs: dict[str, Any] = {}
         self._definitions: dict[tuple[str, int | None], tuple[float, Any]] = {}
+        self._stale = False  # the queues and environments are due for a re-read
+        self._stale_definitions: set[tuple[str, int | None]] = set()
 
     def fresh(self, force: bool = False) -> None:
         now = self.clock.monotonic()
-        if force or now - self._at > self.ttl:
-            self.queues = {q.name: q for q in self.store.queue_list()}
-            self.envs = {e.name: e for e in self.store.environment_list()}
-            self._at = now
+        age = now - self._at
+        if force or age > self.ttl:
+            self._reload(now)
+        elif age > self.ttl / 2:
+            self._stale = True
+
+    def _reload(self, now: float) -> None:
+        queue_list, env_list = self.store.catalog_snapshot()
+        queues = {q.name: q for q in queue_list}
+        envs = {e.name: e for e in env_list}
+        if queues != self.queues:
+            self.queues = queues
+        if envs != self.envs:
+            self.envs = envs
+        self._at, self._stale = now, False
 
     def queue(self, name: str) -> Queue | None:
         self.fresh()
@@ -139,13 +159,41 @@ class CatalogCache:
 
     def definition(self, name: str, revision: int | None) -> Any:
         now = self.clock.monotonic()
-        hit = self._definitions.get((name, revision))
-        if hit is not None and now - hit[0] <= self.ttl:
-            return hit[1]
-        found = self.store.definition_get(name, revision)
+        key = (name, revision)
+        hit = self._definitions.get(key)
+        if hit is not None:
+            age = now - hit[0]
+            if age <= self.ttl:
+                if age > self.ttl / 2:
+                    self._stale_definitions.add(key)
+                return hit[1]
+        return self._load_definition(key, now)
+
+    def _load_definition(self, key: tuple[str, int | None], now: float) -> Any:
+        found = self.store.definition_get(*key)
         if found is not None:
-            self._definitions[(name, revision)] = (now, found)
+            hit = self._definitions.get(key)
+            if hit is not None and hit[1] == found:
+                found = hit[1]  # the same definition: keep the object the specs were built on
+            self._definitions[key] = (now, found)
+        else:
+            self._definitions.pop(key, None)
         return found
+
+    def revalidate(self) -> None:
+        """Re-read what submissions marked as due (see the class). Never raises: it runs after
+        a job was stored, whose submission must not then fail; what cannot be re-read now is
+        re-read before the next submission once it is older than ``ttl``."""
+        if not self._stale and not self._stale_definitions:
+            return
+        now = self.clock.monotonic()
+        try:
+            if self._stale:
+                self._reload(now)
+            while self._stale_definitions:
+                self._load_definition(self._stale_definitions.pop(), now)
+        except Exception:  # see the docstring
+            log.debug("catalog re-read after a submission failed", exc_info=True)
 
 
 class JobService:
@@ -170,14 +218,18 @@ class JobService:
         now = self.clock.now()
         queues, envs, specs = self._catalog((req.queue,))
         nj = self._build(req, "", now, queues, envs, {}, {}, specs)
-        return self.store.job_insert_many((nj,), now)[0]
+        done = self.store.job_insert_many((nj,), now)[0]
+        self.cache.revalidate()
+        return done
 
     def submit_many(self, reqs: Sequence[SubmitRequest]) -> list[InsertResult]:
         """Validate every submission, then insert them all in one transaction (all or none)."""
         if not reqs:
             return []
         built, now = self._build_all(reqs)
-        return self.store.job_insert_many(built, now)
+        done = self.store.job_insert_many(built, now)
+        self.cache.revalidate()
+        return done
 
     def submit_many_brief(self, reqs: Sequence[SubmitRequest]) -> list[Inserted]:
         """``submit_many`` answering ids and states only (cheaper for large batches).
@@ -189,12 +241,15 @@ class JobService:
             return []
         now, build = self._builder(reqs)
         if len(reqs) <= BULK_CHUNK or not all(_plain(r) for r in reqs):
-            return self.store.job_insert_brief([build(i, r) for i, r in enumerate(reqs)], now)
-        chunks = (
-            [build(i, reqs[i]) for i in range(start, min(start + BULK_CHUNK, len(reqs)))]
-            for start in range(0, len(reqs), BULK_CHUNK)
-        )
-        return self.store.job_insert_chunks(chunks, now)
+            done = self.store.job_insert_brief([build(i, r) for i, r in enumerate(reqs)], now)
+        else:
+            chunks = (
+                [build(i, reqs[i]) for i in range(start, min(start + BULK_CHUNK, len(reqs)))]
+                for start in range(0, len(reqs), BULK_CHUNK)
+            )
+            done = self.store.job_insert_chunks(chunks, now)
+        self.cache.revalidate()
+        return done
 
     def _build_all(self, reqs: Sequence[SubmitRequest]) -> tuple[list[NewJob], datetime]:
         now, build = self._builder(reqs)

@@ -143,6 +143,13 @@ class CatalogOps(SqlStoreBase):
         with self._read() as tx:
             return [self._queue(r) for r in tx.q("SELECT * FROM queues ORDER BY priority DESC, name")]
 
+    def catalog_snapshot(self) -> tuple[list[Queue], list[ComputeEnvironment]]:
+        """``queue_list()`` and ``environment_list()`` read in one transaction."""
+        with self._read() as tx:
+            queues = tx.q("SELECT * FROM queues ORDER BY priority DESC, name")
+            envs = tx.q("SELECT * FROM compute_environments ORDER BY name")
+        return [self._queue(r) for r in queues], [self._env(r) for r in envs]
+
     def queue_delete(self, name: str, now: datetime) -> None:
         with self._write() as tx:
             waiting = tx.one(

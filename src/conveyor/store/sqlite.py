@@ -598,9 +598,9 @@ class SQLiteStore(StoreOps):
                     fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.Error as exc:
             self._reraise(exc)
-        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
-        if state == "RUNNABLE":
+        if state == "RUNNABLE":  # before the job is built: the waiting worker starts meanwhile
             self.wake()
+        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
         return InsertResult(job)
 
     def _insert_plain_tx(

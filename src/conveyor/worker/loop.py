@@ -346,6 +346,9 @@ class Worker:
         for ex in started:
             self._queue.put(ex)
         self.stats.claimed += len(jobs)
+        # let the job threads just woken take the GIL now, rather than when this loop next
+        # blocks (~0.05 ms of an idle worker's enqueue -> start latency, p50, 3 A/B pairs)
+        time.sleep(0)
         return len(jobs)
 
     def _job_thread(self) -> None:

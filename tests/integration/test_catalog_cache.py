@@ -84,3 +84,23 @@ def test_a_re_read_that_finds_nothing_changed_keeps_the_snapshot(pair: tuple[App
         clock.advance(cache.ttl * 1.5)
         here.jobs.submit(SubmitRequest(function="m:f"))
     assert cache.queues is queues and cache.envs is envs
+
+
+def test_a_re_read_that_fails_after_the_job_is_stored_does_not_fail_the_submission(
+    pair: tuple[App, FrozenClock, App],
+) -> None:
+    """The job is stored: answering an error would make the client submit it again."""
+    here, clock, elsewhere = pair
+    here.jobs.submit(SubmitRequest(function="m:f"))
+    clock.advance(here.jobs.cache.ttl * 0.6)
+    with elsewhere.store._write() as tx:  # the catalog cannot be read for a moment
+        tx.x("ALTER TABLE queues RENAME TO queues_away")
+    try:
+        job = here.jobs.submit(SubmitRequest(function="m:f", name="kept")).job
+    finally:
+        with elsewhere.store._write() as tx:
+            tx.x("ALTER TABLE queues_away RENAME TO queues")
+    assert elsewhere.jobs.get(job.id).name == "kept"
+    # the failed re-read is made again before the next submission once the ttl has passed
+    clock.advance(here.jobs.cache.ttl)
+    assert here.jobs.submit(SubmitRequest(function="m:f")).job.queue == "default"

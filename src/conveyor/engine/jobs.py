@@ -191,7 +191,11 @@ class CatalogCache:
             if self._stale:
                 self._reload(now)
             while self._stale_definitions:
-                self._load_definition(self._stale_definitions.pop(), now)
+                try:
+                    key = self._stale_definitions.pop()
+                except KeyError:  # another thread's submission took the last one
+                    break
+                self._load_definition(key, now)
         except Exception:  # see the docstring
             log.debug("catalog re-read after a submission failed", exc_info=True)
 

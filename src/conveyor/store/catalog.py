@@ -23,6 +23,11 @@ from conveyor.store.core import SqlStoreBase
 WORKER_LIVENESS = timedelta(seconds=60)
 
 
+# every queue and every environment, as the lists and the catalog snapshot read them
+_QUEUES = "SELECT * FROM queues ORDER BY priority DESC, name"
+_ENVIRONMENTS = "SELECT * FROM compute_environments ORDER BY name"
+
+
 class CatalogOps(SqlStoreBase):
     # -- compute environments ------------------------------------------------------------
     def environment_put(self, env: ComputeEnvironment, now: datetime) -> ComputeEnvironment:
@@ -46,7 +51,7 @@ class CatalogOps(SqlStoreBase):
 
     def environment_list(self) -> list[ComputeEnvironment]:
         with self._read() as tx:
-            return [self._env(r) for r in tx.q("SELECT * FROM compute_environments ORDER BY name")]
+            return [self._env(r) for r in tx.q(_ENVIRONMENTS)]
 
     def environment_delete(self, name: str, now: datetime) -> None:
         with self._write() as tx:
@@ -141,13 +146,13 @@ class CatalogOps(SqlStoreBase):
 
     def queue_list(self) -> list[Queue]:
         with self._read() as tx:
-            return [self._queue(r) for r in tx.q("SELECT * FROM queues ORDER BY priority DESC, name")]
+            return [self._queue(r) for r in tx.q(_QUEUES)]
 
     def catalog_snapshot(self) -> tuple[list[Queue], list[ComputeEnvironment]]:
         """``queue_list()`` and ``environment_list()`` read in one transaction."""
         with self._read() as tx:
-            queues = tx.q("SELECT * FROM queues ORDER BY priority DESC, name")
-            envs = tx.q("SELECT * FROM compute_environments ORDER BY name")
+            queues = tx.q(_QUEUES)
+            envs = tx.q(_ENVIRONMENTS)
         return [self._queue(r) for r in queues], [self._env(r) for r in envs]
 
     def queue_delete(self, name: str, now: datetime) -> None:

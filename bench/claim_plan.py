@@ -31,6 +31,7 @@ from conveyor.store.postgres import (
     _CLAIM_CFG_FP,
     _CLAIM_FAST,
     _GENERIC,
+    _INDEXED,
     START_JOBS,
     PostgresStore,
     _finish_and_claim_call,
@@ -154,6 +155,8 @@ def explain_generic(out: list[str], label: str) -> None:
     claim_sql = _CLAIM_FAST.replace("{names}", "?")
     with psycopg.connect(url()) as conn, conn.cursor() as cur:
         cur.execute(_GENERIC)
+        for setting in _INDEXED:  # the worker's connection's settings
+            cur.execute(setting)
         fp = cur.execute(_pg(_CLAIM_CFG_FP), ("default",)).fetchone()
         assert fp is not None
 

@@ -64,6 +64,17 @@ CHANNEL = "conveyor_jobs"
 # parameters (bench/claim_plan.py shows them with 1,000,000 queued), so that connection
 # uses generic plans only.
 _GENERIC = "SET plan_cache_mode = force_generic_plan"
+# Those generic plans are costed as if the jobs by id ("id = ANY(...)", an array of unknown
+# length: 10 rows, read from disk at random_page_cost) were dearer than reading every row of
+# a table of a few thousand: on a small table (a new database, a quiet one) the claim and
+# the finish read them all (a new database, 1,500 jobs: the claim went from 1.29 to 2.06 ms;
+# 5,100 jobs before its first ANALYZE: 3.40 ms; W3's claim p50 1.34 -> 1.09 ms, p99 2.89 ->
+# 2.17). Every statement of the worker reaches jobs through an index (bench/claim_plan.py,
+# tests/integration/test_pg_worker_plans.py); this makes the planner take that for granted. JIT
+# off: those plans carry disable_cost where a table has no index to take (queues), above
+# jit_above_cost, and compiling them took 1.5 s a statement; no statement of the worker's is
+# long enough to gain from JIT anyway.
+_INDEXED = ("SET enable_seqscan = off", "SET jit = off")
 # listeners name themselves, so that each can count those ahead of it (connected earlier)
 _LISTENER_NAME = "conveyor listener"
 # ordered by connection start, then pid: a listener that connects while another is ranking
@@ -1164,12 +1175,14 @@ class PostgresStore(StoreOps):
                     application_name=_LISTENER_NAME,
                 )
                 # the worker's loop claims and finishes on it too (_claim_fast, _finish_claim_on):
-                # the pool's time zone, the worker's asynchronous commits and generic plans
-                # (_GENERIC), set once
+                # the pool's time zone, the worker's asynchronous commits, generic plans
+                # (_GENERIC) through indexes (_INDEXED), set once
                 conn.execute("SET TIME ZONE 'UTC'")
                 if self.async_commit:
                     conn.execute("SET synchronous_commit = off")
                 conn.execute(_GENERIC)
+                for setting in _INDEXED:
+                    conn.execute(setting)
                 conn.execute(f"LISTEN {CHANNEL}")
                 local.listener = conn
                 local.ranked_at = time.monotonic()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -105,6 +105,7 @@ DUE_JOBS = "SELECT id FROM jobs{due_index} WHERE state = 'SUBMITTED' AND run_at 
 class LeaseStatus:
     owned: frozenset[int]  # jobs this worker still holds
     terminate: frozenset[int]  # of those, the ones a user asked to terminate
+    attempts: Mapping[int, int] = field(default_factory=dict)  # the attempt each owned job is at
 
 
 @dataclass(slots=True)
@@ -1138,12 +1139,13 @@ class LifecycleOps(CatalogOps):
             tx.x("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (d.ts(now), worker_id))
             rows = tx.q(
                 f"UPDATE jobs SET lease_expires_at = ? WHERE worker_id = ? AND state IN {ACTIVE}"
-                " RETURNING id, terminate_requested",
+                " RETURNING id, attempt, terminate_requested",
                 (d.ts(plus(now, lease_seconds)), worker_id),
             )
         return LeaseStatus(
             owned=frozenset(int(r["id"]) for r in rows),
             terminate=frozenset(int(r["id"]) for r in rows if r["terminate_requested"]),
+            attempts={int(r["id"]): int(r["attempt"]) for r in rows},
         )
 
     def job_rescue_expired(self, now: datetime, limit: int = 500) -> list[int]:

@@ -262,6 +262,29 @@ def _any_runnable(conn: psycopg.Connection[Any]) -> bool:
     return row is None or bool(row[0])
 
 
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server has closed this idle connection meanwhile (a restart, an idle
+    timeout, ``pg_terminate_backend``): the backend says why and hangs up, so the socket is
+    readable though nothing was asked, and reading it finds the end. One ``poll`` with no
+    wait (~1 µs), no round trip. A connection cut without a word (a network partition)
+    passes, and its statement fails as before."""
+    pgconn = conn.pgconn
+    if pgconn.status != pq.ConnStatus.OK:
+        return True
+    try:
+        poll = select.poll()
+        poll.register(pgconn.socket, select.POLLIN)
+        # a notice or a parameter change is read, and the connection kept; the backend's last
+        # words come in one read and its hang-up in the next, which fails
+        for _ in range(4):
+            if not poll.poll(0):
+                return False
+            pgconn.consume_input()
+    except (OSError, psycopg.Error):
+        return True
+    return bool(pgconn.status != pq.ConnStatus.OK)
+
+
 def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -623,6 +646,7 @@ class PostgresStore(StoreOps):
         self._lane: tuple[psycopg.Connection[Any], set[bytes]] | None = None
         self._lane_lock = threading.Lock()
         self._use_lane = max_size > 1
+        self._max_size = max_size
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
         # _insert_one's templates (_template_values) in text form (_text_params; (): not plain)
@@ -639,7 +663,7 @@ class PostgresStore(StoreOps):
         (Pipeline mode would save the BEGIN round trip, but psycopg's pipeline loop holds the
         GIL while it waits: a worker's job threads starved and drained ~25% slower.)"""
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 if mode == "statement":
                     with conn.cursor() as cur:
                         yield _PgTx(cur)
@@ -655,6 +679,28 @@ class PostgresStore(StoreOps):
                     cur.execute(b"COMMIT")
         except psycopg.Error as exc:
             self._reraise(exc)
+
+    def _live_getconn(self) -> psycopg.Connection[dict[str, Any]]:
+        """A connection from the pool that the server has not closed while it sat there
+        (``_closed_by_server``): after a database restart, the pool's idle connections are all
+        closed, and each would have failed one call. Those are given back (the pool replaces
+        them) and another taken, at once."""
+        pool = self._pool
+        for _ in range(self._max_size):
+            conn = pool.getconn()
+            if not _closed_by_server(conn):
+                return conn
+            pool.putconn(conn)
+        return pool.getconn()  # the pool's new connections: a failure now is the server's
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """``pool.connection()`` with ``_live_getconn``."""
+        conn = self._live_getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
 
     def _reraise(self, exc: psycopg.Error) -> NoReturn:
         """Raise the Conveyor error for a psycopg error (from it), or ``exc`` itself."""
@@ -687,8 +733,11 @@ class PostgresStore(StoreOps):
             return self._statement_pooled(st, params)
         try:
             lane = self._lane
+            if lane is not None and _closed_by_server(lane[0]):
+                self._pool.putconn(lane[0])  # the pool replaces it
+                self._lane = lane = None
             if lane is None:
-                conn = self._pool.getconn()
+                conn = self._live_getconn()
                 if conn.info.encoding != "utf-8":  # the text parameters are UTF-8
                     self._use_lane = False
                     self._pool.putconn(conn)
@@ -885,7 +934,7 @@ class PostgresStore(StoreOps):
         it = iter(chunks)
         woken: set[str] = set()
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 tx = _PgTx(conn.cursor())
                 try:
                     odd: Sequence[NewJob] | None = ()
@@ -1055,7 +1104,7 @@ class PostgresStore(StoreOps):
         if conn is not None:
             yield conn
             return
-        with self._pool.connection() as pooled:
+        with self._connection() as pooled:
             yield pooled
 
     def _claim_fast(self, req: ClaimRequest, now: datetime) -> list[Job] | None:

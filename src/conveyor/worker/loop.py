@@ -15,14 +15,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from conveyor import errors
 from conveyor.clock import Clock
 from conveyor.model import ClaimRequest, Finish, Job, OutcomeKind, WorkerInfo
-from conveyor.store import Store
+from conveyor.store import LeaseStatus, Store
 from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
 from conveyor.templates import render_argv
 from conveyor.worker.executors import (
@@ -486,11 +486,14 @@ class Worker:
         rescue_every = max(1.0, self.config.lease_seconds / 2)
         last_rescue = 0.0
         last_maintenance = time.monotonic()
+        unknown: set[int] = set()  # held in the store's eyes, not in ours, at the last beat
         while not self._threads_done.wait(interval):
             try:
                 status = self.store.lease_renew(self.id, self.config.lease_seconds, self.clock.now())
                 with self._lock:
                     running = dict(self._running)
+                    known = running.keys() | {ex.job.id for ex in self._abandoned}
+                unknown = self._give_back_unknown(status, known, unknown)
                 for job_id in status.terminate:
                     ex = running.get(job_id)
                     if ex is not None:
@@ -537,6 +540,28 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _give_back_unknown(self, status: LeaseStatus, known: Collection[int], before: set[int]) -> set[int]:
+        """Requeue the jobs the store says this worker holds but the worker never received: a
+        claim whose answer was lost (PostgreSQL: the connection died after its COMMIT). Their
+        leases would otherwise be renewed by every heartbeat, and the jobs stay RUNNING
+        forever. Only jobs seen unknown at two beats in a row: a claim being taken in right
+        now is unknown at one at most. Returns the ones seen unknown for the first time."""
+        unknown = {job_id for job_id in status.owned if job_id not in known}
+        lost = sorted(unknown & before)
+        if lost:
+            log.warning(
+                "job(s) %s: held by this worker in the store but never received (a lost claim "
+                "answer); requeueing them",
+                lost[:10],
+            )
+            self.store.job_release(
+                self.id,
+                [(job_id, status.attempts[job_id]) for job_id in lost if job_id in status.attempts],
+                f"worker {self.id} never received the claim",
+                self.clock.now(),
+            )
+        return unknown - set(lost)
 
     # -- shutdown ---------------------------------------------------------------------------
     def _shutdown(self) -> None:

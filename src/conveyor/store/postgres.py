@@ -262,6 +262,9 @@ def _any_runnable(conn: psycopg.Connection[Any]) -> bool:
     return row is None or bool(row[0])
 
 
+_SEVERITY = pq.DiagnosticField.SEVERITY_NONLOCALIZED
+
+
 def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     """Whether the server has closed this idle connection meanwhile (a restart, an idle
     timeout, ``pg_terminate_backend``): the backend says why and hangs up, so the socket is
@@ -271,18 +274,28 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     pgconn = conn.pgconn
     if pgconn.status != pq.ConnStatus.OK:
         return True
+    last_words: list[bytes | None] = []
     try:
         poll = select.poll()
         poll.register(pgconn.socket, select.POLLIN)
-        # a notice or a parameter change is read, and the connection kept; the backend's last
-        # words come in one read and its hang-up in the next, which fails
-        for _ in range(4):
-            if not poll.poll(0):
-                return False
-            pgconn.consume_input()
+        if not poll.poll(0):
+            return False
+        # what an idle connection receives goes to its notice handler: a notice, or the
+        # backend's last words (a FATAL error), which may come a moment before its hang-up
+        # (the backend leaves pg_stat_activity between the two)
+        saved = pgconn.notice_handler
+        pgconn.notice_handler = lambda res: last_words.append(res.error_field(_SEVERITY))
+        try:
+            for _ in range(4):
+                pgconn.consume_input()  # at the hang-up: fails
+                pgconn.is_busy()  # parses what was read: a notice reaches the handler
+                if not poll.poll(0):
+                    break
+        finally:
+            pgconn.notice_handler = saved
     except (OSError, psycopg.Error):
         return True
-    return bool(pgconn.status != pq.ConnStatus.OK)
+    return pgconn.status != pq.ConnStatus.OK or any(w in (b"FATAL", b"PANIC") for w in last_words)
 
 
 def redact(url: str) -> str:
@@ -690,8 +703,15 @@ class PostgresStore(StoreOps):
             conn = pool.getconn()
             if not _closed_by_server(conn):
                 return conn
-            pool.putconn(conn)
+            self._discard(conn)
         return pool.getconn()  # the pool's new connections: a failure now is the server's
+
+    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+        """Give the pool back a connection the server closed, closed: the pool replaces it (its
+        own check sees a connection closed only once the hang-up has arrived)."""
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
+        self._pool.putconn(conn)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -734,7 +754,7 @@ class PostgresStore(StoreOps):
         try:
             lane = self._lane
             if lane is not None and _closed_by_server(lane[0]):
-                self._pool.putconn(lane[0])  # the pool replaces it
+                self._discard(lane[0])
                 self._lane = lane = None
             if lane is None:
                 conn = self._live_getconn()

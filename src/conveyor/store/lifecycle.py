@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,9 +103,12 @@ DUE_JOBS = "SELECT id FROM jobs{due_index} WHERE state = 'SUBMITTED' AND run_at 
 
 @dataclass(frozen=True, slots=True)
 class LeaseStatus:
-    owned: frozenset[int]  # jobs this worker still holds
+    attempts: Mapping[int, int]  # the jobs this worker still holds: the attempt each is at
     terminate: frozenset[int]  # of those, the ones a user asked to terminate
-    attempts: Mapping[int, int] = field(default_factory=dict)  # the attempt each owned job is at
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return frozenset(self.attempts)
 
 
 @dataclass(slots=True)
@@ -1143,9 +1146,8 @@ class LifecycleOps(CatalogOps):
                 (d.ts(plus(now, lease_seconds)), worker_id),
             )
         return LeaseStatus(
-            owned=frozenset(int(r["id"]) for r in rows),
-            terminate=frozenset(int(r["id"]) for r in rows if r["terminate_requested"]),
             attempts={int(r["id"]): int(r["attempt"]) for r in rows},
+            terminate=frozenset(int(r["id"]) for r in rows if r["terminate_requested"]),
         )
 
     def job_rescue_expired(self, now: datetime, limit: int = 500) -> list[int]:

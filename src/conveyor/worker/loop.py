@@ -504,7 +504,7 @@ class Worker:
                             ex.stop("terminated", OutcomeKind.TERMINATED)
                 for job_id, ex in running.items():
                     if (
-                        job_id not in status.owned
+                        job_id not in status.attempts
                         and not ex.reported
                         and time.monotonic() - ex.started > interval * 2
                     ):
@@ -547,7 +547,7 @@ class Worker:
         leases would otherwise be renewed by every heartbeat, and the jobs stay RUNNING
         forever. Only jobs seen unknown at two beats in a row: a claim being taken in right
         now is unknown at one at most. Returns the ones seen unknown for the first time."""
-        unknown = {job_id for job_id in status.owned if job_id not in known}
+        unknown = {job_id for job_id in status.attempts if job_id not in known}
         lost = sorted(unknown & before)
         if lost:
             log.warning(
@@ -557,7 +557,7 @@ class Worker:
             )
             self.store.job_release(
                 self.id,
-                [(job_id, status.attempts[job_id]) for job_id in lost if job_id in status.attempts],
+                [(job_id, status.attempts[job_id]) for job_id in lost],
                 f"worker {self.id} never received the claim",
                 self.clock.now(),
             )

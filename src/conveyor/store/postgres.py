@@ -45,8 +45,6 @@ from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import (
     _START_JOBS,
     _STATES,
-    ATTEMPT_COLUMNS,
-    ATTEMPT_UPSERT,
     CLAIMED,
     RUNNABLE_NOW,
     LifecycleOps,
@@ -466,26 +464,18 @@ _SUCCEED_HEAD = (
     " WHERE jobs.id = ANY(?::bigint[]) AND jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.worker_id = ? AND jobs.state || '' = 'RUNNING'"
     " AND NOT jobs.terminate_requested"
 )
-# the attempt rows of the jobs f finished; parameters: started (when none was recorded), stopped
-_SUCCEED_ATTEMPTS = (
-    f" a AS (INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT f.id, f.attempt, f.worker_id,"
-    " COALESCE(f.attempt_host, ''), f.attempt_pid, COALESCE(f.attempt_started_at, ?::timestamptz),"
-    " f.compute_environment, ?::timestamptz, 0, 'succeeded', TRUE FROM f" + ATTEMPT_UPSERT + "),"
-)
-# One worker's successful attempts: job SUCCEEDED (with its result), attempt row written,
-# event recorded: one statement. Parameters: ids, attempts, results (arrays), updated,
-# finished, ids again, worker; started (an attempt without a recorded start), stopped
-# (attempts); event time. The ids are given twice: joined with
+# One worker's successful attempts: job SUCCEEDED (with its result), event recorded: one
+# statement; the job's row holds the attempt (lifecycle._CURRENT_ATTEMPT). Parameters: ids,
+# attempts, results (arrays), updated, finished, ids again, worker; event time. The ids are
+# given twice: joined with
 # ``v`` alone, the planner (on a table without fresh statistics) may find the jobs through
 # jobs_state_id's RUNNING range instead, where every job ever started left an entry until a
 # vacuum: a finish then read thousands of index entries and heap pages (server time per job
 # 160-200 -> 120-150 µs).
 SUCCEED_JOBS = (
     _SUCCEED_HEAD + " RETURNING jobs.id, jobs.attempt, jobs.unique_key, jobs.unique_ttl,"
-    " jobs.has_dependants, jobs.array_parent_id, v.ord, jobs.worker_id, jobs.attempt_host,"
-    " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
-    + _SUCCEED_ATTEMPTS
-    + " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
+    " jobs.has_dependants, jobs.array_parent_id, v.ord),"
+    " e AS (INSERT INTO events (at, entity, entity_id, type, data)"
     " SELECT ?::timestamptz, 'job', f.id::text, 'job.state',"
     " jsonb_build_object('from', 'RUNNING', 'to', 'SUCCEEDED', 'attempt', f.attempt) FROM f ORDER BY f.ord)"
     " SELECT f.id, f.attempt, f.unique_key, f.unique_ttl, f.has_dependants, f.array_parent_id FROM f"
@@ -505,17 +495,15 @@ SUCCEED_JOBS = (
 # would promote it first), both seen in the statement's snapshot (where ``_claim`` would
 # read them); so it needs no promotion timer (it waited for ``_maybe_promote``'s: one batch
 # in ~20 took the transactional path, 8 round trips, to find nothing due).
-# Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; started,
-# stopped (attempts); environment, fingerprint, time (due); _START_SET's; the queues, limit;
+# Parameters: ids, attempts, results (arrays), updated, finished, ids, worker; environment,
+# fingerprint, time (due); _START_SET's; the queues, limit;
 # event time, worker (events); whether to commit asynchronously. Returns the ids finished,
 # whether the fingerprint held, whether a job is due, the set_config's value, then
 # lifecycle.CLAIMED of each claimed job (one row of NULLs when none).
 _FINISH_AND_CLAIM = (
     _SUCCEED_HEAD + " AND jobs.unique_key IS NULL AND NOT jobs.has_dependants"
-    " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord, jobs.worker_id, jobs.attempt_host,"
-    " jobs.attempt_pid, jobs.attempt_started_at, jobs.compute_environment),"
-    + _SUCCEED_ATTEMPTS
-    + f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok,"
+    " AND jobs.array_parent_id IS NULL RETURNING jobs.id, jobs.attempt, v.ord),"
+    f" g AS (SELECT ({_CLAIM_CFG_FP}) IS NOT DISTINCT FROM ?::text AS ok,"
     " EXISTS (SELECT 1 FROM jobs WHERE state = 'SUBMITTED' AND run_at <= ?::timestamptz) AS due),"
     " c AS ("
     # "queue IN (?, ...)", not "= ANY(array)": one queue becomes "queue = ?", which the index
@@ -580,10 +568,9 @@ def _finish_and_claim(queues: int) -> str:
 
 
 def _succeed_params(finishes: Sequence[Finish], worker_id: str, now: datetime) -> tuple[Any, ...]:
-    """The parameters of ``_SUCCEED_HEAD`` and ``_SUCCEED_ATTEMPTS``, which SUCCEED_JOBS and
-    ``_FINISH_AND_CLAIM`` begin with."""
+    """The parameters of ``_SUCCEED_HEAD``, which SUCCEED_JOBS and ``_FINISH_AND_CLAIM`` begin with."""
     ids, attempts, results = _succeed_rows(finishes)
-    return (ids, attempts, results, now, now, ids, worker_id, now, now)
+    return (ids, attempts, results, now, now, ids, worker_id)
 
 
 def _finish_and_claim_call(

@@ -26,8 +26,6 @@ from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, J
 from conveyor.store.base import Row, Tx, plus
 from conveyor.store.lifecycle import (
     _START_SET,
-    ATTEMPT_COLUMNS,
-    ATTEMPT_UPSERT,
     CLAIMED,
     RUNNABLE_NOW,
     start_set_params,
@@ -277,13 +275,6 @@ _SUCCEED_PICK = (
 _SUCCEED = (
     "UPDATE jobs SET state = 'SUCCEEDED', status_reason = 'succeeded', updated_at = ?, finished_at = ?,"
     f" lease_expires_at = NULL WHERE id IN {_IDS}"
-)
-# the attempts' rows, written as they end (after _SUCCEED: the jobs keep their attempt's
-# worker, host, pid and start); parameters: stopped, the ids
-_SUCCEED_ATTEMPTS = (
-    f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) SELECT id, attempt, worker_id, COALESCE(attempt_host, ''),"
-    " attempt_pid, COALESCE(attempt_started_at, finished_at), compute_environment, ?, 0, 'succeeded', 1"
-    f" FROM jobs WHERE id IN {_IDS}" + ATTEMPT_UPSERT
 )
 # parameters: time, [[id, attempt], ...] in order
 _SUCCEED_EVENTS = (
@@ -721,8 +712,7 @@ class SQLiteStore(StoreOps):
             group = [f for f in group if f.job_id in got]
         pairs = json.dumps([[f.job_id, f.attempt] for f in group])
         ids = json.dumps([r["id"] for r in rows])
-        conn.execute(_SUCCEED, (ts, ts, ids))
-        conn.execute(_SUCCEED_ATTEMPTS, (ts, ids))
+        conn.execute(_SUCCEED, (ts, ts, ids))  # no attempts row: the job's holds it (_CURRENT_ATTEMPT)
         results = [(self.d.js(f.result), f.job_id) for f in group if f.result is not None]
         if results:
             conn.executemany("UPDATE jobs SET result = ? WHERE id = ?", results)

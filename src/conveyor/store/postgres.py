@@ -646,7 +646,6 @@ class PostgresStore(StoreOps):
         self._lane: tuple[psycopg.Connection[Any], set[bytes]] | None = None
         self._lane_lock = threading.Lock()
         self._use_lane = max_size > 1
-        self._max_size = max_size
         # INSERT_ONE's event data (JSON text) by (state, reason, queue) of a runnable job
         self._events_data: dict[tuple[str, str, str], str] = {}
         # _insert_one's templates (_template_values) in text form (_text_params; (): not plain)
@@ -686,7 +685,7 @@ class PostgresStore(StoreOps):
         closed, and each would have failed one call. Those are given back (the pool replaces
         them) and another taken, at once."""
         pool = self._pool
-        for _ in range(self._max_size):
+        for _ in range(pool.max_size):
             conn = pool.getconn()
             if not _closed_by_server(conn):
                 return conn

@@ -192,6 +192,51 @@ def test_memory_limit_leaves_room_for_a_child_within_it(app: App) -> None:
     assert app.jobs.get(job_id).state is JobState.SUCCEEDED
 
 
+def test_memory_limit_is_in_place_before_the_command_runs_and_the_command_keeps_the_pid(app: App) -> None:
+    """The limit is not set from outside once the child runs (a busy worker set it too late:
+    a child that allocated at once had its memory first): the child reads it at its first
+    line. The command replaces the launching shell: the attempt's pid is the command's."""
+    job_id = submit(
+        app,
+        python(
+            "import os, resource; print('limit', resource.getrlimit(resource.RLIMIT_AS)[0], 'pid', os.getpid())"
+        ),
+        memory_mb=300,
+    )
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.SUCCEEDED, job.status_reason
+    words = log_text(app, job_id).split()
+    assert words[:2] == ["limit", str(300 * 1024 * 1024)]
+    [attempt] = app.jobs.attempts(job_id)
+    assert words[3] == str(attempt.pid)
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        ("/nonexistent/conveyor-test-binary", "No such file or directory"),
+        ("conveyor-no-such-program-on-path", "No such file or directory"),
+        ("{tmp}/not-executable", "Permission denied"),
+        ("{tmp}", "Permission denied"),
+    ],
+)
+def test_a_memory_limited_command_that_cannot_start_fails_as_an_unlimited_one_does(
+    app: App, tmp_path: Path, program: str, reason: str
+) -> None:
+    (tmp_path / "not-executable").write_text("#!/bin/sh\ntrue\n")
+    (tmp_path / "not-executable").chmod(0o644)
+    program = program.replace("{tmp}", str(tmp_path))
+    limited = submit(app, [program, "x"], memory_mb=100)
+    plain = submit(app, [program, "x"])
+    run_burst(app)
+    for job_id in (limited, plain):
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.FAILED
+        assert job.status_reason == f"cannot start {program!r}: {reason}"
+        assert app.jobs.attempts(job_id)[0].exit_code == 127
+
+
 def test_terminate_kills_a_running_job_process_group_and_fails_it(app: App, tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
     job_id = submit(app, ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; sleep 100"])

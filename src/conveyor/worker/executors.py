@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import os
-import resource
 import select
 import shutil
 import signal
@@ -293,6 +292,39 @@ def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
     return env
 
 
+# The address-space limit (RLIMIT_AS) is set by the child on itself before it runs the job's
+# command: ``/bin/sh`` sets it (``ulimit -v``, KiB) and then execs the command in its place
+# (same pid, same process group; a limit survives exec). Set from the worker with prlimit
+# once Popen returned, it came too late when the worker was busy: a child that allocated at
+# once had its memory before the limit (seen under the test suite's load). preexec_fn, which
+# would set it between fork and exec, is not safe in the worker's threads. One difference
+# the shell brings: an executable text file without a #! line runs as a shell script (sh's
+# exec falls back to that), where Popen's execve fails with "Exec format error".
+_LIMIT_SCRIPT = 'ulimit -v "$1" && shift && exec "$@"'
+
+
+def memory_limited(argv: list[str], memory_mb: int) -> list[str]:
+    """``argv`` launched so that it runs with at most ``memory_mb`` MiB of address space."""
+    return ["/bin/sh", "-c", _LIMIT_SCRIPT, "conveyor-memory-limit", str(memory_mb * 1024), *argv]
+
+
+def _cannot_start(program: str, cwd: str, path: str) -> str | None:
+    """Why ``program`` cannot be executed (as the OSError from Popen words it), or None: the
+    shell that sets the memory limit would otherwise be what reports a missing program."""
+    if "/" in program:
+        candidate: str | None = os.path.join(cwd, program)
+    else:
+        candidate = shutil.which(program, path=path)
+        if candidate is None:
+            return "No such file or directory"
+    assert candidate is not None
+    if not os.path.exists(candidate):
+        return "No such file or directory"
+    if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+        return "Permission denied"
+    return None
+
+
 def run_process(
     ex: Execution,
     argv: list[str],
@@ -307,12 +339,21 @@ def run_process(
 
     own_dir = job.spec.working_dir is None
     workdir = job.spec.working_dir or tempfile.mkdtemp(prefix=f"conveyor-job-{job.id}-{job.attempt}-")
+    env = job_environment(job, config)
+    launch = argv
+    if config.enforce_memory and job.spec.memory_mb > 0:
+        missing = _cannot_start(argv[0], workdir, env.get("PATH", os.defpath))
+        if missing is not None:
+            if own_dir:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return finish(OutcomeKind.FAILED, f"cannot start {argv[0]!r}: {missing}", exit_code=127)
+        launch = memory_limited(argv, job.spec.memory_mb)
     try:
         try:
             proc = subprocess.Popen(
-                argv,
+                launch,
                 cwd=workdir,
-                env=job_environment(job, config),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -322,10 +363,6 @@ def run_process(
             return finish(
                 OutcomeKind.FAILED, f"cannot start {argv[0]!r}: {exc.strerror or exc}", exit_code=127
             )
-        if config.enforce_memory and job.spec.memory_mb > 0:
-            limit = job.spec.memory_mb * 1024 * 1024
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
         with ex._lock:
             ex._proc, ex.pid = proc, proc.pid
             stop_now = ex.stop_reason is not None

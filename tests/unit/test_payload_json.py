@@ -66,6 +66,19 @@ def test_a_circular_payload_is_refused_and_the_next_one_still_encodes() -> None:
     assert validate.payload_json("payload", [shared, shared]) == "[[1],[1]]"
 
 
+def test_a_payload_nested_too_deeply_is_refused_naming_the_field_and_the_next_one_encodes() -> None:
+    """The shared encoder has no check for circular references: both a payload that contains
+    itself and one nested past the recursion limit end in RecursionError inside it. The
+    first still gets its own message (above); this one gets a ValidationError, not a crash."""
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(errors.ValidationError, match="nested too deeply") as info:
+        validate.payload_json("jobs[0].payload", {"a": deep})
+    assert info.value.field == "jobs[0].payload"
+    assert validate.payload_json("payload", [[[1]]]) == "[[[1]]]"
+
+
 @pytest.mark.parametrize(
     "text",
     ["5", "-0.5e3", '"x"', "null", '[1,{"a":[]}]', " 5", "5 ", "[1] ", "\n{}\n", "NaN", b"[1,2]"],

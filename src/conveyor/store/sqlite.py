@@ -498,12 +498,43 @@ class SQLiteStore(StoreOps):
         rows: list[tuple[Any, ...]] = []
         states: list[tuple[str, str]] = []
         echoes: list[DefinitionSpec] = []
+        if bare and not echo:
+            return bare, self._bare_rows(jobs, ts, woken), [RUNNABLE_NOW] * len(jobs), echoes
         for nj, state, reason, stored, spec in self._plain_each(jobs, now, woken, echo):
             states.append((state, reason))
             if spec is not None:
                 echoes.append(spec)
             rows.append(_job_row(nj, bare, state, reason, stored, ts))
         return bare, rows, states, echoes
+
+    def _bare_rows(self, jobs: Sequence[NewJob], ts: float, woken: set[str]) -> list[tuple[Any, ...]]:
+        """``_job_row``'s rows of ``_bare`` jobs (all runnable at once), in one loop: a spec's
+        stored parts are looked up per spec object, not per job (a bulk submission repeats
+        one), and no (job, state, reason, ...) tuple is made per job on the way. Fewer objects
+        per job is also fewer garbage collections."""
+        parts: dict[int, tuple[str, Any, float, int]] = {}  # id(spec): the jobs keep their specs alive
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        last_queue = None
+        for nj in jobs:
+            spec = nj.spec
+            p = parts.get(id(spec))
+            if p is None:
+                p = parts[id(spec)] = (
+                    spec.kind,
+                    self._spec_stored(spec),
+                    float(spec.vcpus),
+                    int(spec.memory_mb),
+                )
+            queue = nj.queue
+            if queue is not last_queue:
+                woken.add(queue)
+                last_queue = queue
+            payload = nj.payload_json
+            if payload is None and nj.payload is not None:
+                payload = json.dumps(nj.payload, separators=(",", ":"))
+            append((queue, p[0], p[1], int(nj.priority), ts, p[2], p[3], payload))
+        return rows
 
     @staticmethod
     def _write_plain(tx: Tx, bare: bool, rows: list[tuple[Any, ...]], ts: float) -> int:

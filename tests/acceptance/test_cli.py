@@ -136,6 +136,16 @@ BAD_SUBMITS = [
     pytest.param(["submit", "--queue", "nope", "--", "echo"], "queue", id="unknown-queue"),
     pytest.param(["submit", "--definition", "nope"], "definition", id="unknown-definition"),
     pytest.param(["submit", "--payload", "{not json", "--", "echo"], "payload", id="malformed-payload"),
+    pytest.param(
+        ["submit", "--payload", "[" * 5000 + "]" * 5000, "--", "echo"],
+        "payload",
+        id="payload-nested-too-deeply",
+    ),
+    pytest.param(
+        ["submit", "--retry", '{"attempts": ' + "[" * 5000 + "]" * 5000 + "}", "--", "echo"],
+        "retry",
+        id="retry-nested-too-deeply",
+    ),
     pytest.param(["submit", "--array-size", "1", "--", "echo"], "array_size", id="array-size-1"),
     pytest.param(["submit", "--array-size", "10001", "--", "echo"], "array_size", id="array-size-10001"),
     pytest.param(["submit", "--depends-on", "99", "--", "echo"], "depends_on", id="unknown-dependency"),

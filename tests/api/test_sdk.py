@@ -59,6 +59,15 @@ def test_client_errors_come_back_as_conveyor_error_families(client: Client) -> N
     with pytest.raises(errors.ValidationError) as not_json:
         client.submit(command=["true"], payload={"when": datetime.now()})
     assert not_json.value.field == "payload"
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(errors.ValidationError) as too_deep:
+        client.submit(command=["true"], payload=deep)
+    assert too_deep.value.field == "payload" and "recursion" in too_deep.value.reason
+    with pytest.raises(errors.ValidationError) as task_too_deep:
+        tasks_mod.add.bind(client).submit(deep)  # type: ignore[arg-type]
+    assert task_too_deep.value.field == "add: args[0]"
 
 
 def test_task_stays_callable_and_submit_map_wait_result_work(client: Client, live: Live) -> None:

@@ -60,6 +60,10 @@ def json_arg(field: str, text: str | None) -> Any:
         raise errors.ValidationError(
             field, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "a JSON value"
         ) from None
+    except RecursionError:  # the decoder recurses per level: a crash with a traceback before
+        raise errors.ValidationError(
+            field, "JSON nested too deeply to read", "a JSON value nested at most a few hundred levels deep"
+        ) from None
 
 
 def iso_time(field: str, text: str | None) -> datetime | None:

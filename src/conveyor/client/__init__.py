@@ -142,7 +142,7 @@ class Client:
             body.setdefault("parent_id", self.parent_id)
         try:
             json.dumps(body, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise errors.ValidationError(
                 "payload", f"is not JSON-serialisable: {exc}", "JSON values"
             ) from None

@@ -43,7 +43,7 @@ def _check_json(fn_name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> No
 def _json_value(field: str, value: Any) -> None:
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise errors.ValidationError(
             field,
             f"{type(value).__name__} value is not JSON-serialisable ({exc})",

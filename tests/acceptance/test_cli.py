@@ -146,6 +146,10 @@ BAD_SUBMITS = [
         "retry",
         id="retry-nested-too-deeply",
     ),
+    pytest.param(["submit", "--function", "m:f", "--", "echo"], "function", id="command-and-function"),
+    pytest.param(["submit", "--name", "x" * 257, "--", "echo"], "name", id="name-257-characters"),
+    pytest.param(["submit", "--name", "", "--", "echo"], "name", id="empty-name"),
+    pytest.param(["submit", "--idempotency-key", "k" * 513, "--", "echo"], "idempotency_key", id="key-513"),
     pytest.param(["submit", "--array-size", "1", "--", "echo"], "array_size", id="array-size-1"),
     pytest.param(["submit", "--array-size", "10001", "--", "echo"], "array_size", id="array-size-10001"),
     pytest.param(["submit", "--depends-on", "99", "--", "echo"], "depends_on", id="unknown-dependency"),
@@ -163,6 +167,49 @@ def test_bad_submit_exits_2_with_one_line_naming_the_field_and_stores_nothing(
     assert field in line
     assert "Traceback" not in done.stderr
     assert store.job_list(include_children=True) == []
+
+
+BAD_OPTIONS = [
+    pytest.param(["worker", "--burst", "--lease-seconds", "nan"], "lease_seconds", id="lease-nan"),
+    pytest.param(["worker", "--burst", "--lease-seconds", "1e9"], "lease_seconds", id="lease-1e9"),
+    pytest.param(["worker", "--burst", "--lease-seconds", "1"], "lease_seconds", id="lease-1"),
+    pytest.param(["worker", "--burst", "--grace", "-1"], "grace", id="grace-negative"),
+    pytest.param(["worker", "--burst", "--grace", "nan"], "grace", id="grace-nan"),
+    pytest.param(["worker", "--burst", "--concurrency", "0"], "concurrency", id="concurrency-0"),
+    pytest.param(["worker", "--burst", "--concurrency", "100000"], "concurrency", id="concurrency-100000"),
+    pytest.param(["run-job", "1", "--lease-seconds", "nan"], "lease_seconds", id="run-job-lease-nan"),
+    pytest.param(["jobs", "list", "--limit", "0"], "limit", id="list-limit-0"),
+    pytest.param(["jobs", "list", "--limit", str(2**64)], "limit", id="list-limit-huge"),
+    pytest.param(["jobs", "list", "--before", str(2**64)], "before", id="list-before-huge"),
+    pytest.param(["jobs", "list", "--array", str(2**64)], "array", id="list-array-huge"),
+    pytest.param(["jobs", "prune", "--older-than", "-1"], "older_than", id="prune-negative"),
+    pytest.param(["jobs", "prune", "--older-than", "nan"], "older_than", id="prune-nan"),
+    pytest.param(["submit", "--from-file", "/nonexistent/jobs.jsonl"], "from_file", id="from-file-missing"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_OPTIONS)
+def test_an_option_out_of_range_exits_2_naming_it_and_changes_nothing(
+    db_url: str, tmp_path: Path, store: Store, args: list[str], field: str
+) -> None:
+    """Each of these crashed with a traceback (OverflowError, ValueError, FileNotFoundError),
+    was taken as it came (a negative grace, a limit of -1, a prune into the future), or, a NaN
+    lease, made a burst worker that never exited."""
+    done = conveyor(*args, db=db_url, cwd=tmp_path, timeout=20)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr).startswith(f"conveyor: {field}: ")
+    assert store.job_list(include_children=True) == []
+
+
+@pytest.mark.parametrize("action", ["show", "logs", "cancel", "terminate", "retry", "run-job"])
+def test_a_job_id_beyond_any_integer_column_is_an_unknown_job_not_a_crash(
+    db_url: str, tmp_path: Path, action: str
+) -> None:
+    """SQLite's driver raised OverflowError for ids past 2**63 - 1: such an id names no job."""
+    args = ["run-job", str(2**64)] if action == "run-job" else ["jobs", action, str(2**64)]
+    done = conveyor(*args, db=db_url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr) == f"conveyor: job {2**64} does not exist"
 
 
 def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path: Path) -> None:

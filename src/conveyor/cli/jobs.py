@@ -10,8 +10,11 @@ import time
 from conveyor import errors, wire
 from conveyor.cli import render
 from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
+from conveyor.engine import validate
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import Dependency, DependencyType, Job, JobState
+from conveyor.model import MAX_JOB_ID, Dependency, DependencyType, Job, JobState
+
+MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
 
 SUBMIT_EPILOG = """examples:
   conveyor submit -- echo hello                         an ad-hoc command on the default queue
@@ -192,7 +195,14 @@ def _request(args: argparse.Namespace) -> SubmitRequest:
 def cmd_submit(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.from_file:
-            fh = sys.stdin if args.from_file == "-" else open(args.from_file)  # noqa: SIM115
+            try:
+                fh = sys.stdin if args.from_file == "-" else open(args.from_file)  # noqa: SIM115
+            except OSError as exc:
+                raise errors.ValidationError(
+                    "from_file",
+                    f"cannot read {args.from_file!r}: {exc.strerror}",
+                    "a JSON-lines file, or - for stdin",
+                ) from None
             with fh:
                 reqs = []
                 for n, line in enumerate(fh, 1):
@@ -244,6 +254,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             raise errors.ValidationError(
                 "state", f"{s!r} is not a job state", ", ".join(x.value for x in JobState)
             ) from None
+    validate.integer("limit", args.limit, 1, MAX_LIST)
+    for field, value in (("before", args.before), ("array", args.array)):
+        if value is not None:
+            validate.integer(field, value, 1, MAX_JOB_ID)
     with open_app(args) as app:
         jobs = app.store.job_list(
             states=states,
@@ -395,7 +409,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     with open_app(args) as app:
         now = app.clock.now()
-        counts = app.store.prune(now - timedelta(days=args.older_than), now)
+        days = validate.number("older_than", args.older_than, 0, 36_500)
+        counts = app.store.prune(now - timedelta(days=days), now)
         if args.json:
             render.emit_json(counts)
         else:

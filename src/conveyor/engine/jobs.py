@@ -33,6 +33,8 @@ _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
 # bulk submissions of more jobs than this reach the store in chunks of this size (of 1000
 # jobs, 2 chunks went faster than 1 or 4: overlap against a statement's fixed cost)
 BULK_CHUNK = 500
+MAX_NAME = 256  # characters of a job's name
+MAX_KEY = 512  # characters of a unique or idempotency key
 
 
 # the order of NewJob's fields, which ``JobService._build`` passes positionally (a unit test
@@ -199,6 +201,21 @@ class CatalogCache:
             log.debug("catalog re-read after a submission failed", exc_info=True)
 
 
+def _length(value: Any) -> str:
+    return (
+        f"is {len(value):,} characters"
+        if isinstance(value, str)
+        else f"is a {type(value).__name__}, not text"
+    )
+
+
+def _known_range(job_id: int) -> None:
+    """An id outside 1..2**62 (the API's range; SQLite's INTEGER ends at 2**63 - 1, where the
+    driver raised OverflowError) names no job."""
+    if type(job_id) is not int or not 1 <= job_id <= validate.MAX_ID:
+        raise errors.UnknownJob(job_id)
+
+
 class JobService:
     def __init__(
         self, store: Store, clock: Clock, blobs: DirectoryBlobStore, limits: Limits = Limits()
@@ -350,7 +367,7 @@ class JobService:
             deps = tuple(
                 d
                 if isinstance(d, Dependency)
-                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, 2**62))
+                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, validate.MAX_ID))
                 for d in req.depends_on
             )
             if len({d.job_id for d in deps}) != len(deps):
@@ -391,11 +408,21 @@ class JobService:
                     raise errors.ValidationError(
                         f"{prefix}unique_key", f"cannot fill {req.unique_key!r}: {exc}", "{param} of this job"
                     ) from None
-            if not unique_key or len(unique_key) > 512:
-                raise errors.ValidationError(f"{prefix}unique_key", "must be 1-512 characters")
+            if not unique_key or len(unique_key) > MAX_KEY:
+                raise errors.ValidationError(f"{prefix}unique_key", f"must be 1-{MAX_KEY} characters")
         ttl = None
         if req.unique_ttl_seconds is not None:
             ttl = validate.number(f"{prefix}unique_ttl", req.unique_ttl_seconds, 0, 366 * 86_400)
+        if req.name is not None and (not isinstance(req.name, str) or not 1 <= len(req.name) <= MAX_NAME):
+            raise errors.ValidationError(
+                f"{prefix}name", _length(req.name), f"1-{MAX_NAME} characters, or no name"
+            )
+        if req.idempotency_key is not None and (
+            not isinstance(req.idempotency_key, str) or not 1 <= len(req.idempotency_key) <= MAX_KEY
+        ):
+            raise errors.ValidationError(
+                f"{prefix}idempotency_key", _length(req.idempotency_key), f"1-{MAX_KEY} characters"
+            )
         tags = tuple(str(t) for t in req.tags) if req.tags else ()
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
@@ -460,6 +487,12 @@ class JobService:
                 raise errors.ValidationError(
                     f"{prefix}command", "nothing to run", "a definition, a command (argv) or a function"
                 )
+            if req.command is not None and req.function is not None:
+                raise errors.ValidationError(
+                    f"{prefix}function",
+                    "give a command or a function, not both",
+                    "a command (argv) or a function (module:callable)",
+                )
             spec = validate.definition_spec(
                 {"command": list(req.command)} if req.command is not None else {"function": req.function},
                 field=prefix.rstrip(".") or "job",
@@ -520,6 +553,7 @@ class JobService:
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, job_id: int) -> Job:
+        _known_range(job_id)
         job = self.store.job_get(job_id)
         if job is None:
             raise errors.UnknownJob(job_id)
@@ -600,10 +634,13 @@ class JobService:
 
     # -- actions ------------------------------------------------------------------------------
     def cancel(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
+        _known_range(job_id)
         return self.store.job_cancel(job_id, reason, self.clock.now())
 
     def terminate(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
+        _known_range(job_id)
         return self.store.job_terminate(job_id, reason, self.clock.now())
 
     def retry(self, job_id: int) -> Job:
+        _known_range(job_id)
         return self.store.job_retry(job_id, self.clock.now())

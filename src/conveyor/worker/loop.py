@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from conveyor import errors
 from conveyor.clock import Clock
-from conveyor.model import ClaimRequest, Finish, Job, OutcomeKind, WorkerInfo
+from conveyor.model import MAX_WORKER_SECONDS, ClaimRequest, Finish, Job, OutcomeKind, WorkerInfo
 from conveyor.store import LeaseStatus, Store
 from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
 from conveyor.templates import render_argv
@@ -119,14 +119,28 @@ class RunStats:
     other: int = 0
 
 
+MAX_CONCURRENCY = 4096  # a thread per slot
+
+
+def check_worker_config(config: WorkerConfig) -> None:
+    """Refuse what would make a worker that cannot work: no slot, a lease that expires at
+    once or never (NaN compares false with everything: a burst worker with one never exited)."""
+    if not 1 <= config.concurrency <= MAX_CONCURRENCY:
+        raise errors.ValidationError(
+            "concurrency", f"{config.concurrency} is out of range", f"1..{MAX_CONCURRENCY}"
+        )
+    lease = config.lease_seconds
+    if not 2 <= lease <= MAX_WORKER_SECONDS:  # NaN fails both
+        reason = f"{lease:g} is too short" if lease < 2 else f"{lease:g} is not a lease length"
+        raise errors.ValidationError("lease_seconds", reason, f"2..{MAX_WORKER_SECONDS:g} s")
+    grace = config.grace_seconds
+    if not 0 <= grace <= MAX_WORKER_SECONDS:
+        raise errors.ValidationError("grace", f"{grace:g} is out of range", f"0..{MAX_WORKER_SECONDS:g} s")
+
+
 class Worker:
     def __init__(self, store: Store, clock: Clock, blobs: DirectoryBlobStore, config: WorkerConfig) -> None:
-        if config.concurrency < 1:
-            raise errors.ValidationError("concurrency", f"{config.concurrency} is too small", "1 or more")
-        if config.lease_seconds < 2:
-            raise errors.ValidationError(
-                "lease_seconds", f"{config.lease_seconds:g} is too short", "2 s or more"
-            )
+        check_worker_config(config)
         if not config.executor.store_id:  # process jobs carry it: see orphans.py
             config = replace(config, executor=replace(config.executor, store_id=store.store_id()))
         self.store, self.clock, self.blobs, self.config = store, clock, blobs, config

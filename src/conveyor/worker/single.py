@@ -13,8 +13,9 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 
+from conveyor import errors
 from conveyor.clock import Clock
-from conveyor.model import Finish, Job, OutcomeKind, WorkerInfo
+from conveyor.model import MAX_JOB_ID, MAX_WORKER_SECONDS, Finish, Job, OutcomeKind, WorkerInfo
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
 from conveyor.templates import render_argv
@@ -52,6 +53,12 @@ def run_single(
     lease_seconds: float = 30.0,
     executor: ExecutorConfig | None = None,
 ) -> SingleRun:
+    if type(job_id) is not int or not 1 <= job_id <= MAX_JOB_ID:  # past SQLite's INTEGER: no such job
+        raise errors.UnknownJob(job_id)
+    if not 2 <= lease_seconds <= MAX_WORKER_SECONDS:  # NaN fails both
+        raise errors.ValidationError(
+            "lease_seconds", f"{lease_seconds:g} is out of range", f"2..{MAX_WORKER_SECONDS:g} s"
+        )
     config = executor or ExecutorConfig()
     if not config.store_id:
         config = replace(config, store_id=store.store_id())

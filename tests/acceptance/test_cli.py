@@ -185,6 +185,15 @@ BAD_OPTIONS = [
     pytest.param(["jobs", "prune", "--older-than", "-1"], "older_than", id="prune-negative"),
     pytest.param(["jobs", "prune", "--older-than", "nan"], "older_than", id="prune-nan"),
     pytest.param(["submit", "--from-file", "/nonexistent/jobs.jsonl"], "from_file", id="from-file-missing"),
+    pytest.param(["definitions", "show", "d", "--revision", str(2**64)], "revision", id="revision-huge"),
+    pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "99999"], "port", id="port-99999"),
+    pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "-1"], "port", id="port-negative"),
+    pytest.param(
+        ["server", "--no-worker", "--no-scheduler", "--rate-limit", "nan"], "rate-limit", id="rate-nan"
+    ),
+    pytest.param(
+        ["server", "--no-worker", "--no-scheduler", "--max-body", "-1"], "max-body", id="max-body-negative"
+    ),
 ]
 
 
@@ -201,15 +210,16 @@ def test_an_option_out_of_range_exits_2_naming_it_and_changes_nothing(
     assert store.job_list(include_children=True) == []
 
 
-@pytest.mark.parametrize("action", ["show", "logs", "cancel", "terminate", "retry", "run-job"])
+@pytest.mark.parametrize("action", ["show", "logs", "cancel", "terminate", "retry", "run-job", "revoke"])
 def test_a_job_id_beyond_any_integer_column_is_an_unknown_job_not_a_crash(
     db_url: str, tmp_path: Path, action: str
 ) -> None:
     """SQLite's driver raised OverflowError for ids past 2**63 - 1: such an id names no job."""
-    args = ["run-job", str(2**64)] if action == "run-job" else ["jobs", action, str(2**64)]
-    done = conveyor(*args, db=db_url, cwd=tmp_path)
+    args = {"run-job": ["run-job"], "revoke": ["tokens", "revoke"]}.get(action, ["jobs", action])
+    done = conveyor(*args, str(2**64), db=db_url, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert one_line_error(done.stderr) == f"conveyor: job {2**64} does not exist"
+    kind = "token" if action == "revoke" else "job"
+    assert one_line_error(done.stderr) == f"conveyor: {kind} {2**64} does not exist"
 
 
 def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path: Path) -> None:

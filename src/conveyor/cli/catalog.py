@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from conveyor import errors
 from conveyor.cli import render
 from conveyor.cli.common import Formatter, add_db, command_argv, csv, json_arg, key_values, open_app
 
@@ -383,6 +384,8 @@ def defs_list(args: argparse.Namespace) -> int:
 def defs_show(args: argparse.Namespace) -> int:
     from conveyor.model import spec_to_dict
 
+    if args.revision is not None and not 1 <= args.revision <= 2**31 - 1:
+        raise errors.ValidationError("revision", f"{args.revision} is out of range", "1 or more")
     with open_app(args) as app:
         d = app.catalog.definition(args.name, args.revision)
         data = {

@@ -87,6 +87,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     children: list[int] = []
     if not 1 <= args.http_processes <= 64:
         raise errors.ValidationError("http-processes", f"{args.http_processes} is out of range", "1-64")
+    # refused here, not by the socket: port 99999 was bound as 34463 (mod 65536), -1 exited 3
+    if not 0 <= args.port <= 65535:
+        raise errors.ValidationError("port", f"{args.port} is out of range", "0-65535 (0: any free port)")
+    if not 0 <= args.rate_limit <= 1e9:  # NaN fails both
+        raise errors.ValidationError("rate-limit", f"{args.rate_limit:g} is out of range", "0 (off) or more")
+    if not 1 <= args.max_body <= 2**40:
+        raise errors.ValidationError("max-body", f"{args.max_body} is out of range", "1 byte or more")
     if args.http_processes > 1:
         if not hasattr(os, "fork"):
             raise errors.ValidationError("http-processes", "needs os.fork (Linux, macOS)", "1 here")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
+
+from drain_instructions import callgrind_total
 
 CHILD = """
 import os, sys
@@ -48,12 +49,7 @@ def count(tree: str, jobs: int, batch: int, tmp: str) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    with open(out) as f:
-        for line in f:
-            m = re.match(r"(?:totals|summary): (\d+)", line)
-            if m:
-                return int(m.group(1))
-    raise RuntimeError(f"no totals in {out}")
+    return callgrind_total(out)
 
 
 def main() -> int:

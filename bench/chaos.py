@@ -293,11 +293,11 @@ def verify(app: App, sub: Submitter, log: dict[int, list[tuple[float, int, str]]
             continue
         lines = log.get(job_id, [])
         attempts = app.store.job_attempts(job_id)
+        dep = sub.deps.get(job_id)
         if job.state is JobState.FAILED:
             reasons[job.status_reason.split(":")[0][:40]] += 1
             if not job.status_reason:
                 problems.append(f"job {job_id} FAILED without a reason")
-            dep = sub.deps.get(job_id)
             if (
                 job.attempts_counted < 3
                 and not (dep is not None and "dependency" in job.status_reason)
@@ -326,7 +326,6 @@ def verify(app: App, sub: Submitter, log: dict[int, list[tuple[float, int, str]]
                 problems.append(f"job {job_id}: attempt {a} began while attempt(s) {late} still ran: {lines}")
         if len(attempts) != job.attempt and job.attempt > 0:
             problems.append(f"job {job_id}: attempt {job.attempt} but {len(attempts)} attempt records")
-        dep = sub.deps.get(job_id)
         if dep is not None and lines:
             dep_done = [t for t, _, what in log.get(dep, []) if what == "done"]
             if not dep_done or lines[0][0] < dep_done[0]:

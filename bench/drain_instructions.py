@@ -76,6 +76,11 @@ def drain(tree: str, path: str, concurrency: int, out: str) -> int:
     subprocess.run(
         argv, check=True, env=_env(tree), cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    return callgrind_total(out)
+
+
+def callgrind_total(out: str) -> int:
+    """The instruction count of a callgrind output file (all threads)."""
     with open(out) as f:
         for line in f:
             m = re.match(r"(?:totals|summary): (\d+)", line)

@@ -36,9 +36,9 @@ class JobState(enum.StrEnum):
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 WAITING_STATES = frozenset({JobState.SUBMITTED, JobState.PENDING, JobState.RUNNABLE})
 ACTIVE_STATES = frozenset({JobState.STARTING, JobState.RUNNING})
-# job ids: the API's range, within SQLite's and PostgreSQL's 64-bit integers (an id past
-# 2**63 - 1 made SQLite's driver raise OverflowError: outside this range, no job has it)
-MAX_JOB_ID = 2**62
+# ids of jobs and tokens: the API's range, within SQLite's and PostgreSQL's 64-bit integers
+# (an id past 2**63 - 1 made SQLite's driver raise OverflowError: outside it, no row has it)
+MAX_ID = 2**62
 # a worker's lease or grace period longer than a day is a typo
 MAX_WORKER_SECONDS = 86_400.0
 

@@ -26,10 +26,10 @@ from conveyor import errors
 from conveyor.api import schema
 from conveyor.app import App
 from conveyor.engine.tokens import Principal
+from conveyor.model import MAX_ID
 
 log = logging.getLogger("conveyor.api")
 PROBLEM = "application/problem+json"
-MAX_ID = 2**62
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from conveyor.api.http import (
 )
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import InsertResult, Job, JobState
+from conveyor.model import MAX_ID, InsertResult, Job, JobState
 
 MAX_PAGE = 1000
 
@@ -204,8 +204,8 @@ def list_jobs(call: Call) -> Reply:
         states=states,
         queue=queue,
         tag=call.q_str("tag", 128),
-        array_parent_id=call.q_int("array_parent_id", None, 1, 2**62),
-        before_id=call.q_int("before_id", None, 1, 2**62),
+        array_parent_id=call.q_int("array_parent_id", None, 1, MAX_ID),
+        before_id=call.q_int("before_id", None, 1, MAX_ID),
         created_after=wire_time(call, "created_after"),
         created_before=wire_time(call, "created_before"),
         limit=limit,

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from conveyor.api import catalog, jobs, schedules
 from conveyor.api.http import Handler
 from conveyor.api.schema import ref
+from conveyor.model import MAX_ID
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,14 @@ class Op:
         return target.__name__
 
 
-JOB_ID = Param("job_id", "path", {"type": "integer", "minimum": 1, "maximum": 2**62}, "job id")
+JOB_ID = Param("job_id", "path", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "job id")
 NAME = Param(
     "name",
     "path",
     {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
     "name",
 )
-TOKEN_ID = Param("token_id", "path", {"type": "integer", "minimum": 1, "maximum": 2**62}, "token id")
+TOKEN_ID = Param("token_id", "path", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "token id")
 
 
 def q(name: str, schema: dict[str, Any], description: str = "") -> Param:
@@ -79,10 +80,10 @@ OPERATIONS: list[Op] = [
             q("state", {"type": "string", "maxLength": 200}, "comma-separated states"),
             q("queue", {"type": "string", "maxLength": 512}),
             q("tag", {"type": "string", "maxLength": 128}),
-            q("array_parent_id", {"type": "integer", "minimum": 1, "maximum": 2**62}),
+            q("array_parent_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
             q("created_after", TIME_Q),
             q("created_before", TIME_Q),
-            q("before_id", {"type": "integer", "minimum": 1, "maximum": 2**62}, "cursor: next_before_id of the last page"),
+            q("before_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "cursor: next_before_id of the last page"),
             q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
         ),
     ),

@@ -317,8 +317,6 @@ def defs_register(args: argparse.Namespace) -> int:
     if args.file:
         loaded = json_arg("file", "@" + args.file)
         if not isinstance(loaded, dict):
-            from conveyor import errors
-
             raise errors.ValidationError("file", "must hold a JSON object")
         spec.update(loaded)
     argv = command_argv(args)
@@ -384,8 +382,6 @@ def defs_list(args: argparse.Namespace) -> int:
 def defs_show(args: argparse.Namespace) -> int:
     from conveyor.model import spec_to_dict
 
-    if args.revision is not None and not 1 <= args.revision <= 2**31 - 1:
-        raise errors.ValidationError("revision", f"{args.revision} is out of range", "1 or more")
     with open_app(args) as app:
         d = app.catalog.definition(args.name, args.revision)
         data = {

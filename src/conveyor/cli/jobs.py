@@ -12,7 +12,7 @@ from conveyor.cli import render
 from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
 from conveyor.engine import validate
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import MAX_JOB_ID, Dependency, DependencyType, Job, JobState
+from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
 
 MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
 
@@ -257,7 +257,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     validate.integer("limit", args.limit, 1, MAX_LIST)
     for field, value in (("before", args.before), ("array", args.array)):
         if value is not None:
-            validate.integer(field, value, 1, MAX_JOB_ID)
+            validate.integer(field, value, 1, MAX_ID)
     with open_app(args) as app:
         jobs = app.store.job_list(
             states=states,

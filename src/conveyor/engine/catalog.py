@@ -11,6 +11,8 @@ from conveyor.engine import validate
 from conveyor.model import ComputeEnvironment, JobDefinition, Queue
 from conveyor.store import Store
 
+MAX_REVISION = 2**31 - 1  # definition revisions: PostgreSQL's INTEGER
+
 
 class CatalogService:
     def __init__(self, store: Store, clock: Clock) -> None:
@@ -97,6 +99,8 @@ class CatalogService:
         return self.store.definition_register(name, parsed, self.clock.now())
 
     def definition(self, name: str, revision: int | None = None) -> JobDefinition:
+        if revision is not None and not 1 <= revision <= MAX_REVISION:  # the column's range
+            raise errors.ValidationError("revision", f"{revision} is out of range", "1 or more")
         found = self.store.definition_get(name, revision)
         if found is None:
             raise errors.UnknownDefinition(name)

@@ -14,6 +14,7 @@ from conveyor import errors, templates
 from conveyor.clock import Clock
 from conveyor.engine import validate
 from conveyor.model import (
+    MAX_ID,
     Attempt,
     DefinitionSpec,
     Dependency,
@@ -212,7 +213,7 @@ def _length(value: Any) -> str:
 def _known_range(job_id: int) -> None:
     """An id outside 1..2**62 (the API's range; SQLite's INTEGER ends at 2**63 - 1, where the
     driver raised OverflowError) names no job."""
-    if type(job_id) is not int or not 1 <= job_id <= validate.MAX_ID:
+    if type(job_id) is not int or not 1 <= job_id <= MAX_ID:
         raise errors.UnknownJob(job_id)
 
 
@@ -367,7 +368,7 @@ class JobService:
             deps = tuple(
                 d
                 if isinstance(d, Dependency)
-                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, validate.MAX_ID))
+                else Dependency(validate.integer(f"{prefix}depends_on", d, 1, MAX_ID))
                 for d in req.depends_on
             )
             if len({d.job_id for d in deps}) != len(deps):

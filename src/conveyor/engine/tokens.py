@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from conveyor import errors
 from conveyor.clock import Clock
-from conveyor.model import MAX_JOB_ID, Job
+from conveyor.model import MAX_ID, Job
 from conveyor.store import Store
 from conveyor.store.tokens import NewToken, Token
 
@@ -194,7 +194,7 @@ class TokenService:
         return self.store.token_list(include_revoked=include_revoked)
 
     def get(self, token_id: int) -> Token:
-        if not 1 <= token_id <= MAX_JOB_ID:  # past SQLite's INTEGER (OverflowError): no such token
+        if not 1 <= token_id <= MAX_ID:  # past SQLite's INTEGER (OverflowError): no such token
             raise errors.NotFound("token", token_id)
         token = self.store.token_get(token_id)
         if token is None or token.job_id is not None:

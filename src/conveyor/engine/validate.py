@@ -10,7 +10,6 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.model import (
-    MAX_JOB_ID,
     Backoff,
     DefinitionSpec,
     RetryAction,
@@ -24,7 +23,6 @@ PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_ARRAY = 10_000
 MIN_ARRAY = 2
-MAX_ID = MAX_JOB_ID
 MAX_ATTEMPTS = 10
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
 

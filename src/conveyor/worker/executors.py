@@ -311,14 +311,8 @@ def memory_limited(argv: list[str], memory_mb: int) -> list[str]:
 def _cannot_start(program: str, cwd: str, path: str) -> str | None:
     """Why ``program`` cannot be executed (as the OSError from Popen words it), or None: the
     shell that sets the memory limit would otherwise be what reports a missing program."""
-    if "/" in program:
-        candidate: str | None = os.path.join(cwd, program)
-    else:
-        candidate = shutil.which(program, path=path)
-        if candidate is None:
-            return "No such file or directory"
-    assert candidate is not None
-    if not os.path.exists(candidate):
+    candidate = os.path.join(cwd, program) if "/" in program else shutil.which(program, path=path)
+    if candidate is None or not os.path.exists(candidate):
         return "No such file or directory"
     if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
         return "Permission denied"

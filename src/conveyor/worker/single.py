@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from conveyor import errors
 from conveyor.clock import Clock
-from conveyor.model import MAX_JOB_ID, MAX_WORKER_SECONDS, Finish, Job, OutcomeKind, WorkerInfo
+from conveyor.model import MAX_ID, MAX_WORKER_SECONDS, Finish, Job, OutcomeKind, WorkerInfo
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore, resolve_payload
 from conveyor.templates import render_argv
@@ -53,7 +53,7 @@ def run_single(
     lease_seconds: float = 30.0,
     executor: ExecutorConfig | None = None,
 ) -> SingleRun:
-    if type(job_id) is not int or not 1 <= job_id <= MAX_JOB_ID:  # past SQLite's INTEGER: no such job
+    if type(job_id) is not int or not 1 <= job_id <= MAX_ID:  # past SQLite's INTEGER: no such job
         raise errors.UnknownJob(job_id)
     if not 2 <= lease_seconds <= MAX_WORKER_SECONDS:  # NaN fails both
         raise errors.ValidationError(

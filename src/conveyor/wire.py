@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor import errors
-from conveyor.engine.jobs import SubmitRequest
+from conveyor.engine.jobs import BulkOutcome, JobSelection, SubmitRequest
 from conveyor.model import (
     Attempt,
     ComputeEnvironment,
@@ -22,6 +22,7 @@ from conveyor.model import (
     Inserted,
     Job,
     JobDefinition,
+    JobState,
     Queue,
     WorkerInfo,
     spec_to_dict,
@@ -80,6 +81,37 @@ def batch_to_dict(results: Sequence[Inserted]) -> JSONObject:
         ],
         "created": created,
         "existing": len(results) - created,
+    }
+
+
+def selection_from_dict(body: Mapping[str, Any]) -> JobSelection:
+    """A bulk action's selection from its JSON body (checked against its schema by the API)."""
+    states = []
+    for i, text in enumerate(body.get("states") or ()):
+        try:
+            states.append(JobState(text))
+        except ValueError:
+            raise errors.ValidationError(
+                f"states[{i}]", f"{text!r} is not a job state", ", ".join(s.value for s in JobState)
+            ) from None
+    return JobSelection(
+        ids=tuple(body.get("ids") or ()),
+        states=tuple(states),
+        queue=body.get("queue"),
+        tag=body.get("tag"),
+        everything=bool(body.get("all", False)),
+    )
+
+
+def bulk_to_dict(out: BulkOutcome) -> JSONObject:
+    """The answer to a bulk cancel, terminate or retry."""
+    return {
+        "action": out.action,
+        "dry_run": out.dry_run,
+        "matched": out.matched,
+        "changed": out.changed,
+        "unchanged": out.unchanged,
+        "skipped": [{"id": job_id, "reason": why} for job_id, why in out.skipped],
     }
 
 

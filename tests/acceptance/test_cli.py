@@ -346,6 +346,71 @@ def app(db_url: str, tmp_path: Path) -> Iterator[App]:
         yield opened
 
 
+def test_bulk_cancel_and_retry_by_filter_and_by_ids(app: App, db_url: str, tmp_path: Path) -> None:
+    """A filter selects across pages (transactions of BULK_PAGE jobs); --dry-run changes
+    nothing; listed ids report the unknown ones, with exit 1; retry takes FAILED by default."""
+    app.catalog.put_queue("reports")
+    reports = [
+        app.jobs.submit(
+            SubmitRequest(queue="reports", command=["true"], tags=["nightly"] if i % 2 else [])
+        ).job.id
+        for i in range(7)
+    ]
+    other = app.jobs.submit(SubmitRequest(command=["true"])).job.id
+    dry = ok_json("jobs", "cancel", "--queue", "reports", "--dry-run", db=db_url, cwd=tmp_path)
+    assert dry == {
+        "action": "cancel",
+        "dry_run": True,
+        "matched": 7,
+        "changed": [],
+        "unchanged": sorted(reports, reverse=True),
+        "skipped": [],
+    }
+    assert app.jobs.get(reports[0]).state is JobState.RUNNABLE
+    out = ok("jobs", "cancel", "--tag", "nightly", "--reason", "bad deploy", db=db_url, cwd=tmp_path)
+    assert out == f"cancelled 3 job(s): {reports[5]}, {reports[3]}, {reports[1]}\n"
+    assert app.jobs.get(reports[1]).status_reason == "bad deploy"
+    done = ok_json("jobs", "cancel", "--queue", "reports", db=db_url, cwd=tmp_path)
+    assert done["changed"] == sorted(reports[0::2], reverse=True)
+    assert app.jobs.get(other).state is JobState.RUNNABLE
+    # retry: FAILED by default (none here), CANCELLED when asked
+    assert ok_json("jobs", "retry", "--queue", "reports", db=db_url, cwd=tmp_path)["changed"] == []
+    retried = ok_json("jobs", "retry", "--queue", "reports", "--state", "CANCELLED", db=db_url, cwd=tmp_path)
+    assert sorted(retried["changed"]) == reports
+    # listed ids: the unknown one is reported, the others done, exit 1
+    listed = conveyor("jobs", "cancel", str(reports[0]), "999999", str(other), db=db_url, cwd=tmp_path)
+    assert listed.returncode == 1, listed.stderr
+    assert listed.stdout == (
+        f"cancelled 2 job(s): {reports[0]}, {other}\n1 left alone:\n  job 999999 does not exist\n"
+    )
+    assert app.jobs.get(other).state is JobState.CANCELLED
+
+
+BAD_BULK = [
+    pytest.param(["jobs", "cancel"], "filter", id="nothing-selected"),
+    pytest.param(["jobs", "cancel", "1", "--queue", "default"], "ids", id="ids-and-filter"),
+    pytest.param(["jobs", "cancel", "--state", "RUNNING"], "states", id="cancel-running"),
+    pytest.param(["jobs", "retry", "--state", "RUNNABLE"], "states", id="retry-runnable"),
+    pytest.param(["jobs", "terminate", "--state", "DONE"], "state", id="unknown-state"),
+    pytest.param(["jobs", "cancel", "--queue", "nope"], "queue", id="unknown-queue"),
+    pytest.param(["jobs", "cancel", "--all", "--reason", "x" * 1001], "reason", id="long-reason"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_BULK)
+def test_a_bad_bulk_action_exits_2_naming_the_field_and_changes_nothing(
+    app: App, db_url: str, tmp_path: Path, args: list[str], field: str
+) -> None:
+    job_id = app.jobs.submit(SubmitRequest(command=["true"])).job.id
+    done = conveyor(*args, db=db_url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = one_line_error(done.stderr)
+    assert line.startswith(f"conveyor: {field}: ") or (
+        field == "queue" and line == "conveyor: queue 'nope' does not exist"
+    )
+    assert app.jobs.get(job_id).state is JobState.RUNNABLE
+
+
 def test_show_says_the_job_waits_on_a_disabled_queue(app: App, tmp_path: Path) -> None:
     app.catalog.put_queue("x", enabled=False)
     job_id = app.jobs.submit(SubmitRequest(queue="x", command=["echo"])).job.id

@@ -167,3 +167,66 @@ def test_logs_of_a_finished_job_and_follow_streams_until_the_job_ends(live: Live
     assert len(chunks) >= 2  # it arrived in pieces while the job ran
     assert live.call("GET", f"/v1/jobs/{job_id}").json["state"] == "SUCCEEDED"
     assert live.call("GET", f"/v1/jobs/{job_id}/logs").raw == b"line 0\nline 1\nline 2\n"
+
+
+def test_bulk_cancel_retry_and_terminate_by_filter_and_by_ids(live: Live) -> None:
+    assert live.call("PUT", "/v1/queues/reports", {}).status == 201
+    ids = [
+        live.call("POST", "/v1/jobs", {"queue": "reports", "command": ["true"], "delay_seconds": 3600}).json[
+            "job"
+        ]["id"]
+        for _ in range(3)
+    ]
+    other = live.call("POST", "/v1/jobs", {"command": ["true"], "delay_seconds": 3600}).json["job"]["id"]
+    dry = live.call("POST", "/v1/jobs/cancel", {"queue": "reports", "dry_run": True})
+    assert dry.status == 200
+    assert dry.json == {
+        "action": "cancel",
+        "dry_run": True,
+        "matched": 3,
+        "changed": [],
+        "unchanged": sorted(ids, reverse=True),
+        "skipped": [],
+    }
+    done = live.call("POST", "/v1/jobs/cancel", {"queue": "reports", "reason": "bad deploy"}).json
+    assert done["changed"] == sorted(ids, reverse=True)
+    assert live.call("GET", f"/v1/jobs/{ids[0]}").json["status_reason"] == "bad deploy"
+    assert live.call("GET", f"/v1/jobs/{other}").json["state"] == "SUBMITTED"
+    retried = live.call("POST", "/v1/jobs/retry", {"ids": [ids[0], 999_999], "dry_run": False}).json
+    assert retried["changed"] == [ids[0]]
+    assert retried["skipped"] == [{"id": 999_999, "reason": "job 999999 does not exist"}]
+    terminated = live.call("POST", "/v1/jobs/terminate", {"ids": [other]}).json
+    assert terminated["changed"] == [other]
+    assert live.call("GET", f"/v1/jobs/{other}").json["state"] == "FAILED"
+
+
+def test_bad_bulk_requests_are_problems_naming_the_field(live: Live) -> None:
+    for body, field in (
+        ({}, "filter"),
+        ({"ids": [1], "queue": "default"}, "ids"),
+        ({"states": ["RUNNING"]}, "states"),
+        ({"all": True, "reason": 7}, "reason"),
+        ({"ids": [0]}, "ids[0]"),
+        ({"everything": True}, ""),
+    ):
+        answer = live.call("POST", "/v1/jobs/cancel", body)
+        assert answer.status in (400, 422), (body, answer.json)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json.get("field", "") == field or field in answer.json["detail"], (body, answer.json)
+    assert live.call("POST", "/v1/jobs/retry", {"all": True, "reason": "x"}).status in (400, 422)
+    assert live.call("POST", "/v1/jobs/cancel", {"queue": "nope"}).status == 404
+
+
+def test_bulk_actions_of_a_submit_token_stay_within_its_queues(live: Live) -> None:
+    assert live.call("PUT", "/v1/queues/reports-daily", {}).status == 201
+    mine = live.call("POST", "/v1/jobs", {"queue": "reports-daily", "command": ["true"], "delay_seconds": 60})
+    theirs = live.call("POST", "/v1/jobs", {"command": ["true"], "delay_seconds": 60}).json["job"]["id"]
+    submitter = live.token("submit:reports-*")
+    assert live.call("POST", "/v1/jobs/cancel", {"all": True}, token=submitter).status == 403
+    assert live.call("POST", "/v1/jobs/cancel", {"queue": "default"}, token=submitter).status == 403
+    denied = live.call("POST", "/v1/jobs/cancel", {"ids": [mine.json["job"]["id"], theirs]}, token=submitter)
+    assert denied.status == 403 and f"job {theirs}" in denied.json["detail"]
+    assert live.call("GET", f"/v1/jobs/{theirs}").json["state"] == "SUBMITTED"
+    allowed = live.call("POST", "/v1/jobs/cancel", {"queue": "reports-daily"}, token=submitter)
+    assert allowed.status == 200 and allowed.json["changed"] == [mine.json["job"]["id"]]
+    assert live.call("POST", "/v1/jobs/cancel", {"queue": "default"}, token=live.token("read")).status == 403

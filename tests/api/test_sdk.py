@@ -109,6 +109,26 @@ def test_task_arguments_must_be_json_serialisable(client: Client) -> None:
     assert "set" in exc.value.reason
 
 
+def test_bulk_cancel_retry_and_terminate_the_same_way_on_both_backends(client: Client) -> None:
+    ids = [client.submit(command=["true"], delay_seconds=3600, tags=["batch"]).id for _ in range(3)]
+    extra = client.submit(command=["true"], delay_seconds=3600).id
+    dry = client.cancel_many(tag="batch", dry_run=True)
+    assert dry["dry_run"] and dry["unchanged"] == sorted(ids, reverse=True)
+    done = client.cancel_many(tag="batch", reason="not tonight")
+    assert done["changed"] == sorted(ids, reverse=True)
+    assert client.get(ids[0])["status_reason"] == "not tonight"
+    assert client.retry_many(states="CANCELLED", tag="batch")["changed"] == sorted(ids, reverse=True)
+    out = client.terminate_many([extra, 987_654])
+    assert out["changed"] == [extra]
+    assert out["skipped"] == [{"id": 987_654, "reason": "job 987654 does not exist"}]
+    with pytest.raises(errors.ValidationError) as caught:
+        client.cancel_many()
+    assert caught.value.field == "filter"
+    with pytest.raises(errors.ValidationError) as caught:
+        client.cancel_many(queues="default")
+    assert caught.value.field == "queues"
+
+
 def test_async_client_runs_the_same_methods(live: Live) -> None:
     live.worker()
 

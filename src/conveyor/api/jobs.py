@@ -255,6 +255,38 @@ def retry_job(call: Call) -> Reply:
     return Reply({"job": wire.job_to_dict(call.app.jobs.retry(job.id)), "changed": True})
 
 
+def _bulk(call: Call, action: str) -> Reply:
+    body = call.body or {}
+    p = call.principal
+    sel = wire.selection_from_dict(body)
+    what = f"{action} jobs"
+    call.require(p.job_id is None, what)
+    if not p.admin:  # a submit token manages the jobs of its queues
+        if sel.ids:
+            queues = call.app.store.job_queues([i for i in sel.ids if 1 <= i <= MAX_ID])
+            for job_id, queue in queues.items():
+                call.require(p.may_submit(queue), f"{action} job {job_id} (queue {queue!r})")
+        else:
+            call.require(
+                sel.queue is not None and p.may_submit(sel.queue),
+                f'{what} (a submit token selects one of its queues: "queue": NAME)',
+            )
+    out = call.app.jobs.act_on_many(action, sel, body.get("reason", ""), bool(body.get("dry_run", False)))
+    return Reply(wire.bulk_to_dict(out))
+
+
+def cancel_jobs(call: Call) -> Reply:
+    return _bulk(call, "cancel")
+
+
+def terminate_jobs(call: Call) -> Reply:
+    return _bulk(call, "terminate")
+
+
+def retry_jobs(call: Call) -> Reply:
+    return _bulk(call, "retry")
+
+
 def job_attempts(call: Call) -> Reply:
     job = _readable(call, call.id_param("job_id"))
     return Reply({"attempts": [wire.attempt_to_dict(a) for a in call.app.store.job_attempts(job.id)]})

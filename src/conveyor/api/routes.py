@@ -92,6 +92,21 @@ OPERATIONS: list[Op] = [
         params=(JOB_ID, q("explain", BOOL, "add why the job is where it is")),
     ),
     Op(
+        "POST", "/v1/jobs/cancel", jobs.cancel_jobs,
+        "Cancel many jobs that have not started: listed ids, or every job a filter matches", "jobs",
+        body="BulkStop", response="BulkResult",
+    ),
+    Op(
+        "POST", "/v1/jobs/terminate", jobs.terminate_jobs,
+        "Terminate many jobs: listed ids, or every job a filter matches", "jobs",
+        body="BulkStop", response="BulkResult",
+    ),
+    Op(
+        "POST", "/v1/jobs/retry", jobs.retry_jobs,
+        "Retry many FAILED or CANCELLED jobs: listed ids, or every job a filter matches", "jobs",
+        body="BulkRetry", response="BulkResult",
+    ),
+    Op(
         "POST", "/v1/jobs/{job_id}/cancel", jobs.cancel_job, "Cancel a job that has not started (idempotent)",
         "jobs", body="Reason", body_required=False, response="JobAction", params=(JOB_ID,),
     ),

@@ -130,6 +130,52 @@ REASON: S = {
     "additionalProperties": False,
     "properties": {"reason": {"type": "string", "maxLength": 1000}},
 }
+_SELECTION: dict[str, S] = {
+    "ids": {"type": "array", "maxItems": 100_000, "items": ID, "description": "these jobs (no filter then)"},
+    "states": {
+        "type": "array",
+        "maxItems": 10,
+        "items": STATE,
+        "description": "filter: jobs in these states",
+    },
+    "queue": {**NAME, "description": "filter: jobs of this queue"},
+    "tag": {"type": "string", "minLength": 1, "maxLength": 128, "description": "filter: jobs with this tag"},
+    "all": {"type": "boolean", "description": "no filter: every job in the action's states"},
+    "dry_run": {"type": "boolean", "description": "answer what would be done, change nothing"},
+}
+BULK_STOP: S = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {**_SELECTION, "reason": {"type": "string", "maxLength": 1000}},
+}
+BULK_RETRY: S = {"type": "object", "additionalProperties": False, "properties": _SELECTION}
+BULK_RESULT: S = {
+    "type": "object",
+    "required": ["action", "dry_run", "matched", "changed", "unchanged", "skipped"],
+    "properties": {
+        "action": {"type": "string", "enum": ["cancel", "terminate", "retry"]},
+        "dry_run": {"type": "boolean"},
+        "matched": {
+            "type": "integer",
+            "description": "jobs selected (in a dry run: that the action would take)",
+        },
+        "changed": {"type": "array", "items": ID},
+        "unchanged": {
+            "type": "array",
+            "items": ID,
+            "description": "nothing to do (finished meanwhile); in a dry run, the jobs selected",
+        },
+        "skipped": {
+            "type": "array",
+            "description": "left alone: unknown, or in a state the action does not take",
+            "items": {
+                "type": "object",
+                "required": ["id", "reason"],
+                "properties": {"id": {"type": "integer"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
 DEFINITION_IN: S = {
     "type": "object",
     "additionalProperties": False,
@@ -356,6 +402,9 @@ SCHEMAS: dict[str, S] = {
     "Submission": SUBMISSION,
     "SubmissionBatch": BATCH,
     "Reason": REASON,
+    "BulkStop": BULK_STOP,
+    "BulkRetry": BULK_RETRY,
+    "BulkResult": BULK_RESULT,
     "DefinitionSpec": SPEC,
     "RetryStrategy": RETRY,
     "DefinitionIn": DEFINITION_IN,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 
 from conveyor import errors, wire
 from conveyor.cli import render
 from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
 from conveyor.engine import validate
-from conveyor.engine.jobs import SubmitRequest
+from conveyor.engine.jobs import BULK_PAGE, BULK_STATES, JobSelection, SubmitRequest
 from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
 
 MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
@@ -138,16 +139,47 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gp.add_argument("--attempt", type=int, help="only this attempt (default: all)")
     gp.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
     gp.set_defaults(func=cmd_logs)
-    for name, helptext in (
-        ("cancel", "cancel a job that has not started (idempotent)"),
-        ("terminate", "stop a running job: its process group is killed; it ends FAILED"),
-        ("retry", "run a FAILED or CANCELLED job again"),
+    for name, helptext, states, example in (
+        (
+            "cancel",
+            "cancel jobs that have not started (idempotent)",
+            "SUBMITTED, PENDING, RUNNABLE (default: all three)",
+            "conveyor jobs cancel --queue reports --dry-run",
+        ),
+        (
+            "terminate",
+            "stop running jobs: their process groups are killed; they end FAILED",
+            "SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING (default: all)",
+            "conveyor jobs terminate --queue reports --state RUNNING",
+        ),
+        (
+            "retry",
+            "run FAILED or CANCELLED jobs again",
+            "FAILED, CANCELLED (default: FAILED)",
+            "conveyor jobs retry --state FAILED --queue reports",
+        ),
     ):
         ap = js.add_parser(
-            name, help=helptext, epilog=f"example: conveyor jobs {name} 42", formatter_class=Formatter
+            name,
+            help=helptext,
+            description=textwrap.fill(
+                f"{helptext[0].upper()}{helptext[1:]}: the jobs listed by id, or every job a filter"
+                " matches (--queue, --state, --tag; --all: every one), in transactions of"
+                f" {BULK_PAGE} jobs. Jobs submitted after the command began are not touched. Exit"
+                " 1 when a job was left alone (unknown, or in a state the action does not take)."
+            ),
+            epilog=f"examples:\n  conveyor jobs {name} 42\n  conveyor jobs {name} 42 43 44\n  {example}",
+            formatter_class=Formatter,
         )
         add_db(ap)
-        ap.add_argument("id", type=int)
+        ap.add_argument("ids", type=int, nargs="*", metavar="ID", help="the jobs (or a filter instead)")
+        ap.add_argument("--queue", help="every selected job of this queue")
+        ap.add_argument(
+            "--state", action="append", type=str.upper, help=f"filter by state (repeat): {states}"
+        )
+        ap.add_argument("--tag", help="every selected job with this tag")
+        ap.add_argument("--all", action="store_true", help="no filter: every job in the states above")
+        ap.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         if name != "retry":
             ap.add_argument("--reason", default="", help="recorded as the status reason")
         ap.set_defaults(func=cmd_action, action_name=name)
@@ -385,7 +417,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
             job = app.jobs.get(job.id)
 
 
+_DONE = {"cancel": "cancelled", "terminate": "terminated", "retry": "retried"}
+_SHOWN = 20  # jobs left alone listed one per line (then a count)
+
+
 def cmd_action(args: argparse.Namespace) -> int:
+    bulk = (
+        len(args.ids) != 1
+        or args.queue is not None
+        or args.state
+        or args.tag is not None
+        or args.all
+        or args.dry_run
+    )
+    if bulk:
+        return _bulk_action(args)
+    args.id = args.ids[0]
     with open_app(args) as app:
         if args.action_name == "retry":
             job = app.jobs.retry(args.id)
@@ -402,6 +449,50 @@ def cmd_action(args: argparse.Namespace) -> int:
             note = "" if changed else " (nothing to do)"
             sys.stdout.write(f"job {job.id}: {job.state.value}{note}: {job.status_reason}\n")
     return 0
+
+
+def _bulk_action(args: argparse.Namespace) -> int:
+    action = args.action_name
+    states = []
+    for text in args.state or []:
+        for part in text.split(","):
+            try:
+                states.append(JobState(part.strip()))
+            except ValueError:
+                raise errors.ValidationError(
+                    "state", f"{part!r} is not a job state", ", ".join(s.value for s in BULK_STATES[action])
+                ) from None
+    selection = JobSelection(
+        ids=tuple(args.ids), states=tuple(states), queue=args.queue, tag=args.tag, everything=args.all
+    )
+    with open_app(args) as app:
+        out = app.jobs.act_on_many(action, selection, getattr(args, "reason", ""), args.dry_run)
+    if args.json:
+        render.emit_json(wire.bulk_to_dict(out))
+    else:
+        w = sys.stdout.write
+        if out.dry_run:
+            w(f"would {action} {out.matched:,} job(s){_ids(out.unchanged)}\n")
+        else:
+            w(f"{_DONE[action]} {len(out.changed):,} job(s){_ids(out.changed)}\n")
+            if out.unchanged:
+                w(
+                    f"{len(out.unchanged):,} had nothing to do (finished meanwhile, or already asked to stop)\n"
+                )
+        if out.skipped:
+            w(f"{len(out.skipped):,} left alone:\n")
+            for _, why in out.skipped[:_SHOWN]:
+                w(f"  {why}\n")  # each names its job
+            if len(out.skipped) > _SHOWN:
+                w(f"  ... and {len(out.skipped) - _SHOWN:,} more (--json lists them all)\n")
+    return 1 if out.skipped else 0
+
+
+def _ids(ids: list[int]) -> str:
+    if not ids:
+        return ""
+    shown = ", ".join(str(i) for i in ids[:_SHOWN])
+    return f": {shown}" + (f" and {len(ids) - _SHOWN:,} more" if len(ids) > _SHOWN else "")
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

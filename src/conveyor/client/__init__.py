@@ -188,6 +188,38 @@ class Client:
     def retry(self, job_id: int) -> JSONObject:
         return self.backend.job_action(job_id, "retry")
 
+    def cancel_many(self, ids: Iterable[int] = (), *, reason: str = "", **selection: Any) -> JSONObject:
+        """Cancel the jobs listed, or every job a filter matches (``queue=``, ``states=[...]``,
+        ``tag=``; ``all=True``: every one; ``dry_run=True``: change nothing). Answers
+        ``{"changed": [...], "unchanged": [...], "skipped": [{"id", "reason"}], ...}``."""
+        return self._bulk("cancel", ids, reason, selection)
+
+    def terminate_many(self, ids: Iterable[int] = (), *, reason: str = "", **selection: Any) -> JSONObject:
+        """``cancel_many``, terminating: running jobs are killed, waiting ones fail."""
+        return self._bulk("terminate", ids, reason, selection)
+
+    def retry_many(self, ids: Iterable[int] = (), **selection: Any) -> JSONObject:
+        """``cancel_many``, retrying FAILED (``states=["CANCELLED"]``: cancelled) jobs."""
+        return self._bulk("retry", ids, None, selection)
+
+    def _bulk(
+        self, action: str, ids: Iterable[int], reason: str | None, selection: Mapping[str, Any]
+    ) -> JSONObject:
+        unknown = set(selection) - {"queue", "states", "tag", "all", "dry_run"}
+        if unknown:
+            raise errors.ValidationError(
+                sorted(unknown)[0], "is not a selection field", "queue, states, tag, all, dry_run"
+            )
+        body: dict[str, Any] = {k: v for k, v in selection.items() if v is not None}
+        if isinstance(body.get("states"), str):
+            body["states"] = [body["states"]]
+        listed = list(ids)
+        if listed:
+            body["ids"] = listed
+        if reason:
+            body["reason"] = reason
+        return self.backend.bulk_action(action, body)
+
     def attempts(self, job_id: int) -> list[JSONObject]:
         return self.backend.attempts(job_id)
 
@@ -282,6 +314,19 @@ class AsyncClient:
 
     async def retry(self, job_id: int) -> JSONObject:
         return await asyncio.to_thread(self.sync.retry, job_id)
+
+    async def cancel_many(self, ids: Iterable[int] = (), *, reason: str = "", **selection: Any) -> JSONObject:
+        return await asyncio.to_thread(lambda: self.sync.cancel_many(list(ids), reason=reason, **selection))
+
+    async def terminate_many(
+        self, ids: Iterable[int] = (), *, reason: str = "", **selection: Any
+    ) -> JSONObject:
+        return await asyncio.to_thread(
+            lambda: self.sync.terminate_many(list(ids), reason=reason, **selection)
+        )
+
+    async def retry_many(self, ids: Iterable[int] = (), **selection: Any) -> JSONObject:
+        return await asyncio.to_thread(lambda: self.sync.retry_many(list(ids), **selection))
 
     async def attempts(self, job_id: int) -> list[JSONObject]:
         return await asyncio.to_thread(self.sync.attempts, job_id)

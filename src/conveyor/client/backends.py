@@ -27,6 +27,7 @@ class Backend(Protocol):
     def get_job(self, job_id: int, explain: bool = False) -> JSONObject: ...
     def list_jobs(self, query: Mapping[str, Any]) -> JSONObject: ...
     def job_action(self, job_id: int, action: str, reason: str = "") -> JSONObject: ...
+    def bulk_action(self, action: str, body: Mapping[str, Any]) -> JSONObject: ...
     def attempts(self, job_id: int) -> list[JSONObject]: ...
     def logs(self, job_id: int, attempt: int | None = None) -> bytes: ...
     def follow_logs(self, job_id: int, attempt: int | None = None) -> Iterator[bytes]: ...
@@ -180,6 +181,10 @@ class HttpBackend:
         out: JSONObject = self.request("POST", f"/v1/jobs/{job_id}/{action}", body)
         return out
 
+    def bulk_action(self, action: str, body: Mapping[str, Any]) -> JSONObject:
+        out: JSONObject = self.request("POST", f"/v1/jobs/{action}", body)
+        return out
+
     def attempts(self, job_id: int) -> list[JSONObject]:
         out: list[JSONObject] = self.request("GET", f"/v1/jobs/{job_id}/attempts")["attempts"]
         return out
@@ -271,6 +276,11 @@ class LocalBackend:
         run = self.app.jobs.cancel if action == "cancel" else self.app.jobs.terminate
         job, changed = run(job_id, reason)
         return {"job": wire.job_to_dict(job), "changed": changed}
+
+    def bulk_action(self, action: str, body: Mapping[str, Any]) -> JSONObject:
+        selection = wire.selection_from_dict(body)
+        out = self.app.jobs.act_on_many(action, selection, body.get("reason", ""), bool(body.get("dry_run")))
+        return wire.bulk_to_dict(out)
 
     def attempts(self, job_id: int) -> list[JSONObject]:
         return [wire.attempt_to_dict(a) for a in self.app.jobs.attempts(job_id)]

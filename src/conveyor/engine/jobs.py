@@ -36,6 +36,57 @@ _PRIORITY_LOW, _PRIORITY_HIGH = validate.PRIORITY_RANGE
 BULK_CHUNK = 500
 MAX_NAME = 256  # characters of a job's name
 MAX_KEY = 512  # characters of a unique or idempotency key
+MAX_REASON = 1000  # characters of a reason given to cancel or terminate
+# bulk actions: jobs per transaction, and listed ids per call
+BULK_PAGE = 500
+MAX_BULK_IDS = 100_000
+# the states each bulk action applies to (a filter's states must be among them)
+BULK_STATES: dict[str, tuple[JobState, ...]] = {
+    "cancel": (JobState.SUBMITTED, JobState.PENDING, JobState.RUNNABLE),
+    "terminate": (
+        JobState.SUBMITTED,
+        JobState.PENDING,
+        JobState.RUNNABLE,
+        JobState.STARTING,
+        JobState.RUNNING,
+    ),
+    "retry": (JobState.FAILED, JobState.CANCELLED),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSelection:
+    """The jobs a bulk action applies to: listed ids, or the jobs matching a filter (every one
+    of its fields that is set; array children are reached through their array job), or,
+    with ``everything``, all jobs in the action's states."""
+
+    ids: tuple[int, ...] = ()
+    states: tuple[JobState, ...] = ()
+    queue: str | None = None
+    tag: str | None = None
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What a bulk action did: the jobs it changed, those it found already done (or, in a dry
+    run, would act on), and those it left alone with why (unknown, running when cancelled,
+    not retryable)."""
+
+    action: str
+    matched: int
+    changed: list[int]
+    unchanged: list[int]
+    skipped: list[tuple[int, str]]
+    dry_run: bool
+
+
+def _reason(reason: Any) -> str:
+    if not isinstance(reason, str):
+        raise errors.ValidationError("reason", f"is a {type(reason).__name__}, not text", "text")
+    if len(reason) > MAX_REASON:
+        raise errors.ValidationError("reason", f"is {len(reason):,} characters", f"at most {MAX_REASON:,}")
+    return reason
 
 
 # the order of NewJob's fields, which ``JobService._build`` passes positionally (a unit test
@@ -636,12 +687,118 @@ class JobService:
     # -- actions ------------------------------------------------------------------------------
     def cancel(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
         _known_range(job_id)
-        return self.store.job_cancel(job_id, reason, self.clock.now())
+        return self.store.job_cancel(job_id, _reason(reason), self.clock.now())
 
     def terminate(self, job_id: int, reason: str = "") -> tuple[Job, bool]:
         _known_range(job_id)
-        return self.store.job_terminate(job_id, reason, self.clock.now())
+        return self.store.job_terminate(job_id, _reason(reason), self.clock.now())
 
     def retry(self, job_id: int) -> Job:
         _known_range(job_id)
         return self.store.job_retry(job_id, self.clock.now())
+
+    def act_on_many(
+        self, action: str, selection: JobSelection, reason: str = "", dry_run: bool = False
+    ) -> BulkOutcome:
+        """Cancel, terminate or retry (``action``) every job of ``selection``, as the single
+        actions would one by one, in transactions of ``BULK_PAGE`` jobs. A filter selects the
+        jobs that match it when each page is read, newest first, and none submitted after
+        the call began; a job that changed meanwhile (started, finished) gets what the single
+        action would give it now. ``dry_run``: only the ids the filter matches (or the listed
+        ids that exist), nothing changed."""
+        allowed = BULK_STATES.get(action)
+        if allowed is None:
+            raise errors.ValidationError("action", f"{action!r} is not a bulk action", ", ".join(BULK_STATES))
+        reason = _reason(reason)
+        if action == "retry" and reason:
+            raise errors.ValidationError("reason", "is not taken by retry", "no reason")
+        sel = self._check_selection(action, selection, allowed)
+        now = self.clock.now()
+        changed: list[int] = []
+        unchanged: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        matched = 0
+        # listed ids outside the API's range name no job (SQLite's driver cannot even bind some)
+        skipped.extend((i, str(errors.UnknownJob(i))) for i in sel.ids if not 1 <= i <= MAX_ID)
+        for ids in self._pages(sel):
+            if dry_run:
+                if sel.ids:  # the listed ids that exist
+                    found = self.store.job_queues(ids)
+                    skipped.extend((i, str(errors.UnknownJob(i))) for i in ids if i not in found)
+                    ids = [i for i in ids if i in found]
+                matched += len(ids)
+                unchanged.extend(ids)
+                continue
+            matched += len(ids)
+            if action == "retry":
+                for job_id, job, why in self.store.job_retry_many(ids, now):
+                    if job is None:
+                        skipped.append((job_id, why))
+                    else:
+                        changed.append(job_id)
+            else:
+                for job_id, job, did, why in self.store.job_stop_many(
+                    ids, reason, now, action == "terminate"
+                ):
+                    if job is None:
+                        skipped.append((job_id, why))
+                    else:
+                        (changed if did else unchanged).append(job_id)
+        if sel.ids and skipped:  # in the order listed
+            at = {job_id: i for i, job_id in enumerate(sel.ids)}
+            skipped.sort(key=lambda item: at[item[0]])
+        return BulkOutcome(action, matched, changed, unchanged, skipped, dry_run)
+
+    def _check_selection(self, action: str, sel: JobSelection, allowed: tuple[JobState, ...]) -> JobSelection:
+        """``sel`` validated for ``action``: ids or a filter (or ``everything``), not both; its
+        states among ``allowed`` (default: all of them, FAILED for retry)."""
+        has_filter = bool(sel.states) or sel.queue is not None or sel.tag is not None
+        if sel.ids:
+            if has_filter or sel.everything:
+                raise errors.ValidationError("ids", "cannot be given with a filter", "ids, or a filter")
+            if len(sel.ids) > MAX_BULK_IDS:
+                raise errors.ValidationError(
+                    "ids", f"lists {len(sel.ids):,} jobs", f"at most {MAX_BULK_IDS:,}"
+                )
+            for job_id in sel.ids:
+                if type(job_id) is not int or isinstance(job_id, bool):
+                    raise errors.ValidationError(
+                        "ids", f"{job_id!r} is not a job id", f"integers 1..{MAX_ID}"
+                    )
+            return replace(sel, ids=tuple(dict.fromkeys(sel.ids)))  # each once, in the order given
+        if not has_filter and not sel.everything:
+            raise errors.ValidationError(
+                "filter",
+                f"no jobs selected: give job ids, or a filter (queue, states, tag), or all to {action} every one",
+            )
+        for state in sel.states:
+            if state not in allowed:
+                raise errors.ValidationError(
+                    "states",
+                    f"{action} does not apply to {state.value} jobs",
+                    ", ".join(s.value for s in allowed),
+                )
+        if sel.queue is not None and self.cache.queue(sel.queue) is None:
+            raise errors.UnknownQueue(sel.queue)
+        if sel.tag is not None and not 1 <= len(sel.tag) <= 128:
+            raise errors.ValidationError("tag", _length(sel.tag), "1-128 characters")
+        states = sel.states or (allowed if action != "retry" else (JobState.FAILED,))
+        return replace(sel, states=tuple(dict.fromkeys(states)))
+
+    def _pages(self, sel: JobSelection) -> Iterable[list[int]]:
+        """The selected ids, ``BULK_PAGE`` at a time: the listed ones in range in their order,
+        or the filter's newest first."""
+        if sel.ids:
+            known = [i for i in sel.ids if 1 <= i <= MAX_ID]
+            for start in range(0, len(known), BULK_PAGE):
+                yield known[start : start + BULK_PAGE]
+            return
+        before: int | None = None
+        while True:
+            ids = self.store.job_ids(
+                states=sel.states, queue=sel.queue, tag=sel.tag, before_id=before, limit=BULK_PAGE
+            )
+            if not ids:
+                return
+            yield ids
+            before = ids[-1]

@@ -656,7 +656,54 @@ class LifecycleOps(CatalogOps):
         limit: int = 100,
     ) -> list[Job]:
         """Jobs, newest first; ``before_id`` pages on."""
-        sql = "SELECT * FROM jobs WHERE 1 = 1"
+        where, params = self._list_where(
+            states, queue, tag, array_parent_id, include_children, before_id, created_after, created_before
+        )
+        with self._read() as tx:
+            return [
+                self._job(r)
+                for r in tx.q(f"SELECT * FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+            ]
+
+    def job_queues(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """The queue of each of ``job_ids`` (in 1..2**62) that names a job."""
+        if not job_ids:
+            return {}
+        sql = f"SELECT id, queue FROM jobs WHERE {self.d.id_in('id')}"
+        with self._read() as tx:
+            return {int(r["id"]): r["queue"] for r in tx.q(sql, (self.d.ids(job_ids),))}
+
+    def job_ids(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        queue: str | None = None,
+        tag: str | None = None,
+        array_parent_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[int]:
+        """The ids ``job_list`` would list with the same filters (array children only with
+        ``array_parent_id``), newest first."""
+        where, params = self._list_where(states, queue, tag, array_parent_id, False, before_id, None, None)
+        with self._read() as tx:
+            return [
+                int(r["id"])
+                for r in tx.q(f"SELECT id FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
+            ]
+
+    def _list_where(
+        self,
+        states: Sequence[JobState],
+        queue: str | None,
+        tag: str | None,
+        array_parent_id: int | None,
+        include_children: bool,
+        before_id: int | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> tuple[str, list[Any]]:
+        sql = " WHERE 1 = 1"
         params: list[Any] = []
         if states:
             sql += f" AND state IN ({', '.join('?' * len(states))})"
@@ -681,10 +728,7 @@ class LifecycleOps(CatalogOps):
         if tag is not None:
             sql += " AND CAST(tags AS TEXT) LIKE ?"
             params.append(f'%"{tag}"%')
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        with self._read() as tx:
-            return [self._job(r) for r in tx.q(sql, params)]
+        return sql, params
 
     def job_dependency_states(self, job_id: int) -> list[tuple[int, JobState]]:
         with self._read() as tx:
@@ -1464,140 +1508,190 @@ class LifecycleOps(CatalogOps):
         return self._stop(job_id, reason or "terminated by user", now, terminate=True)
 
     def _stop(self, job_id: int, reason: str, now: datetime, terminate: bool) -> tuple[Job, bool]:
-        d = self.d
-        ts = d.ts(now)
         woken: set[str] = set()
         with self._write() as tx:
-            row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
-            if row is None:
-                raise errors.UnknownJob(job_id)
-            job = self._job(row)
-            if job.state.terminal:
-                return job, False
-            target = "FAILED" if terminate else "CANCELLED"
-            status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
-            if job.array_size:
-                where = "array_parent_id = ?"
-                ids_param: Any = job.id
-            else:
-                where = "id = ?"
-                ids_param = job.id
-            if job.state.active and not terminate:
-                raise errors.Conflict(
-                    f"job {job_id} is {job.state.value}; use terminate to stop a running job"
-                )
-            rows = tx.q(
-                f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {where}"
-                f" AND state IN {WAITING} AND array_size IS NULL"
-                " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
-                (target, status, ts, ts, ids_param),
-            )
-            self._events(
-                tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
-            )
-            self._settle(tx, [_done(r, target) for r in rows], now, woken)
-            changed = bool(rows)
-            if terminate:
-                flagged = tx.q(
-                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
-                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
-                    (True, f"terminate requested: {reason}", ts, ids_param, False),
-                )
-                self._events(
-                    tx,
-                    [("job", str(r["id"]), "job.terminate_requested", {"reason": reason}) for r in flagged],
-                    now,
-                )
-                changed = changed or bool(flagged)
+            job, changed = self._stop_in(tx, job_id, reason, now, terminate, woken)
             if woken:
-                d.notify_jobs(tx, woken)
-            fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-            assert fresh is not None
+                self.d.notify_jobs(tx, woken)
         if woken:
             self.wake()
+        return job, changed
+
+    def job_stop_many(
+        self, job_ids: Sequence[int], reason: str, now: datetime, terminate: bool
+    ) -> list[tuple[int, Job | None, bool, str]]:
+        """``job_cancel`` (with ``terminate``: ``job_terminate``) of each of ``job_ids`` in one
+        transaction. Per job: (id, the job after or None, whether it changed, "" or why it was
+        left alone: what ``job_cancel`` would have raised, the job unknown or running). A job
+        left alone is not written at all."""
+        reason = reason or ("terminated by user" if terminate else "cancelled by user")
+        out: list[tuple[int, Job | None, bool, str]] = []
+        woken: set[str] = set()
+        with self._write() as tx:
+            for job_id in job_ids:
+                try:
+                    job, changed = self._stop_in(tx, job_id, reason, now, terminate, woken)
+                except (errors.NotFound, errors.Conflict) as exc:
+                    out.append((job_id, None, False, str(exc)))
+                else:
+                    out.append((job_id, job, changed, ""))
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return out
+
+    def _stop_in(
+        self, tx: Tx, job_id: int, reason: str, now: datetime, terminate: bool, woken: set[str]
+    ) -> tuple[Job, bool]:
+        """``_stop`` inside ``tx``: the job after, and whether it changed; the queues of the
+        dependants it made runnable are added to ``woken``. Raises ``UnknownJob`` or
+        ``Conflict`` before it writes anything."""
+        d = self.d
+        ts = d.ts(now)
+        row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+        if row is None:
+            raise errors.UnknownJob(job_id)
+        job = self._job(row)
+        if job.state.terminal:
+            return job, False
+        if job.state.active and not terminate:
+            raise errors.Conflict(f"job {job_id} is {job.state.value}; use terminate to stop a running job")
+        target = "FAILED" if terminate else "CANCELLED"
+        status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
+        where = "array_parent_id = ?" if job.array_size else "id = ?"
+        rows = tx.q(
+            f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {where}"
+            f" AND state IN {WAITING} AND array_size IS NULL"
+            " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
+            (target, status, ts, ts, job.id),
+        )
+        self._events(
+            tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
+        )
+        self._settle(tx, [_done(r, target) for r in rows], now, woken)
+        changed = bool(rows)
+        if terminate:
+            flagged = tx.q(
+                f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
+                f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                (True, f"terminate requested: {reason}", ts, job.id, False),
+            )
+            self._events(
+                tx,
+                [("job", str(r["id"]), "job.terminate_requested", {"reason": reason}) for r in flagged],
+                now,
+            )
+            changed = changed or bool(flagged)
+        fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert fresh is not None
         return self._job(fresh), changed
 
     def job_retry(self, job_id: int, now: datetime) -> Job:
         """Run a FAILED or CANCELLED job again with a fresh set of attempts (an array job: its failed children)."""
+        with self._write() as tx:
+            job = self._retry_in(tx, job_id, now)
+            self.d.notify_jobs(tx, {job.queue})
+        self.wake()
+        return job
+
+    def job_retry_many(self, job_ids: Sequence[int], now: datetime) -> list[tuple[int, Job | None, str]]:
+        """``job_retry`` of each of ``job_ids`` in one transaction. Per job: (id, the job after
+        or None, "" or why it was left alone: what ``job_retry`` would have raised). A job
+        left alone is not written at all."""
+        out: list[tuple[int, Job | None, str]] = []
+        woken: set[str] = set()
+        with self._write() as tx:
+            for job_id in job_ids:
+                try:
+                    job = self._retry_in(tx, job_id, now)
+                except (errors.NotFound, errors.Conflict) as exc:
+                    out.append((job_id, None, str(exc)))
+                else:
+                    woken.add(job.queue)
+                    out.append((job_id, job, ""))
+            if woken:
+                self.d.notify_jobs(tx, woken)
+        if woken:
+            self.wake()
+        return out
+
+    def _retry_in(self, tx: Tx, job_id: int, now: datetime) -> Job:
+        """``job_retry`` inside ``tx`` (its queue not yet notified): the job after. Raises
+        ``UnknownJob`` or ``Conflict`` before it writes anything."""
         d = self.d
         ts = d.ts(now)
-        with self._write() as tx:
-            row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
-            if row is None:
-                raise errors.UnknownJob(job_id)
-            job = self._job(row)
-            if job.state not in (JobState.FAILED, JobState.CANCELLED):
-                raise errors.Conflict(
-                    f"job {job_id} is {job.state.value}; only FAILED or CANCELLED jobs can be retried"
-                )
-            if job.array_parent_id is not None:
-                raise errors.Conflict(
-                    f"job {job_id} is a child of array job {job.array_parent_id}; retry the array job"
-                )
-            if job.unique_key:
-                holder = self._unique_holder(tx, job.unique_key, now)
-                if holder is not None and holder.id != job.id:
-                    raise errors.Conflict(_held(job.unique_key, holder))
-                tx.x(
-                    "INSERT INTO unique_keys (key, job_id, expires_at) VALUES (?, ?, NULL) ON CONFLICT (key) DO NOTHING",
-                    (job.unique_key, job.id),
-                )
-            reason = "retried by user"
-            if (
-                job.array_size
-                and tx.one("SELECT id FROM jobs WHERE array_parent_id = ? LIMIT 1", (job.id,)) is None
-            ):
-                # it failed at submission (a dependency had failed) before any child existed
-                raise errors.Conflict(
-                    f"array job {job_id} failed before its children were created ({job.status_reason});"
-                    " submit it again"
-                )
-            if job.array_size:
-                children = tx.q(
-                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-                    " updated_at = ? WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED') RETURNING id",
-                    (reason, ts, job.id),
-                )
-                n = len(children)
-                tx.x(
-                    "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, updated_at = ?,"
-                    " array_done = array_done - ?, array_failed = 0 WHERE id = ?",
-                    (f"array job: {n} children retried", ts, n, job.id),
-                )
-                self._events(
-                    tx,
-                    [
-                        ("job", str(r["id"]), "job.state", {"to": "RUNNABLE", "reason": reason})
-                        for r in children
-                    ],
-                    now,
-                )
-            else:
-                tx.x(
-                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-                    " updated_at = ?, terminate_requested = ? WHERE id = ?",
-                    (reason, ts, False, job.id),
-                )
+        row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+        if row is None:
+            raise errors.UnknownJob(job_id)
+        job = self._job(row)
+        if job.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise errors.Conflict(
+                f"job {job_id} is {job.state.value}; only FAILED or CANCELLED jobs can be retried"
+            )
+        if job.array_parent_id is not None:
+            raise errors.Conflict(
+                f"job {job_id} is a child of array job {job.array_parent_id}; retry the array job"
+            )
+        if (
+            job.array_size
+            and tx.one("SELECT id FROM jobs WHERE array_parent_id = ? LIMIT 1", (job.id,)) is None
+        ):
+            # it failed at submission (a dependency had failed) before any child existed
+            raise errors.Conflict(
+                f"array job {job_id} failed before its children were created ({job.status_reason});"
+                " submit it again"
+            )
+        if job.unique_key:
+            holder = self._unique_holder(tx, job.unique_key, now)
+            if holder is not None and holder.id != job.id:
+                raise errors.Conflict(_held(job.unique_key, holder))
+            tx.x(
+                "INSERT INTO unique_keys (key, job_id, expires_at) VALUES (?, ?, NULL) ON CONFLICT (key) DO NOTHING",
+                (job.unique_key, job.id),
+            )
+        reason = "retried by user"
+        if job.array_size:
+            children = tx.q(
+                "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+                " updated_at = ? WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED') RETURNING id",
+                (reason, ts, job.id),
+            )
+            n = len(children)
+            tx.x(
+                "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, updated_at = ?,"
+                " array_done = array_done - ?, array_failed = 0 WHERE id = ?",
+                (f"array job: {n} children retried", ts, n, job.id),
+            )
             self._events(
                 tx,
-                [
-                    (
-                        "job",
-                        str(job.id),
-                        "job.state",
-                        {
-                            "from": job.state.value,
-                            "to": "PENDING" if job.array_size else "RUNNABLE",
-                            "reason": reason,
-                        },
-                    )
-                ],
+                [("job", str(r["id"]), "job.state", {"to": "RUNNABLE", "reason": reason}) for r in children],
                 now,
             )
-            d.notify_jobs(tx, {job.queue})
-            fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-            assert fresh is not None
-        self.wake()
+        else:
+            tx.x(
+                "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+                " updated_at = ?, terminate_requested = ? WHERE id = ?",
+                (reason, ts, False, job.id),
+            )
+        self._events(
+            tx,
+            [
+                (
+                    "job",
+                    str(job.id),
+                    "job.state",
+                    {
+                        "from": job.state.value,
+                        "to": "PENDING" if job.array_size else "RUNNABLE",
+                        "reason": reason,
+                    },
+                )
+            ],
+            now,
+        )
+        fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert fresh is not None
         return self._job(fresh)
 
     def job_release(

@@ -1,0 +1,111 @@
+"""``JobService.act_on_many``: bulk cancel, terminate and retry through the engine, with a real
+worker for the running jobs, on both backends."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import conveyor.engine.jobs as engine_jobs
+from conveyor import errors
+from conveyor.app import App
+from conveyor.engine.jobs import JobSelection, SubmitRequest
+from conveyor.model import JobState
+from conveyor.worker.loop import WorkerConfig
+
+
+def _submit(app: App, n: int, queue: str = "default", command: tuple[str, ...] = ("true",)) -> list[int]:
+    return [app.jobs.submit(SubmitRequest(queue=queue, command=command)).job.id for _ in range(n)]
+
+
+def test_a_filter_is_followed_across_pages_and_each_job_is_taken_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_jobs, "BULK_PAGE", 3)
+    ids = _submit(app, 10)
+    out = app.jobs.act_on_many("cancel", JobSelection(states=(JobState.RUNNABLE,)), "tidy")
+    assert out.matched == 10 and not out.skipped and not out.unchanged
+    assert out.changed == sorted(ids, reverse=True)
+    assert {app.jobs.get(i).state for i in ids} == {JobState.CANCELLED}
+    again = app.jobs.act_on_many("cancel", JobSelection(everything=True))
+    assert again.matched == 0 and again.changed == []
+
+
+def test_a_dry_run_changes_nothing_and_names_the_unknown_listed_ids(app: App) -> None:
+    ids = _submit(app, 3)
+    out = app.jobs.act_on_many("cancel", JobSelection(ids=(ids[2], 2**70, 555_555, ids[0])), dry_run=True)
+    assert out.dry_run and out.matched == 2 and out.changed == []
+    assert out.unchanged == [ids[2], ids[0]]
+    # in the order listed, even the id no column can hold
+    assert out.skipped == [(2**70, f"job {2**70} does not exist"), (555_555, "job 555555 does not exist")]
+    assert {app.jobs.get(i).state for i in ids} == {JobState.RUNNABLE}
+
+
+def test_listed_ids_are_taken_once_in_the_order_given(app: App) -> None:
+    ids = _submit(app, 3)
+    out = app.jobs.act_on_many("cancel", JobSelection(ids=(ids[1], ids[0], ids[1])))
+    assert out.changed == [ids[1], ids[0]] and out.matched == 2
+
+
+def test_terminate_by_queue_stops_running_and_waiting_jobs(app: App) -> None:
+    app.catalog.put_queue("batch")
+    worker = app.worker(WorkerConfig(concurrency=2, queues=("batch",), grace_seconds=5))
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        running = _submit(app, 2, "batch", ("sleep", "30"))
+        deadline = time.monotonic() + 20
+        while {app.jobs.get(i).state for i in running} != {JobState.RUNNING}:
+            assert time.monotonic() < deadline, [app.jobs.get(i).state for i in running]
+            time.sleep(0.05)
+        app.catalog.update_queue("batch", enabled=False)
+        waiting = _submit(app, 1, "batch")
+        bystander = _submit(app, 1)
+        out = app.jobs.act_on_many("terminate", JobSelection(queue="batch"), "deploy")
+        assert sorted(out.changed) == sorted([*running, *waiting]) and not out.skipped
+        deadline = time.monotonic() + 20
+        while not all(app.jobs.get(i).state.terminal for i in running):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for job_id in running:  # killed by their worker: the issue's reason "terminated"
+            job = app.jobs.get(job_id)
+            assert job.state is JobState.FAILED and job.status_reason.startswith("terminated")
+        job = app.jobs.get(waiting[0])
+        assert job.state is JobState.FAILED and job.status_reason == "terminated: deploy"
+        assert app.jobs.get(bystander[0]).state is JobState.RUNNABLE
+    finally:
+        worker.request_stop(immediate=True)
+        runner.join(timeout=20)
+
+
+BAD = [
+    pytest.param("delete", JobSelection(everything=True), "", "action", id="unknown-action"),
+    pytest.param("cancel", JobSelection(), "", "filter", id="nothing-selected"),
+    pytest.param("cancel", JobSelection(ids=(1,), queue="default"), "", "ids", id="ids-and-filter"),
+    pytest.param("cancel", JobSelection(ids=(1,), everything=True), "", "ids", id="ids-and-all"),
+    pytest.param("cancel", JobSelection(ids=(True,)), "", "ids", id="bool-id"),
+    pytest.param("cancel", JobSelection(states=(JobState.RUNNING,)), "", "states", id="cancel-running"),
+    pytest.param("retry", JobSelection(states=(JobState.RUNNABLE,)), "", "states", id="retry-runnable"),
+    pytest.param("retry", JobSelection(everything=True), "because", "reason", id="retry-reason"),
+    pytest.param("cancel", JobSelection(everything=True), "x" * 1001, "reason", id="long-reason"),
+    pytest.param("cancel", JobSelection(tag=""), "", "tag", id="empty-tag"),
+    pytest.param("cancel", JobSelection(ids=tuple(range(1, 100_002))), "", "ids", id="too-many-ids"),
+]
+
+
+@pytest.mark.parametrize(("action", "selection", "reason", "field"), BAD)
+def test_a_bad_selection_is_refused_naming_the_field_and_changes_nothing(
+    app: App, action: str, selection: JobSelection, reason: str, field: str
+) -> None:
+    [job_id] = _submit(app, 1)
+    with pytest.raises(errors.ValidationError) as caught:
+        app.jobs.act_on_many(action, selection, reason)
+    assert caught.value.field == field
+    assert app.jobs.get(job_id).state is JobState.RUNNABLE
+
+
+def test_an_unknown_queue_is_refused(app: App) -> None:
+    with pytest.raises(errors.UnknownQueue):
+        app.jobs.act_on_many("cancel", JobSelection(queue="nope"))

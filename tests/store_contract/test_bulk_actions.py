@@ -10,7 +10,7 @@ from conveyor.clock import FrozenClock
 from conveyor.model import JobState, OutcomeKind
 from conveyor.store import Store
 
-from .helpers import claim_one, finish, get, insert_one, new, state
+from .helpers import claim, claim_one, finish, get, insert_one, new, state
 
 
 def _events(store: Store, job_id: int) -> int:
@@ -34,37 +34,51 @@ def test_stop_many_cancels_the_waiting_and_reports_the_rest(store: Store, clock:
     store.job_cancel(done.id, "", now)
     seen_running = _events(store, running)
     out = store.job_stop_many([runnable.id, delayed.id, running, done.id, 999_999], "cleanup", now, False)
-    by_id = {job_id: (job, changed, why) for job_id, job, changed, why in out}
-    assert [o[0] for o in out] == [runnable.id, delayed.id, running, done.id, 999_999]
+    now_state = state(store, running)
+    assert now_state.active
+    assert out == [
+        (runnable.id, True, ""),
+        (delayed.id, True, ""),
+        (running, False, f"job {running} is {now_state.value}; use terminate to stop a running job"),
+        (done.id, False, ""),
+        (999_999, False, "job 999999 does not exist"),
+    ]
     for job_id in (runnable.id, delayed.id):
-        job, changed, why = by_id[job_id]
-        assert changed and why == "" and job is not None
+        job = get(store, job_id)
         assert job.state is JobState.CANCELLED and job.status_reason == "cleanup"
+        assert job.finished_at == now
     # the dependant of a cancelled job fails naming it, as after a single cancel
     failed = get(store, dependant.id)
     assert failed.state is JobState.FAILED and str(delayed.id) in failed.status_reason
-    job, changed, why = by_id[running]
-    now_state = state(store, running)
-    assert now_state.active
-    assert (
-        job is None
-        and not changed
-        and why == f"job {running} is {now_state.value}; use terminate to stop a running job"
-    )
     assert _events(store, running) == seen_running  # left alone: not written
-    job, changed, why = by_id[done.id]
-    assert job is not None and not changed and why == "" and job.status_reason == "cancelled by user"
-    assert by_id[999_999] == (None, False, "job 999999 does not exist")
+    assert get(store, done.id).status_reason == "cancelled by user"
 
 
 def test_stop_many_without_a_reason_says_who(store: Store, clock: FrozenClock) -> None:
     job = insert_one(store, clock.now())
-    [(_, cancelled, _, _)] = store.job_stop_many([job.id], "", clock.now(), False)
-    assert cancelled is not None and cancelled.status_reason == "cancelled by user"
+    assert store.job_stop_many([job.id], "", clock.now(), False) == [(job.id, True, "")]
+    assert get(store, job.id).status_reason == "cancelled by user"
     other = insert_one(store, clock.now())
-    [(_, failed, _, _)] = store.job_stop_many([other.id], "", clock.now(), True)
-    assert failed is not None and failed.state is JobState.FAILED
-    assert failed.status_reason == "terminated by user"
+    store.job_stop_many([other.id], "", clock.now(), True)
+    failed = get(store, other.id)
+    assert failed.state is JobState.FAILED and failed.status_reason == "terminated by user"
+
+
+def test_stop_many_cancels_an_array_job_and_a_dependency_with_its_dependant(
+    store: Store, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    array = insert_one(store, now, new(array_size=3))
+    children = store.job_ids(array_parent_id=array.id, limit=10)
+    first = insert_one(store, now, new(run_at=now + timedelta(hours=1)))
+    second = insert_one(store, now, new(deps=(first.id,)))
+    out = store.job_stop_many([array.id, first.id, second.id], "", now, False)
+    assert out == [(array.id, True, ""), (first.id, True, ""), (second.id, True, "")]
+    assert state(store, array.id).terminal
+    assert {state(store, c) for c in children} == {JobState.CANCELLED}
+    # both asked for: the dependant is cancelled, not failed by its dependency
+    assert (state(store, first.id), state(store, second.id)) == (JobState.CANCELLED, JobState.CANCELLED)
+    assert _events(store, second.id) == 2  # PENDING, CANCELLED: one change each
 
 
 def test_terminate_many_fails_the_waiting_and_flags_the_running(store: Store, clock: FrozenClock) -> None:
@@ -72,16 +86,14 @@ def test_terminate_many_fails_the_waiting_and_flags_the_running(store: Store, cl
     running = _running(store, clock)
     waiting = insert_one(store, now)
     out = store.job_stop_many([waiting.id, running], "deploy", now, True)
-    assert [(job_id, changed, why) for job_id, _, changed, why in out] == [
-        (waiting.id, True, ""),
-        (running, True, ""),
-    ]
-    assert get(store, waiting.id).state is JobState.FAILED
+    assert out == [(waiting.id, True, ""), (running, True, "")]
+    failed = get(store, waiting.id)
+    assert failed.state is JobState.FAILED and failed.status_reason == "terminated: deploy"
     flagged = get(store, running)
     assert flagged.state.active and flagged.terminate_requested
+    assert flagged.status_reason == "terminate requested: deploy"
     # asked twice: nothing more to do
-    [(_, _, changed, why)] = store.job_stop_many([running], "deploy", now, True)
-    assert not changed and why == ""
+    assert store.job_stop_many([running], "deploy", now, True) == [(running, False, "")]
 
 
 def test_retry_many_reruns_failed_and_cancelled_and_reports_the_rest(
@@ -96,17 +108,38 @@ def test_retry_many_reruns_failed_and_cancelled_and_reports_the_rest(
     waiting = insert_one(store, now)
     seen_waiting = _events(store, waiting.id)
     out = store.job_retry_many([failed.id, cancelled.id, waiting.id, 777_777], now)
-    assert [(job_id, why) for job_id, _, why in out] == [
-        (failed.id, ""),
-        (cancelled.id, ""),
-        (waiting.id, f"job {waiting.id} is RUNNABLE; only FAILED or CANCELLED jobs can be retried"),
-        (777_777, "job 777777 does not exist"),
+    assert out == [
+        (failed.id, True, ""),
+        (cancelled.id, True, ""),
+        (waiting.id, False, f"job {waiting.id} is RUNNABLE; only FAILED or CANCELLED jobs can be retried"),
+        (777_777, False, "job 777777 does not exist"),
     ]
-    for job_id in (failed.id, cancelled.id):
+    for job_id, was in ((failed.id, "FAILED"), (cancelled.id, "CANCELLED")):
         again = get(store, job_id)
         assert again.state is JobState.RUNNABLE and again.status_reason == "retried by user"
-        assert again.attempts_counted == 0
+        assert again.attempts_counted == 0 and again.finished_at is None
+        [event] = [
+            e
+            for e in store.events_list(entity="job", entity_id=str(job_id), limit=100)
+            if e.data.get("reason") == "retried by user"
+        ]
+        assert event.data == {"from": was, "to": "RUNNABLE", "reason": "retried by user"}
     assert _events(store, waiting.id) == seen_waiting
+    # retried jobs run again
+    assert {j.id for j in claim(store, now, limit=10)} >= {failed.id, cancelled.id}
+
+
+def test_retry_many_reruns_an_array_jobs_failed_children(store: Store, clock: FrozenClock) -> None:
+    now = clock.now()
+    array = insert_one(store, now, new(array_size=2))
+    store.job_cancel(array.id, "", now)
+    assert store.job_retry_many([array.id], now) == [(array.id, True, "")]
+    children = store.job_ids(array_parent_id=array.id, limit=10)
+    assert state(store, array.id) is JobState.PENDING
+    assert {state(store, c) for c in children} == {JobState.RUNNABLE}
+    store.job_cancel(array.id, "", now)
+    [(_, changed, why)] = store.job_retry_many([children[0]], now)
+    assert not changed and why == f"job {children[0]} is a child of array job {array.id}; retry the array job"
 
 
 def test_retry_many_leaves_a_job_whose_unique_key_was_taken_unwritten(
@@ -116,13 +149,16 @@ def test_retry_many_leaves_a_job_whose_unique_key_was_taken_unwritten(
     first = insert_one(store, now, new(unique_key="sync:7"))
     store.job_cancel(first.id, "", now)
     holder = insert_one(store, now, new(unique_key="sync:7"))
-    [(job_id, job, why)] = store.job_retry_many([first.id], now)
-    assert job_id == first.id and job is None and f"job {holder.id}" in why
+    [(job_id, changed, why)] = store.job_retry_many([first.id], now)
+    assert job_id == first.id and not changed and f"job {holder.id}" in why
     assert state(store, first.id) is JobState.CANCELLED
     # the holder finishes: the key is free, and the retry takes it
     store.job_cancel(holder.id, "", now)
-    [(_, job, why)] = store.job_retry_many([first.id], now)
-    assert why == "" and job is not None and job.state is JobState.RUNNABLE
+    assert store.job_retry_many([first.id], now) == [(first.id, True, "")]
+    assert state(store, first.id) is JobState.RUNNABLE
+    # held again by the retried job: a new submission with the key finds it
+    [again] = store.job_insert_many([new(unique_key="sync:7")], now)
+    assert again.existing and again.job.id == first.id
 
 
 def test_a_skipped_job_does_not_undo_the_others_in_its_transaction(store: Store, clock: FrozenClock) -> None:
@@ -131,10 +167,11 @@ def test_a_skipped_job_does_not_undo_the_others_in_its_transaction(store: Store,
     the refusal were an SQL error)."""
     now = clock.now()
     running = _running(store, clock)
-    a, b = insert_one(store, now), insert_one(store, now)
-    out = store.job_stop_many([a.id, running, b.id], "", now, False)
-    assert [changed for _, _, changed, _ in out] == [True, False, True]
-    assert (state(store, a.id), state(store, b.id)) == (JobState.CANCELLED, JobState.CANCELLED)
+    a = insert_one(store, now)
+    array = insert_one(store, now, new(array_size=2))  # taken one by one, after the refusal
+    out = store.job_stop_many([a.id, running, array.id], "", now, False)
+    assert [changed for _, changed, _ in out] == [True, False, True]
+    assert state(store, a.id) is JobState.CANCELLED and state(store, array.id).terminal
 
 
 def test_job_ids_filters_and_pages_like_job_list(store: Store, clock: FrozenClock) -> None:

@@ -248,3 +248,35 @@ def test_concurrent_finishes_settle_arrays_and_dependants_once(
     assert get(store, after.id).state is JobState.RUNNABLE
     parent_events = [e.data["to"] for e in store.events_list(entity="job", entity_id=str(parent.id))]
     assert parent_events == ["PENDING", "SUCCEEDED"]
+
+
+def test_bulk_cancel_racing_claims_gives_each_job_exactly_one_fate(
+    store: Store, other: Store, clock: FrozenClock
+) -> None:
+    """Workers claim while a bulk cancel runs over the same jobs: every job is either claimed
+    (and reported running, left alone by the cancel) or cancelled (and never claimed)."""
+    jobs = insert(store, clock.now(), *(new() for _ in range(300)))
+    ids = [j.id for j in jobs]
+    claimed: list[int] = []
+    stop = threading.Event()
+
+    def claim_loop() -> None:
+        while not stop.is_set():
+            got = other.job_claim(ClaimRequest("w1", "default", None, 7, 30), clock.now())
+            claimed.extend(j.id for j in got)
+
+    t = threading.Thread(target=claim_loop)
+    t.start()
+    try:
+        out = []
+        for start in range(0, len(ids), 25):  # several transactions, the claims in between
+            out.extend(store.job_stop_many(ids[start : start + 25], "", clock.now(), False))
+    finally:
+        stop.set()
+        t.join()
+    cancelled = {job_id for job_id, changed, _ in out if changed}
+    refused = {job_id for job_id, changed, why in out if not changed}
+    assert cancelled | refused == set(ids) and not cancelled & set(claimed)
+    assert refused == set(claimed) & set(ids)
+    for job_id in ids:
+        assert get(store, job_id).state is (JobState.CANCELLED if job_id in cancelled else JobState.RUNNING)

@@ -731,19 +731,14 @@ class JobService:
                 continue
             matched += len(ids)
             if action == "retry":
-                for job_id, job, why in self.store.job_retry_many(ids, now):
-                    if job is None:
-                        skipped.append((job_id, why))
-                    else:
-                        changed.append(job_id)
+                results = self.store.job_retry_many(ids, now)
             else:
-                for job_id, job, did, why in self.store.job_stop_many(
-                    ids, reason, now, action == "terminate"
-                ):
-                    if job is None:
-                        skipped.append((job_id, why))
-                    else:
-                        (changed if did else unchanged).append(job_id)
+                results = self.store.job_stop_many(ids, reason, now, action == "terminate")
+            for job_id, did, why in results:
+                if why:
+                    skipped.append((job_id, why))
+                else:
+                    (changed if did else unchanged).append(job_id)
         if sel.ids and skipped:  # in the order listed
             at = {job_id: i for i, job_id in enumerate(sel.ids)}
             skipped.sort(key=lambda item: at[item[0]])

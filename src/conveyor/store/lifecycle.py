@@ -1519,27 +1519,59 @@ class LifecycleOps(CatalogOps):
 
     def job_stop_many(
         self, job_ids: Sequence[int], reason: str, now: datetime, terminate: bool
-    ) -> list[tuple[int, Job | None, bool, str]]:
-        """``job_cancel`` (with ``terminate``: ``job_terminate``) of each of ``job_ids`` in one
-        transaction. Per job: (id, the job after or None, whether it changed, "" or why it was
-        left alone: what ``job_cancel`` would have raised, the job unknown or running). A job
-        left alone is not written at all."""
+    ) -> list[tuple[int, bool, str]]:
+        """``job_cancel`` (with ``terminate``: ``job_terminate``) of each of ``job_ids`` (in
+        1..2**62) in one transaction. Per job, in the order given: (id, whether it changed, ""
+        or why it was left alone: what ``job_cancel`` would have raised, the job unknown or
+        running). A job left alone is not written at all. Jobs that are not array jobs are
+        changed by one statement for all (one job at a time cost PostgreSQL ~1 ms each)."""
+        d = self.d
+        ts = d.ts(now)
         reason = reason or ("terminated by user" if terminate else "cancelled by user")
-        out: list[tuple[int, Job | None, bool, str]] = []
+        target = "FAILED" if terminate else "CANCELLED"
+        status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
+        done: dict[int, tuple[bool, str]] = {}
         woken: set[str] = set()
         with self._write() as tx:
+            rows = tx.q(
+                f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {d.id_in('id')}"
+                f" AND state IN {WAITING} AND array_size IS NULL"
+                " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
+                (target, status, ts, ts, d.ids(job_ids)),
+            )
+            rows.sort(key=lambda r: int(r["id"]))
+            self._events(
+                tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
+            )
+            self._settle(tx, [_done(r, target) for r in rows], now, woken)
+            done.update((int(r["id"]), (True, "")) for r in rows)
+            if terminate:
+                flagged = tx.q(
+                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {d.id_in('id')}"
+                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                    (True, f"terminate requested: {reason}", ts, d.ids(job_ids), False),
+                )
+                ids = sorted(int(r["id"]) for r in flagged)
+                self._events(
+                    tx, [("job", str(i), "job.terminate_requested", {"reason": reason}) for i in ids], now
+                )
+                done.update((i, (True, "")) for i in ids)
+            # the others one by one, as the single action: array jobs, running jobs (cancel
+            # refuses them), finished and unknown ones
             for job_id in job_ids:
+                if job_id in done:
+                    continue
                 try:
-                    job, changed = self._stop_in(tx, job_id, reason, now, terminate, woken)
+                    _, changed = self._stop_in(tx, job_id, reason, now, terminate, woken)
                 except (errors.NotFound, errors.Conflict) as exc:
-                    out.append((job_id, None, False, str(exc)))
+                    done[job_id] = (False, str(exc))
                 else:
-                    out.append((job_id, job, changed, ""))
+                    done[job_id] = (changed, "")
             if woken:
-                self.d.notify_jobs(tx, woken)
+                d.notify_jobs(tx, woken)
         if woken:
             self.wake()
-        return out
+        return [(job_id, *done[job_id]) for job_id in job_ids]
 
     def _stop_in(
         self, tx: Tx, job_id: int, reason: str, now: datetime, terminate: bool, woken: set[str]
@@ -1595,26 +1627,60 @@ class LifecycleOps(CatalogOps):
         self.wake()
         return job
 
-    def job_retry_many(self, job_ids: Sequence[int], now: datetime) -> list[tuple[int, Job | None, str]]:
-        """``job_retry`` of each of ``job_ids`` in one transaction. Per job: (id, the job after
-        or None, "" or why it was left alone: what ``job_retry`` would have raised). A job
-        left alone is not written at all."""
-        out: list[tuple[int, Job | None, str]] = []
+    def job_retry_many(self, job_ids: Sequence[int], now: datetime) -> list[tuple[int, bool, str]]:
+        """``job_retry`` of each of ``job_ids`` (in 1..2**62) in one transaction. Per job, in the
+        order given: (id, whether it was retried, "" or why it was left alone: what
+        ``job_retry`` would have raised). A job left alone is not written at all. Jobs
+        without a unique key that are not arrays are changed by one statement for all."""
+        d = self.d
+        ts = d.ts(now)
+        reason = "retried by user"
+        done: dict[int, tuple[bool, str]] = {}
         woken: set[str] = set()
         with self._write() as tx:
-            for job_id in job_ids:
+            plain = tx.q(
+                f"SELECT id, state, queue FROM jobs WHERE {d.id_in('id')} AND state IN ('FAILED', 'CANCELLED')"
+                " AND array_size IS NULL AND array_parent_id IS NULL AND unique_key IS NULL" + d.for_update,
+                (d.ids(job_ids),),
+            )
+            if plain:
+                plain.sort(key=lambda r: int(r["id"]))
+                ids = [int(r["id"]) for r in plain]
+                tx.x(
+                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+                    f" updated_at = ?, terminate_requested = ? WHERE {d.id_in('id')}",
+                    (reason, ts, False, d.ids(ids)),
+                )
+                self._events(
+                    tx,
+                    [
+                        (
+                            "job",
+                            str(r["id"]),
+                            "job.state",
+                            {"from": r["state"], "to": "RUNNABLE", "reason": reason},
+                        )
+                        for r in plain
+                    ],
+                    now,
+                )
+                woken.update(r["queue"] for r in plain)
+                done.update((i, (True, "")) for i in ids)
+            for job_id in job_ids:  # the others one by one, as the single action
+                if job_id in done:
+                    continue
                 try:
                     job = self._retry_in(tx, job_id, now)
                 except (errors.NotFound, errors.Conflict) as exc:
-                    out.append((job_id, None, str(exc)))
+                    done[job_id] = (False, str(exc))
                 else:
                     woken.add(job.queue)
-                    out.append((job_id, job, ""))
+                    done[job_id] = (True, "")
             if woken:
-                self.d.notify_jobs(tx, woken)
+                d.notify_jobs(tx, woken)
         if woken:
             self.wake()
-        return out
+        return [(job_id, *done[job_id]) for job_id in job_ids]
 
     def _retry_in(self, tx: Tx, job_id: int, now: datetime) -> Job:
         """``job_retry`` inside ``tx`` (its queue not yet notified): the job after. Raises

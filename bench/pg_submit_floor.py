@@ -12,9 +12,11 @@ parameters, autocommitted (synchronous commit), interleaved in blocks:
 - ``job+event+notify``: the same with the NOTIFY that wakes the workers (INSERT_ONE_WAKE,
   what ``conveyor submit`` runs for a runnable job);
 
-and the same submission through Conveyor (``JobService.submit``). Prints wall time and the
-server backend's CPU per call (medians of the blocks) and each as a share of ``bare``'s
-rate. Run in the project venv:
+and the same submission through Conveyor (``JobService.submit``), and ``psycopg bare``: the
+bare insert through psycopg's ``Connection.execute``, as run_peers.py's psycopg-baseline peer
+runs it, the baseline the core issue's 80% target names. Prints wall time and the server
+backend's CPU per call (medians of the blocks) and each as a share of both baselines'
+rates. Run in the project venv:
 
     python bench/pg_submit_floor.py [--rounds 8] [--block 400]
 
@@ -95,10 +97,6 @@ def main() -> None:
         res = pg.prepare(st_name, text)
         if res.status != pq.ExecStatus.COMMAND_OK:
             raise SystemExit(f"{name}: {pg.error_message.decode()}")
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        pids = [
-            int(r[0]) for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DB,))
-        ]
 
     def run_prepared(st_name: bytes, values: list[bytes | None]) -> Callable[[], None]:
         def call() -> None:
@@ -112,6 +110,12 @@ def main() -> None:
         name: run_prepared(st_name, values) for name, (st_name, _, values) in statements.items()
     }
     calls["conveyor submit"] = lambda: app.jobs.submit(request)
+    baseline = psycopg.connect(url, autocommit=True)  # the psycopg-baseline peer's call
+    calls["psycopg bare"] = lambda: baseline.execute("INSERT INTO bench_baseline (n) VALUES (%s)", (1,))
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        pids = [
+            int(r[0]) for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DB,))
+        ]
     results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in calls}
     for _ in range(args.rounds):
         for name, call in calls.items():
@@ -123,13 +127,15 @@ def main() -> None:
             results[name][1].append((backend_cpu(pids) - cpu0) / args.block)
     app.close()
     conn.close()
+    baseline.close()
     base = statistics.median(results["bare"][0])
+    psy = statistics.median(results["psycopg bare"][0])
     print(f"pg_submit_floor.py: {args.rounds} rounds x {args.block} calls, load {os.getloadavg()[0]:.2f}")
     for name, (walls, cpus) in results.items():
         wall = statistics.median(walls)
         print(
             f"{name:18s} wall {wall * 1e6:6.0f} us  server CPU {statistics.median(cpus) * 1e6:5.0f} us"
-            f"  rate {1 / wall:7,.0f}/s = {base / wall:6.1%} of bare"
+            f"  rate {1 / wall:7,.0f}/s = {base / wall:6.1%} of bare, {psy / wall:6.1%} of psycopg bare"
         )
 
 

@@ -44,7 +44,9 @@ def main() -> None:
         url = ADMIN.rsplit("/", 1)[0] + "/" + DB
     try:
         with App.open(url, blob_dir=f"{folder}/blobs") as app:
-            app.jobs.submit_many_brief([SubmitRequest(command=["true"]) for _ in range(args.jobs)])
+            for start in range(0, args.jobs, 10_000):
+                n = min(10_000, args.jobs - start)
+                app.jobs.submit_many_brief([SubmitRequest(command=["true"]) for _ in range(n)])
             steps = (
                 ("cancel", JobSelection(everything=True)),
                 ("retry", JobSelection(states=(JobState.CANCELLED,))),

@@ -20,10 +20,11 @@ def _submit(app: App, n: int, queue: str = "default", command: tuple[str, ...] =
     return [app.jobs.submit(SubmitRequest(queue=queue, command=command)).job.id for _ in range(n)]
 
 
-def test_a_filter_is_followed_across_pages_and_each_job_is_taken_once(
+def test_a_filter_is_followed_across_windows_and_pages_and_each_job_is_taken_once(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_jobs, "BULK_PAGE", 3)
+    monkeypatch.setattr(engine_jobs, "BULK_WINDOW", 4)  # windows of ids, pages within them
     ids = _submit(app, 10)
     out = app.jobs.act_on_many("cancel", JobSelection(states=(JobState.RUNNABLE,)), "tidy")
     assert out.matched == 10 and not out.skipped and not out.unchanged
@@ -109,3 +110,17 @@ def test_a_bad_selection_is_refused_naming_the_field_and_changes_nothing(
 def test_an_unknown_queue_is_refused(app: App) -> None:
     with pytest.raises(errors.UnknownQueue):
         app.jobs.act_on_many("cancel", JobSelection(queue="nope"))
+
+
+def test_a_filter_over_sparse_matches_skips_the_empty_windows(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_jobs, "BULK_WINDOW", 5)
+    app.catalog.put_queue("rare")
+    ids = _submit(app, 23)
+    rare = [_submit(app, 1, "rare")[0] for _ in range(2)]
+    more = _submit(app, 17)
+    out = app.jobs.act_on_many("cancel", JobSelection(queue="rare"))
+    assert out.changed == sorted(rare, reverse=True) and out.matched == 2
+    assert {app.jobs.get(i).state for i in [*ids, *more]} == {JobState.RUNNABLE}
+    assert app.jobs.act_on_many("cancel", JobSelection(queue="rare")).matched == 0

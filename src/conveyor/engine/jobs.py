@@ -39,6 +39,7 @@ MAX_KEY = 512  # characters of a unique or idempotency key
 MAX_REASON = 1000  # characters of a reason given to cancel or terminate
 # bulk actions: jobs per transaction, and listed ids per call
 BULK_PAGE = 500
+BULK_WINDOW = 5_000  # ids a filter's query covers at a time
 MAX_BULK_IDS = 100_000
 # the states each bulk action applies to (a filter's states must be among them)
 BULK_STATES: dict[str, tuple[JobState, ...]] = {
@@ -782,18 +783,25 @@ class JobService:
 
     def _pages(self, sel: JobSelection) -> Iterable[list[int]]:
         """The selected ids, ``BULK_PAGE`` at a time: the listed ones in range in their order,
-        or the filter's newest first."""
+        or the filter's, newest first, read ``BULK_WINDOW`` ids at a time."""
         if sel.ids:
             known = [i for i in sel.ids if 1 <= i <= MAX_ID]
             for start in range(0, len(known), BULK_PAGE):
                 yield known[start : start + BULK_PAGE]
             return
-        before: int | None = None
-        while True:
+        # windows of BULK_WINDOW ids, newest first: each query then reads a bounded range
+        # whatever plan the database picks (PostgreSQL, without statistics on a freshly
+        # filled table, sorted every matching row for each page of a LIMIT query: 60-120 ms
+        # a page at 200,000 waiting jobs, the whole action quadratic)
+        bounds = self.store.job_id_range()
+        if bounds is None:
+            return
+        low, before = bounds[0], bounds[1] + 1
+        while before > low:
+            start = max(low, before - BULK_WINDOW)
             ids = self.store.job_ids(
-                states=sel.states, queue=sel.queue, tag=sel.tag, before_id=before, limit=BULK_PAGE
+                states=sel.states, queue=sel.queue, tag=sel.tag, before_id=before, from_id=start, limit=None
             )
-            if not ids:
-                return
-            yield ids
-            before = ids[-1]
+            for at in range(0, len(ids), BULK_PAGE):
+                yield ids[at : at + BULK_PAGE]
+            before = start

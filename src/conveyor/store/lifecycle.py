@@ -681,16 +681,29 @@ class LifecycleOps(CatalogOps):
         tag: str | None = None,
         array_parent_id: int | None = None,
         before_id: int | None = None,
-        limit: int = 100,
+        from_id: int | None = None,
+        limit: int | None = 100,
     ) -> list[int]:
         """The ids ``job_list`` would list with the same filters (array children only with
-        ``array_parent_id``), newest first."""
+        ``array_parent_id``; ``from_id``: ids from it on), newest first; ``limit`` None: all."""
         where, params = self._list_where(states, queue, tag, array_parent_id, False, before_id, None, None)
+        if from_id is not None:
+            where += " AND id >= ?"
+            params.append(from_id)
+        sql = f"SELECT id FROM jobs{where} ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self._read() as tx:
-            return [
-                int(r["id"])
-                for r in tx.q(f"SELECT id FROM jobs{where} ORDER BY id DESC LIMIT ?", [*params, limit])
-            ]
+            return [int(r["id"]) for r in tx.q(sql, params)]
+
+    def job_id_range(self) -> tuple[int, int] | None:
+        """The smallest and the largest job id, None without jobs."""
+        with self._read() as tx:
+            row = tx.one("SELECT min(id) AS lo, max(id) AS hi FROM jobs")
+        if row is None or row["lo"] is None:
+            return None
+        return int(row["lo"]), int(row["hi"])
 
     def _list_where(
         self,

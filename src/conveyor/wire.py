@@ -7,7 +7,7 @@ submission means the same over HTTP, from the SDK on the database and in ``--fro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,19 +84,25 @@ def batch_to_dict(results: Sequence[Inserted]) -> JSONObject:
     }
 
 
+def job_states(field: str, texts: Iterable[str]) -> tuple[JobState, ...]:
+    """Job states named in ``texts`` (each may list several, comma-separated; any case)."""
+    states: list[JobState] = []
+    for text in texts:
+        for part in text.split(","):
+            try:
+                states.append(JobState(part.strip().upper()))
+            except ValueError:
+                raise errors.ValidationError(
+                    field, f"{part!r} is not a job state", ", ".join(s.value for s in JobState)
+                ) from None
+    return tuple(states)
+
+
 def selection_from_dict(body: Mapping[str, Any]) -> JobSelection:
     """A bulk action's selection from its JSON body (checked against its schema by the API)."""
-    states = []
-    for i, text in enumerate(body.get("states") or ()):
-        try:
-            states.append(JobState(text))
-        except ValueError:
-            raise errors.ValidationError(
-                f"states[{i}]", f"{text!r} is not a job state", ", ".join(s.value for s in JobState)
-            ) from None
     return JobSelection(
         ids=tuple(body.get("ids") or ()),
-        states=tuple(states),
+        states=job_states("states", body.get("states") or ()),
         queue=body.get("queue"),
         tag=body.get("tag"),
         everything=bool(body.get("all", False)),

@@ -28,7 +28,7 @@ from conveyor.api.http import (
 )
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
-from conveyor.model import MAX_ID, InsertResult, Job, JobState
+from conveyor.model import MAX_ID, InsertResult, Job
 
 MAX_PAGE = 1000
 
@@ -189,15 +189,7 @@ def list_jobs(call: Call) -> Reply:
             p.job_id is None and queue is not None and p.may_submit(queue),
             "list jobs (a submit token lists one of its queues: ?queue=NAME)",
         )
-    states: list[JobState] = []
-    for text in call.query.getlist("state"):
-        for part in text.split(","):
-            try:
-                states.append(JobState(part.strip().upper()))
-            except ValueError:
-                raise errors.ValidationError(
-                    "state", f"{part!r} is not a job state", ", ".join(s.value for s in JobState)
-                ) from None
+    states = wire.job_states("state", call.query.getlist("state"))
     limit = call.q_int("limit", 50, 1, MAX_PAGE)
     assert limit is not None
     jobs = call.app.store.job_list(

@@ -12,7 +12,7 @@ from conveyor import errors, wire
 from conveyor.cli import render
 from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
 from conveyor.engine import validate
-from conveyor.engine.jobs import BULK_PAGE, BULK_STATES, JobSelection, SubmitRequest
+from conveyor.engine.jobs import BULK_PAGE, JobSelection, SubmitRequest
 from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
 
 MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
@@ -278,14 +278,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    states = []
-    for s in args.state or []:
-        try:
-            states.append(JobState(s))
-        except ValueError:
-            raise errors.ValidationError(
-                "state", f"{s!r} is not a job state", ", ".join(x.value for x in JobState)
-            ) from None
+    states = wire.job_states("state", args.state or ())
     validate.integer("limit", args.limit, 1, MAX_LIST)
     for field, value in (("before", args.before), ("array", args.array)):
         if value is not None:
@@ -453,17 +446,12 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 def _bulk_action(args: argparse.Namespace) -> int:
     action = args.action_name
-    states = []
-    for text in args.state or []:
-        for part in text.split(","):
-            try:
-                states.append(JobState(part.strip()))
-            except ValueError:
-                raise errors.ValidationError(
-                    "state", f"{part!r} is not a job state", ", ".join(s.value for s in BULK_STATES[action])
-                ) from None
     selection = JobSelection(
-        ids=tuple(args.ids), states=tuple(states), queue=args.queue, tag=args.tag, everything=args.all
+        ids=tuple(args.ids),
+        states=wire.job_states("state", args.state or ()),
+        queue=args.queue,
+        tag=args.tag,
+        everything=args.all,
     )
     with open_app(args) as app:
         out = app.jobs.act_on_many(action, selection, getattr(args, "reason", ""), args.dry_run)

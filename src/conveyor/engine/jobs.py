@@ -720,8 +720,9 @@ class JobService:
         skipped: list[tuple[int, str]] = []
         matched = 0
         # listed ids outside the API's range name no job (SQLite's driver cannot even bind some)
+        known = [i for i in sel.ids if 1 <= i <= MAX_ID]
         skipped.extend((i, str(errors.UnknownJob(i))) for i in sel.ids if not 1 <= i <= MAX_ID)
-        for ids in self._pages(sel):
+        for ids in self._pages(sel, known):
             if dry_run:
                 if sel.ids:  # the listed ids that exist
                     found = self.store.job_queues(ids)
@@ -781,11 +782,10 @@ class JobService:
         states = sel.states or (allowed if action != "retry" else (JobState.FAILED,))
         return replace(sel, states=tuple(dict.fromkeys(states)))
 
-    def _pages(self, sel: JobSelection) -> Iterable[list[int]]:
-        """The selected ids, ``BULK_PAGE`` at a time: the listed ones in range in their order,
-        or the filter's, newest first, read ``BULK_WINDOW`` ids at a time."""
+    def _pages(self, sel: JobSelection, known: list[int]) -> Iterable[list[int]]:
+        """The selected ids, ``BULK_PAGE`` at a time: the listed ones in range (``known``) in
+        their order, or the filter's, newest first, read ``BULK_WINDOW`` ids at a time."""
         if sel.ids:
-            known = [i for i in sel.ids if 1 <= i <= MAX_ID]
             for start in range(0, len(known), BULK_PAGE):
                 yield known[start : start + BULK_PAGE]
             return

@@ -36,6 +36,12 @@ from conveyor.store.core import _req, _spec, chunks
 
 ACTIVE = "('STARTING', 'RUNNING')"
 WAITING = "('SUBMITTED', 'PENDING', 'RUNNABLE')"
+# a FAILED or CANCELLED job run again with fresh attempts; parameters: the reason, the time,
+# False (terminate_requested), then the WHERE clause's
+_RERUN = (
+    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
+    " updated_at = ?, terminate_requested = ? WHERE "
+)
 TERMINAL = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
 PROMOTE_BATCH = 1000
 
@@ -1539,36 +1545,12 @@ class LifecycleOps(CatalogOps):
         running). A job left alone is not written at all. Jobs that are not array jobs are
         changed by one statement for all (one job at a time cost PostgreSQL ~1 ms each)."""
         d = self.d
-        ts = d.ts(now)
         reason = reason or ("terminated by user" if terminate else "cancelled by user")
-        target = "FAILED" if terminate else "CANCELLED"
-        status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
         done: dict[int, tuple[bool, str]] = {}
         woken: set[str] = set()
         with self._write() as tx:
-            rows = tx.q(
-                f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {d.id_in('id')}"
-                f" AND state IN {WAITING} AND array_size IS NULL"
-                " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
-                (target, status, ts, ts, d.ids(job_ids)),
-            )
-            rows.sort(key=lambda r: int(r["id"]))
-            self._events(
-                tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
-            )
-            self._settle(tx, [_done(r, target) for r in rows], now, woken)
-            done.update((int(r["id"]), (True, "")) for r in rows)
-            if terminate:
-                flagged = tx.q(
-                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {d.id_in('id')}"
-                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
-                    (True, f"terminate requested: {reason}", ts, d.ids(job_ids), False),
-                )
-                ids = sorted(int(r["id"]) for r in flagged)
-                self._events(
-                    tx, [("job", str(i), "job.terminate_requested", {"reason": reason}) for i in ids], now
-                )
-                done.update((i, (True, "")) for i in ids)
+            stopped = self._stop_where(tx, d.id_in("id"), d.ids(job_ids), reason, now, terminate, woken)
+            done.update((i, (True, "")) for i in stopped)
             # the others one by one, as the single action: array jobs, running jobs (cancel
             # refuses them), finished and unknown ones
             for job_id in job_ids:
@@ -1592,9 +1574,7 @@ class LifecycleOps(CatalogOps):
         """``_stop`` inside ``tx``: the job after, and whether it changed; the queues of the
         dependants it made runnable are added to ``woken``. Raises ``UnknownJob`` or
         ``Conflict`` before it writes anything."""
-        d = self.d
-        ts = d.ts(now)
-        row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+        row = tx.one("SELECT * FROM jobs WHERE id = ?" + self.d.for_update, (job_id,))
         if row is None:
             raise errors.UnknownJob(job_id)
         job = self._job(row)
@@ -1602,35 +1582,48 @@ class LifecycleOps(CatalogOps):
             return job, False
         if job.state.active and not terminate:
             raise errors.Conflict(f"job {job_id} is {job.state.value}; use terminate to stop a running job")
+        # an array job: its children
+        where = "array_parent_id = ?" if job.array_size else "id = ?"
+        changed = bool(self._stop_where(tx, where, job.id, reason, now, terminate, woken))
+        fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        assert fresh is not None
+        return self._job(fresh), changed
+
+    def _stop_where(
+        self, tx: Tx, where: str, param: Any, reason: str, now: datetime, terminate: bool, woken: set[str]
+    ) -> list[int]:
+        """Cancel (``terminate``: fail) the waiting jobs ``where`` selects (one parameter), and
+        with ``terminate`` ask its running ones to stop; their events, their dependants and
+        unique keys settled (queues to wake added to ``woken``). The ids it changed, sorted."""
+        ts = self.d.ts(now)
         target = "FAILED" if terminate else "CANCELLED"
         status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
-        where = "array_parent_id = ?" if job.array_size else "id = ?"
         rows = tx.q(
             f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {where}"
             f" AND state IN {WAITING} AND array_size IS NULL"
             " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
-            (target, status, ts, ts, job.id),
+            (target, status, ts, ts, param),
         )
+        rows.sort(key=lambda r: int(r["id"]))
         self._events(
             tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
         )
         self._settle(tx, [_done(r, target) for r in rows], now, woken)
-        changed = bool(rows)
+        changed = [int(r["id"]) for r in rows]
         if terminate:
-            flagged = tx.q(
-                f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
-                f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
-                (True, f"terminate requested: {reason}", ts, job.id, False),
+            flagged = sorted(
+                int(r["id"])
+                for r in tx.q(
+                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
+                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                    (True, f"terminate requested: {reason}", ts, param, False),
+                )
             )
             self._events(
-                tx,
-                [("job", str(r["id"]), "job.terminate_requested", {"reason": reason}) for r in flagged],
-                now,
+                tx, [("job", str(i), "job.terminate_requested", {"reason": reason}) for i in flagged], now
             )
-            changed = changed or bool(flagged)
-        fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        assert fresh is not None
-        return self._job(fresh), changed
+            changed = sorted(changed + flagged)
+        return changed
 
     def job_retry(self, job_id: int, now: datetime) -> Job:
         """Run a FAILED or CANCELLED job again with a fresh set of attempts (an array job: its failed children)."""
@@ -1659,11 +1652,7 @@ class LifecycleOps(CatalogOps):
             if plain:
                 plain.sort(key=lambda r: int(r["id"]))
                 ids = [int(r["id"]) for r in plain]
-                tx.x(
-                    "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-                    f" updated_at = ?, terminate_requested = ? WHERE {d.id_in('id')}",
-                    (reason, ts, False, d.ids(ids)),
-                )
+                tx.x(_RERUN + d.id_in("id"), (reason, ts, False, d.ids(ids)))
                 self._events(
                     tx,
                     [
@@ -1748,11 +1737,7 @@ class LifecycleOps(CatalogOps):
                 now,
             )
         else:
-            tx.x(
-                "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-                " updated_at = ?, terminate_requested = ? WHERE id = ?",
-                (reason, ts, False, job.id),
-            )
+            tx.x(_RERUN + "id = ?", (reason, ts, False, job.id))
         self._events(
             tx,
             [

@@ -4,14 +4,16 @@ refuse exactly as ``submit_many`` of one does."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from conveyor import errors
 from conveyor.app import App
+from conveyor.clock import FrozenClock
 from conveyor.engine.jobs import JobService, Limits, SubmitRequest
-from conveyor.model import Job, JobState
+from conveyor.model import InsertResult, Job, JobState
 
 
 def _comparable(job: Job) -> dict[str, object]:
@@ -65,6 +67,14 @@ def test_a_single_submission_names_fields_without_a_batch_index(app: App) -> Non
     with pytest.raises(errors.ValidationError) as info:
         app.jobs.submit(SubmitRequest(function="m:f", payload={"x": float("nan")}))
     assert info.value.field == "payload"
+    # a command given as one string is refused, not split into one-letter arguments
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit(SubmitRequest(command="echo hi"))
+    assert (info.value.field, info.value.reason) == (
+        "job.command",
+        "must be a non-empty list of strings (argv)",
+    )
+    assert app.store.queue_counts().get("default", {}) == {}
 
 
 def test_a_batch_limit_below_one_refuses_single_submissions_too(app: App) -> None:
@@ -72,3 +82,115 @@ def test_a_batch_limit_below_one_refuses_single_submissions_too(app: App) -> Non
     with pytest.raises(errors.ValidationError, match="1 jobs in one batch"):
         jobs.submit(SubmitRequest(function="m:f"))
     assert app.store.queue_counts().get("default", {}) == {}
+
+
+# -- the lean path: a submission like one validated before (``_lean_key``) ---------------------
+def _lean_calls(app: App) -> list[int]:
+    """The ids of the jobs the store inserts from a template (``job_insert_like``), from now on."""
+    calls: list[int] = []
+    inner = app.store.job_insert_like
+
+    def spy(template: Any, payload: Any, payload_json: str | None, now: datetime) -> InsertResult:
+        done = inner(template, payload, payload_json, now)
+        calls.append(done.job.id)
+        return done
+
+    app.store.job_insert_like = spy  # type: ignore[method-assign]
+    return calls
+
+
+def _events(app: App, job_id: int) -> list[tuple[str, object]]:
+    return [(e.type, e.data) for e in app.store.events_list(entity="job", entity_id=str(job_id))]
+
+
+LEAN = [
+    SubmitRequest(function="m:f", payload={"args": [1], "k": "é\u2028", "n": [1.5, None, True]}),
+    SubmitRequest(command=["echo", "hi"], priority=-4),  # no payload
+    SubmitRequest(command=("echo", "hi"), payload=[1, 2]),
+    SubmitRequest(queue="other", function="m:f", payload="text"),
+    SubmitRequest(definition="d", payload={"n": 1}, priority=7),
+]
+
+
+@pytest.mark.parametrize("req", LEAN)
+def test_a_submission_like_an_earlier_one_stores_what_the_general_path_does(
+    app: App, req: SubmitRequest
+) -> None:
+    app.catalog.put_queue("other")
+    app.catalog.register_definition("d", {"command": ["echo", "{x}"], "parameters": {"x": "1"}, "vcpus": 0.5})
+    calls = _lean_calls(app)
+    first = app.jobs.submit(req)  # validated in full: its template is kept
+    second = app.jobs.submit(req)
+    assert calls == [second.job.id]
+    assert second.existing is False and second.job.id > first.job.id
+    assert app.jobs.get(second.job.id) == second.job  # the answer is what reading back gives
+    assert _comparable(second.job) == _comparable(first.job)
+    assert _events(app, second.job.id) == _events(app, first.job.id) != []
+    assert second.job.state is JobState.RUNNABLE and second.job.created_at >= first.job.created_at
+
+
+def _outcome(jobs: JobService, req: SubmitRequest) -> tuple[object, ...]:
+    try:
+        done = jobs.submit(req)
+    except errors.ValidationError as exc:
+        return ("refused", exc.field, exc.reason, exc.allowed)
+    job = done.job
+    return ("stored", _comparable(job)["spec"], job.priority, job.payload, job.payload_ref is not None)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "req"),
+    [
+        # what would share a key with an earlier submission if the key compared values only
+        (SubmitRequest(function="m:f", priority=1), SubmitRequest(function="m:f", priority=True)),
+        (SubmitRequest(command=["a", "b"]), SubmitRequest(command="ab")),
+        # ... and so would reuse the earlier one's validated spec (``_build``'s cache)
+        (
+            SubmitRequest(function="m:f", timeout_seconds=1),
+            SubmitRequest(function="m:f", timeout_seconds=True),
+        ),
+        (SubmitRequest(function="m:f", vcpus=1), SubmitRequest(function="m:f", vcpus=True)),
+        (SubmitRequest(function="m:f", memory_mb=1), SubmitRequest(function="m:f", memory_mb=True)),
+        (SubmitRequest(function="m:f", vcpus=1), SubmitRequest(function="m:f", vcpus=[1])),  # type: ignore[arg-type]
+        (SubmitRequest(command=["1"]), SubmitRequest(command=[1])),  # type: ignore[list-item]
+        # payloads: refused, too big for the row (a blob), over the limit
+        (
+            SubmitRequest(function="m:f", payload=1),
+            SubmitRequest(function="m:f", payload={"x": float("nan")}),
+        ),
+        (SubmitRequest(function="m:f", payload=1), SubmitRequest(function="m:f", payload={1, 2})),
+        (SubmitRequest(function="m:f", payload=1), SubmitRequest(function="m:f", payload="x" * 300)),
+        (SubmitRequest(function="m:f", payload=1), SubmitRequest(function="m:f", payload="x" * 3000)),
+        (SubmitRequest(function="m:f", payload=1), SubmitRequest(function="m:f", payload=None)),
+    ],
+)
+def test_a_submission_like_an_earlier_one_is_validated_as_a_first_one(
+    app: App, earlier: SubmitRequest, req: SubmitRequest
+) -> None:
+    limits = Limits(max_payload_bytes=1000, inline_payload_bytes=100)
+    warm = JobService(app.store, app.clock, app.blobs, limits)
+    warm.submit(earlier)
+    cold = JobService(app.store, app.clock, app.blobs, limits)
+    assert _outcome(warm, req) == _outcome(cold, req)
+
+
+def test_a_revised_definition_ends_the_lean_path_of_the_old_one(app: App) -> None:
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    jobs = JobService(app.store, clock, app.blobs)
+    app.catalog.register_definition("d", {"command": ["echo", "1"]})
+    req = SubmitRequest(definition="d", payload=1)
+    jobs.submit(req)
+    calls = _lean_calls(app)
+    assert jobs.submit(req).job.definition_revision == 1
+    app.catalog.register_definition("d", {"command": ["echo", "2"]})
+    clock.advance(jobs.cache.ttl * 1.01)  # the revision is re-read, as by the general path
+    job = jobs.submit(req).job
+    assert (job.definition_revision, job.spec.command) == (2, ("echo", "2"))
+    assert len(calls) == 1  # the revised definition took the general path
+    job = jobs.submit(req).job
+    assert (job.definition_revision, job.spec.command, len(calls)) == (2, ("echo", "2"), 2)
+    app.store.definition_deactivate("d", clock.now())
+    clock.advance(jobs.cache.ttl * 1.01)
+    with pytest.raises(errors.ValidationError) as info:
+        jobs.submit(req)
+    assert info.value.field == "definition" and len(calls) == 2

@@ -7,12 +7,26 @@ clauses, id allocation and wake-up notifications.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol
 
 Row = Mapping[str, Any]
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def read_json(text: str) -> Any:
+    """JSON text a store wrote (or is about to): the C scanner alone (~0.4 µs) rather than
+    ``json.loads`` (~2.6 µs); anything it does not take whole goes to ``json.loads``, which
+    decodes it or raises its usual error."""
+    try:
+        obj, end = _scan_json(text, 0)
+    except (StopIteration, TypeError):
+        return json.loads(text)
+    return obj if end == len(text) else json.loads(text)
 
 
 class Tx(Protocol):

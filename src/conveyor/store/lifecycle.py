@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,6 +156,27 @@ def _done(r: Row, state: str | None = None) -> _Done:
     )
 
 
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+assert _JOB_FIELDS[:1] == ("id",) and _JOB_FIELDS[9:11] == ("created_at", "updated_at")
+assert _JOB_FIELDS[16] == "payload"
+
+
+class JobLike:
+    """Jobs like ``proto`` but for their id, time (created and updated) and payload, built
+    from its other fields kept in order (``make``: ~1 µs less than ``_new_job``'s 31)."""
+
+    __slots__ = ("_after_id", "_after_payload", "_after_times")
+
+    def __init__(self, proto: Job) -> None:
+        values = [getattr(proto, name) for name in _JOB_FIELDS]
+        self._after_id = tuple(values[1:9])
+        self._after_times = tuple(values[11:16])
+        self._after_payload = tuple(values[17:])
+
+    def make(self, job_id: int, stamp: datetime, payload: Any) -> Job:
+        return Job(job_id, *self._after_id, stamp, stamp, *self._after_times, payload, *self._after_payload)  # type: ignore[call-arg]
+
+
 class LifecycleOps(CatalogOps):
     _specs: dict[int, list[Any]]
 
@@ -168,6 +189,21 @@ class LifecycleOps(CatalogOps):
                 return done
         with self._waking() as (tx, woken):
             return self._insert(tx, jobs, now, woken)
+
+    def job_template(self, nj: NewJob) -> Any:
+        """A reusable form of ``nj`` for ``job_insert_like``: of a plain job with no time and its
+        payload inline, what inserting another like it needs apart from the payload (a backend
+        may prepare its row's text). Opaque to the caller."""
+        return nj
+
+    def job_insert_like(
+        self, template: Any, payload: Any, payload_json: str | None, now: datetime
+    ) -> InsertResult:
+        """Insert the job ``template`` (``job_template``) stands for, with this payload (its
+        compact JSON text ``payload_json``, None for no payload): what ``job_insert_many`` of
+        that job with this payload would do."""
+        nj = replace(template, payload=payload, payload_json=payload_json)
+        return self.job_insert_many((nj,), now)[0]
 
     def job_insert_brief(self, jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
         """``job_insert_many`` for callers that need only ids and states: plain jobs are not

@@ -41,12 +41,13 @@ from conveyor.model import (
     spec_from_dict,
 )
 from conveyor.store import wakeup
-from conveyor.store.base import Row, Tx, plus
+from conveyor.store.base import Row, Tx, plus, read_json
 from conveyor.store.lifecycle import (
     _START_JOBS,
     _STATES,
     CLAIMED,
     RUNNABLE_NOW,
+    JobLike,
     LifecycleOps,
     _plain,
     start_set_params,
@@ -106,8 +107,8 @@ class PostgresDialect:
 
     def echo_js(self, stored: Any) -> Any:
         # jsonb comes back through json.loads, like a JSON round trip; ``stored``: a Jsonb,
-        # or the JSON text that was sent
-        return json.loads(stored if isinstance(stored, str) else json.dumps(stored.obj))
+        # or the JSON text that was sent (read as read_json reads it: the same values)
+        return read_json(stored if isinstance(stored, str) else json.dumps(stored.obj))
 
     def id_in(self, column: str) -> str:
         return f"{column} = ANY(?::bigint[])"
@@ -160,6 +161,20 @@ class _Prepared(NamedTuple):
     name: bytes
     text: bytes
     pg: str
+
+
+class _PgLean(NamedTuple):
+    """``PostgresStore.job_template``: a plain job runnable at once, as INSERT_ONE_WAKE takes it
+    apart from the payload and the time: its _TEMPLATE_COLUMNS values and their text form
+    (None: not plain, see ``_text_params``), its event's data (JSON text) and the text form of
+    that and the queue, and its spec as read back."""
+
+    nj: NewJob
+    template: tuple[Any, ...]
+    head: list[bytes | None] | None
+    event: str
+    tail: list[bytes | None] | None
+    job: JobLike
 
 
 def _prepared(sql: str) -> _Prepared:
@@ -1021,6 +1036,48 @@ class PostgresStore(StoreOps):
         if woken:
             self.wake()
         return out
+
+    def job_template(self, nj: NewJob) -> Any:
+        if not _plain(nj) or nj.run_at is not None or nj.payload_ref is not None:
+            return nj
+        entry = self._spec_entry(nj.spec)
+        if entry[2] is None:
+            entry[2] = spec_from_dict(self.d.echo_js(entry[1]))
+        if entry[3] is None:
+            entry[3] = json.dumps(entry[1].obj)
+        state, reason = RUNNABLE_NOW
+        template = _template_values(nj, entry[3], state, reason)
+        event = json.dumps({"to": state, "reason": reason, "queue": nj.queue})
+        proto = self._new_job(0, nj, state, reason, datetime.now(UTC), entry[2], None)
+        return _PgLean(
+            nj, template, _text_params(template), event, _text_params((event, nj.queue)), JobLike(proto)
+        )
+
+    def job_insert_like(
+        self, template: Any, payload: Any, payload_json: str | None, now: datetime
+    ) -> InsertResult:
+        """``_insert_one`` of a runnable job from its template (``job_template``): the row's
+        text is the template's, the payload's and the time's."""
+        if type(template) is not _PgLean:
+            return super().job_insert_like(template, payload, payload_json, now)
+        nj, params, head, event, tail, like = template
+        values = None
+        if head is not None and tail is not None:
+            stamp_text = now.isoformat().encode()
+            values = [
+                *head,
+                None if payload_json is None else payload_json.encode(),
+                stamp_text,
+                stamp_text,
+                stamp_text,
+                *tail,
+            ]
+        job_id = self._statement(
+            _INSERT_ONE_WAKE_P, (*params, payload_json, now, now, now, event, nj.queue), values
+        )
+        self.wake()  # this process's waiting workers (the others heard the NOTIFY at commit)
+        payload = None if payload_json is None else read_json(payload_json)
+        return InsertResult(like.make(job_id, now.astimezone(UTC), payload))
 
     def _insert_one(self, nj: NewJob, now: datetime, stamp: datetime) -> InsertResult:
         """One plain job (a single submission): INSERT_ONE on ``_statement``'s path."""

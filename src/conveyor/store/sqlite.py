@@ -15,25 +15,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 from conveyor import errors
 from conveyor.model import ClaimRequest, DefinitionSpec, Finish, InsertResult, Job, NewJob
-from conveyor.store.base import Row, Tx, plus
+from conveyor.store.base import Row, Tx, plus, read_json
 from conveyor.store.lifecycle import (
     _START_SET,
     CLAIMED,
     RUNNABLE_NOW,
+    JobLike,
+    _plain,
     start_set_params,
 )
 from conveyor.store.ops import StoreOps
 from conveyor.store.wakeup import ANY_RUNNABLE, WakeChannel
-
-_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 class SQLiteDialect:
@@ -52,16 +52,8 @@ class SQLiteDialect:
         return json.dumps(value, separators=(",", ":"))
 
     def unjs(self, value: Any) -> Any:
-        # JSON this store wrote: the C scanner alone (~0.4 µs) rather than json.loads (~2.6 µs,
-        # once per claimed job for its payload); anything it does not take whole goes to
-        # json.loads, which decodes it or raises its usual error
-        if value is None:
-            return None
-        try:
-            obj, end = _scan_json(value, 0)
-        except (StopIteration, TypeError):
-            return json.loads(value)
-        return obj if end == len(value) else json.loads(value)
+        # JSON this store wrote (once per claimed job for its payload): see read_json
+        return None if value is None else read_json(value)
 
     def echo_js(self, stored: Any) -> Any:
         # the text is JSON this store just wrote: unjs reads it through the C scanner alone
@@ -213,6 +205,16 @@ def _job_row(nj: NewJob, bare: bool, state: str, reason: str, stored_spec: Any, 
 
 # where _job_row puts the stored payload, bare or not
 _PAYLOAD_AT = {True: 7, False: 14}
+
+
+class _SqliteLean(NamedTuple):
+    """``SQLiteStore.job_template``: a plain job runnable at once, its ``_job_row`` (time and
+    payload to be filled in) and its spec as read back."""
+
+    nj: NewJob
+    bare: bool
+    row: tuple[Any, ...]
+    job: JobLike
 
 
 # the event of one plain job, as _PLAIN_EVENTS makes it; parameters: at, id, state, reason, queue
@@ -579,16 +581,51 @@ class SQLiteStore(StoreOps):
         job's event from the values at hand (no RETURNING, no read-back)."""
         run_at = nj.run_at
         state, reason = self._plain_state(nj, now) if run_at is not None else RUNNABLE_NOW
-        spec = nj.spec
-        stored_spec, spec_echo = self._spec_forms(spec)
+        stored_spec, spec_echo = self._spec_forms(nj.spec)
         ts = now.timestamp()
-        queue = nj.queue
         bare = _bare(nj)
-        sql = _INSERT_BARE if bare else _INSERT_PLAIN
         row = _job_row(nj, bare, state, reason, stored_spec, ts)
+        job_id = self._write_one(_INSERT_BARE if bare else _INSERT_PLAIN, row, ts, state, reason, nj.queue)
+        if state == "RUNNABLE":  # before the job is built: the waiting worker starts meanwhile
+            self.wake()
         payload = row[_PAYLOAD_AT[bare]]
-        # _write()'s transaction, written out: its generator and context managers were ~3% of
-        # a single submission
+        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
+        return InsertResult(job)
+
+    def job_template(self, nj: NewJob) -> Any:
+        if not _plain(nj) or nj.run_at is not None or nj.payload_ref is not None:
+            return nj
+        stored_spec, spec_echo = self._spec_forms(nj.spec)
+        bare = _bare(nj)
+        state, reason = RUNNABLE_NOW
+        proto = self._new_job(0, nj, state, reason, datetime.now(UTC), spec_echo, None)
+        return _SqliteLean(nj, bare, _job_row(nj, bare, state, reason, stored_spec, 0.0), JobLike(proto))
+
+    def job_insert_like(
+        self, template: Any, payload: Any, payload_json: str | None, now: datetime
+    ) -> InsertResult:
+        """``_insert_one`` of a runnable job from its template (``job_template``): the row is
+        the template's with this payload and time."""
+        if type(template) is not _SqliteLean:
+            return super().job_insert_like(template, payload, payload_json, now)
+        nj, bare, row, like = template
+        ts = now.timestamp()
+        if bare:  # _INSERT_BARE: the time at 4, the payload at 7 (_PAYLOAD_AT)
+            row = (*row[:4], ts, *row[5:7], payload_json)
+        else:  # _INSERT_PLAIN: the times at 9 and 10, the payload at 14
+            row = (*row[:9], ts, ts, *row[11:14], payload_json, *row[15:])
+        state, reason = RUNNABLE_NOW
+        job_id = self._write_one(_INSERT_BARE if bare else _INSERT_PLAIN, row, ts, state, reason, nj.queue)
+        self.wake()
+        payload = None if payload_json is None else read_json(payload_json)
+        return InsertResult(like.make(job_id, datetime.fromtimestamp(ts, UTC), payload))
+
+    def _write_one(
+        self, sql: str, row: tuple[Any, ...], ts: float, state: str, reason: str, queue: str
+    ) -> int:
+        """Insert one job's ``row`` (``sql``) and its event in a transaction of their own; its id.
+        ``_write()``'s transaction, written out: its generator and context managers were ~3% of
+        a single submission."""
         try:
             with self._write_lock:
                 conn = self._conn()
@@ -620,10 +657,7 @@ class SQLiteStore(StoreOps):
                     fcntl.flock(fd, fcntl.LOCK_UN)
         except sqlite3.Error as exc:
             self._reraise(exc)
-        if state == "RUNNABLE":  # before the job is built: the waiting worker starts meanwhile
-            self.wake()
-        job = self._new_job(job_id, nj, state, reason, datetime.fromtimestamp(ts, UTC), spec_echo, payload)
-        return InsertResult(job)
+        return job_id
 
     def _insert_plain_tx(
         self, tx: Tx, jobs: Sequence[NewJob], now: datetime, woken: set[str]

@@ -27,7 +27,7 @@ class App:
     def __post_init__(self) -> None:
         self.blobs = DirectoryBlobStore(self.blob_dir)
         self.jobs = JobService(self.store, self.clock, self.blobs, self.limits)
-        self.catalog = CatalogService(self.store, self.clock)
+        self.catalog = CatalogService(self.store, self.clock, self.jobs.cache.forget)
         self.schedules = ScheduleService(self.store, self.clock, self.jobs)
         self.tokens = TokenService(self.store, self.clock)
 

@@ -59,6 +59,69 @@ def test_validation_errors_are_422_with_the_field_path(live: Live) -> None:
     _is_problem(live.call("GET", "/v1/jobs?state=DONE"), 422)
 
 
+def test_text_that_no_store_or_answer_can_hold_is_refused_and_nothing_is_written(live: Live) -> None:
+    """A lone surrogate escape used to be stored, then make every read of the job (and the job
+    list) a 500; an integer of 5,000 digits was a 500 before anything was read."""
+    before = live.call("GET", "/v1/jobs").json["jobs"]
+    for body, field in [
+        (rb'{"command": ["x"], "payload": {"a": "\ud800x"}}', "payload.a"),
+        (rb'{"command": ["\udc00"]}', "command[0]"),
+        (rb'{"command": ["x"], "payload": {"\ud83d": 1}}', "payload"),
+        (rb'{"command": ["x"], "tags": ["ok", "\uDBFF"]}', "tags[1]"),
+        (rb'{"name": "sur", "spec": {"command": ["\ud800"]}}', "spec.command[0]"),
+    ]:
+        path = "/v1/definitions" if b'"spec"' in body else "/v1/jobs"
+        answer = live.call("POST", path, raw=body)
+        _is_problem(answer, 422)
+        assert answer.json["field"] == field, body
+        assert "lone UTF-16 surrogate" in answer.json["detail"]
+    answer = live.call("POST", "/v1/jobs", raw=b'{"command": ["x"], "priority": ' + b"9" * 5000 + b"}")
+    _is_problem(answer, 400)
+    assert "more than 4,300 digits" in answer.json["detail"]
+    assert live.call("GET", "/v1/jobs").json["jobs"] == before
+    # a pair of escapes is one character, kept as it is
+    answer = live.call("POST", "/v1/jobs", raw=rb'{"command": ["x"], "payload": "\ud83d\ude00"}')
+    assert answer.status == 201 and answer.json["job"]["payload"] == "\U0001f600"
+
+
+def test_a_time_out_of_range_is_refused_before_anything_is_written(live: Live) -> None:
+    before = live.call("GET", "/v1/jobs").json["jobs"]
+    for when in ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9500-01-01T00:00:00Z"]:
+        answer = live.call("POST", "/v1/jobs", {"command": ["x"], "run_at": when})
+        _is_problem(answer, 422)
+        assert (answer.json["field"], answer.json["detail"]) == (
+            "run_at",
+            f"run_at: {when.replace('Z', '+00:00')} is out of range (allowed: a time from 1900-01-01 to 9000-01-01 UTC, with its offset, e.g. 2026-05-01T12:00:00+00:00)",
+        )
+    assert live.call("GET", "/v1/jobs").json["jobs"] == before
+
+
+def test_an_unknown_token_is_401_before_its_body_is_read_and_no_body_means_none(live: Live) -> None:
+    for body in [{"jobs": [{"command": "x"}]}, {"priority": 10**9}]:
+        answer = live.call("POST", "/v1/jobs/batch", body, token="cvy_unknown")
+        _is_problem(answer, 401)
+    answer = live.call("POST", "/v1/jobs/batch", raw=b"{not json", token="cvy_unknown")
+    _is_problem(answer, 401)
+    job = live.call("POST", "/v1/jobs", {"command": ["x"]}).json["job"]
+    cancelled = live.call("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert cancelled.status == 200
+    for raw in [b"{bad", b'{"reason": "x", "ids": [1]}', b"[1]"]:
+        answer = live.call("POST", f"/v1/jobs/{job['id']}/retry", raw=raw)
+        _is_problem(answer, 400 if raw == b"{bad" else 422)
+    assert live.call("GET", f"/v1/jobs/{job['id']}").json["state"] == "CANCELLED"
+    assert live.call("POST", f"/v1/jobs/{job['id']}/retry", raw=b" {} ").status == 200
+
+
+def test_ids_and_numbers_in_paths_and_queries_are_ascii_digits(live: Live) -> None:
+    job = live.call("POST", "/v1/jobs", {"command": ["x"]}).json["job"]
+    assert live.call("GET", f"/v1/jobs/{job['id']}").status == 200
+    for text in ["%EF%BC%91", "%201", "1_0", "+1", "%D9%A1"]:  # full-width 1, " 1", Arabic-Indic 1
+        _is_problem(live.call("GET", f"/v1/jobs/{text}"), 422)
+        _is_problem(live.call("DELETE", f"/v1/tokens/{text}"), 422)
+        _is_problem(live.call("GET", f"/v1/jobs?limit={text}"), 422)
+    assert live.call("GET", "/v1/tokens").status == 200  # the admin token still works
+
+
 def test_unknown_things_are_404_and_wrong_methods_405(live: Live) -> None:
     answer = live.call("GET", "/v1/jobs/999999")
     _is_problem(answer, 404)

@@ -140,6 +140,35 @@ def test_submit_group_answers_each_submission_as_if_it_were_alone(app: App) -> N
     assert sorted(j.id for j in stored) == sorted(g.body["job"]["id"] for g in made)
 
 
+def test_submit_group_never_stores_a_job_twice(app: App) -> None:
+    """A time that cannot be turned into UTC is refused before anything is written (it used to be
+    stored, fail when read back, and make the group submit every job again, one by one)."""
+    _, admin = app.tokens.create("admin", ["admin"])
+    q = QueryParams("")
+    far = "9999-12-31T23:59:59-14:00"
+    items = [
+        jobs.Pending(admin, {"command": ["true"], "name": "a"}, q),
+        jobs.Pending(admin, {"command": ["true"], "name": "far", "run_at": far}, q),
+        jobs.Pending(admin, {"command": ["true"], "name": "b"}, q),
+    ]
+    got = _answers(app, items)
+    assert isinstance(got[1], errors.ValidationError) and got[1].field == "run_at"
+    assert got[1].reason == f"{far} is out of range"
+    assert sorted(j.name or "" for j in app.store.job_list(limit=100)) == ["a", "b"]
+    # whatever fails once the group's transaction may have committed is every item's answer:
+    # submitting them again, one by one, could store each twice
+    inner = app.jobs.submit_many
+
+    def fails_after_commit(reqs: Any) -> Any:
+        inner(reqs)
+        raise RuntimeError("after the commit")
+
+    app.jobs.submit_many = fails_after_commit  # type: ignore[method-assign]
+    got = _answers(app, [jobs.Pending(admin, {"command": ["true"], "name": n}, q) for n in "cd"])
+    assert [str(g) for g in got] == ["after the commit"] * 2
+    assert sorted(j.name or "" for j in app.store.job_list(limit=100)) == ["a", "b", "c", "d"]
+
+
 def test_submit_group_gives_every_item_a_store_outage(app: App) -> None:
     _, admin = app.tokens.create("admin", ["admin"])
     q = QueryParams("")

@@ -104,3 +104,25 @@ def test_a_re_read_that_fails_after_the_job_is_stored_does_not_fail_the_submissi
     # the failed re-read is made again before the next submission once the ttl has passed
     clock.advance(here.jobs.cache.ttl)
     assert here.jobs.submit(SubmitRequest(function="m:f")).job.queue == "default"
+
+
+def test_a_change_made_in_this_process_is_used_at_once(pair: tuple[App, FrozenClock, App]) -> None:
+    """No ttl for this process's own changes: a queue deleted or a definition deactivated
+    here refuses the next submission here, lean ones included (a like one just before)."""
+    here, _, _ = pair
+    here.catalog.put_queue("qz")
+    here.catalog.register_definition("d", {"command": ["echo", "1"]})
+    for _ in range(2):
+        job = here.jobs.submit(SubmitRequest(queue="qz", function="m:f")).job
+        here.jobs.cancel(job.id)
+        assert here.jobs.submit(SubmitRequest(definition="d")).job.spec.command == ("echo", "1")
+    here.catalog.register_definition("d", {"command": ["echo", "2"]})
+    assert here.jobs.submit(SubmitRequest(definition="d")).job.spec.command == ("echo", "2")
+    here.catalog.delete_queue("qz")
+    with pytest.raises(errors.ValidationError) as caught:
+        here.jobs.submit(SubmitRequest(queue="qz", function="m:f"))
+    assert (caught.value.field, caught.value.reason) == ("queue", "queue 'qz' does not exist")
+    here.catalog.deactivate_definition("d")
+    with pytest.raises(errors.ValidationError) as caught:
+        here.jobs.submit(SubmitRequest(definition="d"))
+    assert caught.value.field == "definition"

@@ -73,6 +73,9 @@ def test_create_list_show_pause_resume_history_delete(
         (["-x", "0 * * * *", "--definition", "missing"], "targets[0].definition"),
         (["-x", "0 * * * *", "--overlap", "SOMETIMES"], "overlap"),
         (["-x", "0 * * * *", "--window", "5000"], "window"),
+        # times that cannot even be turned into UTC (an OverflowError, a 500 over HTTP, before)
+        (["-x", "0 * * * *", "--start", "9999-12-31T23:59:59-14:00"], "start"),
+        (["-x", "0 * * * *", "--end", "0001-01-01T00:00:00+14:00"], "end"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field_and_stores_nothing(

@@ -4,7 +4,7 @@ refuse exactly as ``submit_many`` of one does."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -71,7 +71,7 @@ def test_a_single_submission_names_fields_without_a_batch_index(app: App) -> Non
     with pytest.raises(errors.ValidationError) as info:
         app.jobs.submit(SubmitRequest(command="echo hi"))
     assert (info.value.field, info.value.reason) == (
-        "job.command",
+        "command",
         "must be a non-empty list of strings (argv)",
     )
     assert app.store.queue_counts().get("default", {}) == {}
@@ -194,3 +194,66 @@ def test_a_revised_definition_ends_the_lean_path_of_the_old_one(app: App) -> Non
     with pytest.raises(errors.ValidationError) as info:
         jobs.submit(req)
     assert info.value.field == "definition" and len(calls) == 2
+
+
+def test_a_job_bigger_than_every_environment_names_the_limit_it_exceeds(app: App) -> None:
+    """An environment limited in memory only (no vCPU limit) used to fail formatting its
+    vCPUs: a 500 over HTTP."""
+    app.catalog.put_environment("mem", max_vcpus=None, max_memory_mb=100)
+    app.catalog.put_environment("cpu", max_vcpus=2, max_memory_mb=None)
+    app.catalog.put_queue("m", environments=["mem"])
+    app.catalog.put_queue("c", environments=["cpu"])
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit(SubmitRequest(queue="m", command=["true"], memory_mb=200))
+    assert (info.value.field, info.value.allowed) == ("memory_mb", "mem: any vCPUs / 100 MB")
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit(SubmitRequest(queue="c", command=["true"], vcpus=4))
+    assert (info.value.field, info.value.allowed) == ("vcpus", "cpu: 2 vCPUs / any MB")
+    assert app.store.queue_counts() == {}
+
+
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (SubmitRequest(command=["echo", "\udcff"]), "command"),  # an argument that was not UTF-8
+        (SubmitRequest(command=["echo", "a\x00b"]), "command"),
+        (SubmitRequest(function="m:f", parameters={"x": "a\x00"}), "parameters"),
+        (SubmitRequest(function="m:f", environment={"X": "\ud800"}), "environment"),
+        (SubmitRequest(function="m:f", payload={"a": ["\ud800"]}), "payload"),
+        (SubmitRequest(function="m:f", tags=["ok", "t\udc80"]), "tags"),
+        (SubmitRequest(function="m:f", name="n\x00"), "name"),
+        (SubmitRequest(function="m:f", unique_key="k\ud800"), "unique_key"),
+        (SubmitRequest(function="m:f", idempotency_key="\x00"), "idempotency_key"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_on_every_backend(
+    app: App, req: SubmitRequest, field: str
+) -> None:
+    """A lone surrogate used to be stored (escaped in JSON) and break every later read; a NUL
+    was stored by SQLite and refused by PostgreSQL with a driver error."""
+    for _ in range(2):  # the second time a like submission would take the lean path
+        with pytest.raises(errors.ValidationError) as info:
+            app.jobs.submit(req)
+        assert info.value.field == field
+    assert app.store.queue_counts().get("default", {}) == {}
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+        datetime(9000, 1, 1, tzinfo=UTC),
+        datetime(1899, 12, 31, tzinfo=UTC),
+    ],
+)
+def test_a_time_out_of_range_is_refused_before_anything_is_written(app: App, when: datetime) -> None:
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit(SubmitRequest(function="m:f", run_at=when))
+    assert (info.value.field, info.value.reason) == ("run_at", f"{when.isoformat()} is out of range")
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit_many([SubmitRequest(function="m:f"), SubmitRequest(function="m:f", run_at=when)])
+    assert info.value.field == "jobs[1].run_at"
+    assert app.store.queue_counts().get("default", {}) == {}
+    early = datetime(1900, 1, 1, tzinfo=UTC)  # the range's first instant: due at once
+    assert app.jobs.submit(SubmitRequest(function="m:f", run_at=early)).job.state is JobState.RUNNABLE

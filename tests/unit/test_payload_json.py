@@ -26,7 +26,7 @@ REFERENCE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
         -0.0,
         1e300,
         "",
-        'é\u2603\U0001f600 "quoted" \\ \n\t\x00',
+        'é\u2603\U0001f600 "quoted" \\ \n\t',
         [],
         {},
         {"args": [1, 2.5, None, True], "kwargs": {"b": "x", "a": [{}]}},
@@ -100,3 +100,23 @@ def test_the_sqlite_store_refuses_what_json_loads_refuses(text: str) -> None:
     with pytest.raises(json.JSONDecodeError):
         SQLiteDialect().unjs(text)
     assert SQLiteDialect().unjs(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a\x00b", {"k": ["\ud800"]}, {"\udc00": 1}, ("x", {"y": "\ud83d"}), "\x00\U0001f600"],
+)
+def test_a_payload_that_is_not_unicode_text_is_refused_on_every_backend(value: Any) -> None:
+    """A NUL (PostgreSQL's jsonb refuses it; SQLite kept it) or a lone surrogate (no answer can
+    encode it: it used to be stored, then fail every read)."""
+    with pytest.raises(errors.ValidationError) as info:
+        validate.payload_json("payload", value)
+    assert (info.value.field, info.value.reason) == (
+        "payload",
+        "holds a NUL or a lone surrogate (not Unicode text)",
+    )
+
+
+@pytest.mark.parametrize("value", ["\U0001f600", {"\U0001f600": ["\U0001f600"]}, "\\ud800", "\\u0000"])
+def test_characters_outside_the_bmp_and_escapes_spelled_out_are_text(value: Any) -> None:
+    assert validate.payload_json("payload", value) == REFERENCE.encode(value)

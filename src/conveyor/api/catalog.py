@@ -47,7 +47,7 @@ def get_definition(call: Call) -> Reply:
 def deactivate_definition(call: Call) -> Reply:
     _admin(call, "deactivate job definitions")
     name = _name(call)
-    call.app.store.definition_deactivate(name, call.app.clock.now())
+    call.app.catalog.deactivate_definition(name)
     return Reply(None, 204)
 
 
@@ -86,7 +86,7 @@ def put_queue(call: Call) -> Reply:
 
 def delete_queue(call: Call) -> Reply:
     _admin(call, "delete queues")
-    call.app.store.queue_delete(_name(call), call.app.clock.now())
+    call.app.catalog.delete_queue(_name(call))
     return Reply(None, 204)
 
 
@@ -134,7 +134,7 @@ def put_environment(call: Call) -> Reply:
 
 def delete_environment(call: Call) -> Reply:
     _admin(call, "delete compute environments")
-    call.app.store.environment_delete(_name(call), call.app.clock.now())
+    call.app.catalog.delete_environment(_name(call))
     return Reply(None, 204)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -203,14 +204,17 @@ class Call:
 
 
 def parse_int(name: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise errors.ValidationError(name, f"{text!r} is not a whole number", f"{low}..{high}") from None
+    """``text`` as an integer in ``low..high``: ASCII digits with an optional minus, nothing
+    else (``int()`` also takes spaces, ``_`` and other scripts' digits: a full-width one named token 1)."""
+    if not _INTEGER.fullmatch(text):
+        raise errors.ValidationError(name, f"{text[:40]!r} is not a whole number", f"{low}..{high}")
+    value = int(text)
     if not low <= value <= high:
         raise errors.ValidationError(name, f"{value} is out of range", f"{low}..{high}")
     return value
 
+
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
 
 Handler = Callable[[Call], Reply | Any]
 
@@ -250,12 +254,15 @@ class Json(JSONResponse):
 
 
 def parse_json(raw: bytes) -> Any:
-    """What ``json.loads(raw)`` gives (UTF-8/16/32 detected), NaN and Infinity refused."""
+    """What ``json.loads(raw)`` gives (UTF-8/16/32 detected), NaN and Infinity refused (the
+    schema check refuses NULs and lone surrogates, naming the field)."""
     try:
-        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw)))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise BadRequest(f"the body is not valid JSON{where}") from None
+    except ValueError:  # Python's guard against quadratic int(): no JSON number needs that many
+        raise BadRequest("the body holds a number of more than 4,300 digits") from None
     except RecursionError:
         raise BadRequest("the body is nested too deeply") from None
 
@@ -272,18 +279,27 @@ def bearer(request: Request) -> str:
 
 async def read_request(
     request: Request, body: str | None, body_required: bool, limit: int
-) -> tuple[str, Any]:
-    """The bearer secret and the parsed, schema-checked JSON body (None when there is none)."""
+) -> tuple[str, Principal, Any]:
+    """The bearer secret, its principal and the parsed, schema-checked JSON body (None when
+    there is none). The caller is verified first: an unknown token gets 401 before its body is
+    read, and a body is never parsed for it. An endpoint without a body (``body`` None)
+    refuses one, bar an empty object, rather than ignoring what a client meant to send."""
     secret = bearer(request)
+    tokens = request.app.state.conveyor.tokens
+    principal = tokens.verify_cached(secret)
+    if principal is None:
+        principal = await run_in_threadpool(tokens.verify, secret)
     parsed: Any = None
+    raw = await read_body(request, limit)
     if body is not None:
-        raw = await read_body(request, limit)
         if raw.strip():
             parsed = parse_json(raw)
             schema.check(body, parsed, raw)
         elif body_required:
             raise errors.ValidationError("body", "is empty", "a JSON object")
-    return secret, parsed
+    elif raw.strip() and parse_json(raw) != {}:
+        raise errors.ValidationError("body", "is not taken by this endpoint", "no body, or {}")
+    return secret, principal, parsed
 
 
 def authorised_call(
@@ -294,9 +310,12 @@ def authorised_call(
     path: Mapping[str, str],
     query: QueryParams,
     body: Any,
+    principal: Principal | None = None,
 ) -> Call:
-    """Verify the caller and take one request from its rate limit (blocking: may read the store)."""
-    principal = app.tokens.verify(secret)
+    """Verify the caller (unless ``principal`` is its verified principal) and take one request
+    from its rate limit (blocking: may read the store)."""
+    if principal is None:
+        principal = app.tokens.verify(secret)
     limiter.take(principal.token_id)
     return Call(app, config, principal, path, query, body)
 
@@ -318,12 +337,14 @@ def endpoint(
     async def run(request: Request) -> Response:
         state = request.app.state
         try:
-            secret, parsed = await read_request(request, body, body_required, state.config.max_body_bytes)
+            secret, principal, parsed = await read_request(
+                request, body, body_required, state.config.max_body_bytes
+            )
 
             def work() -> Reply | Any:
                 call = authorised_call(
                     state.conveyor, state.config, state.limiter, secret,
-                    request.path_params, request.query_params, parsed,
+                    request.path_params, request.query_params, parsed, principal,
                 )  # fmt: skip
                 return handler(call)
 

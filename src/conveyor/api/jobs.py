@@ -84,9 +84,11 @@ def submit_group(
     """Answer each single submission exactly as ``submit`` alone would, inserting them together.
 
     Each item is verified, rate-limited, read and authorised on its own; those that pass are
-    inserted in one ``submit_many`` transaction. When that fails, nothing was inserted (all or
-    none), so each is submitted again on its own and gets its own answer: one bad submission
-    never fails another. A store outage is every item's answer, as it would have been.
+    inserted in one ``submit_many`` transaction. When that refuses one (a Conveyor error) or
+    the database refuses the statement, nothing was inserted (all or none), so
+    the others are tried again and get their own answers: one bad submission never fails
+    another. A store outage is every item's answer, as it would have been; so is any other
+    error, which may have come after the commit: submitting again could store a job twice.
     """
     out: list[Reply | BaseException | None] = [None] * len(items)
     calls: list[tuple[int, Call, SubmitRequest]] = []
@@ -111,8 +113,14 @@ def submit_group(
                 break
             i, call, req = calls.pop(culprit)
             out[i] = _submit_alone(call, req)
-        except Exception:  # find out which one is refused, one by one
-            break
+        except Exception as exc:
+            # Conveyor's own refusals (a key held, a dependency unknown) and the database's come
+            # from inside the transaction, rolled back: find the refused one, one by one
+            if isinstance(exc, errors.ConveyorError) or app.store.is_database_error(exc):
+                break
+            for i, _, _ in calls:  # perhaps stored: never twice
+                out[i] = exc
+            calls = []
         else:
             for (i, _, _), result in zip(calls, results, strict=True):
                 out[i] = _submitted(result)
@@ -144,7 +152,9 @@ async def submit_endpoint(request: Request) -> Response:
     """POST /v1/jobs: plain submissions are group-committed, keyed ones go one by one."""
     state = request.app.state
     try:
-        secret, parsed = await read_request(request, "Submission", True, state.config.max_body_bytes)
+        secret, principal, parsed = await read_request(
+            request, "Submission", True, state.config.max_body_bytes
+        )
         group: GroupCommit[Pending, Reply] | None = state.submit_group
         if group is not None and groupable(parsed):
             result: Reply | Any = await group(Pending(secret, parsed, request.query_params))
@@ -152,7 +162,14 @@ async def submit_endpoint(request: Request) -> Response:
 
             def work() -> Reply:
                 call = authorised_call(
-                    state.conveyor, state.config, state.limiter, secret, {}, request.query_params, parsed
+                    state.conveyor,
+                    state.config,
+                    state.limiter,
+                    secret,
+                    {},
+                    request.query_params,
+                    parsed,
+                    principal,
                 )
                 return submit(call)
 

@@ -9,6 +9,7 @@ anyOf, $ref); each error names the field path (``jobs[3].retry.attempts``).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -455,23 +456,38 @@ def check(name: str, value: Any, raw: bytes | None = None) -> None:
     if checker is None:
         checker = _COMPILED[name] = _compile(SCHEMAS[name])
     checker(value, "")
-    if raw is None or b"\\u0000" in raw or b"\x00" in raw:
+    if raw is None or b"\\u0000" in raw or b"\x00" in raw or _SURROGATE_ESCAPE.search(raw):
         _no_nul(value, "")
 
 
+# a \uD800-\uDFFF escape: two of them make one character, one alone no character at all
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _no_nul(value: Any, at: str) -> None:
-    """No NUL characters anywhere (PostgreSQL text and JSONB cannot hold them), free-form payloads too."""
+    """No NUL characters anywhere (PostgreSQL text and JSONB cannot hold them), and no lone
+    surrogates (``"\\ud800"``: not a character, no database or answer can encode it), free-form
+    payloads too."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise errors.ValidationError(at or "body", "contains a NUL character")
+        _text(value, at or "body", "contains")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _no_nul(item, _path(at, i))
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise errors.ValidationError(at or "body", "a member name contains a NUL character")
+            _text(key, at or "body", "has a member name that contains")
             _no_nul(item, _path(at, key))
+
+
+def _text(value: str, field: str, what: str) -> None:
+    if "\x00" in value:
+        raise errors.ValidationError(field, f"{what} a NUL character", "Unicode text without NUL")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise errors.ValidationError(
+            field, f"{what} a lone UTF-16 surrogate (\\ud800-\\udfff escapes come in pairs)", "Unicode text"
+        ) from None
 
 
 def _path(base: str, key: str | int) -> str:

@@ -243,7 +243,7 @@ def queues_put(args: argparse.Namespace) -> int:
 def queues_toggle(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.action_name == "delete":
-            app.store.queue_delete(args.name, app.clock.now())
+            app.catalog.delete_queue(args.name)
             sys.stdout.write(f"queue {args.name} deleted\n")
             return 0
         queue = app.catalog.update_queue(args.name, enabled=args.action_name == "enable")
@@ -304,7 +304,7 @@ def envs_put(args: argparse.Namespace) -> int:
 def envs_toggle(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.action_name == "delete":
-            app.store.environment_delete(args.name, app.clock.now())
+            app.catalog.delete_environment(args.name)
             sys.stdout.write(f"environment {args.name} deleted\n")
             return 0
         env = app.catalog.update_environment(args.name, enabled=args.action_name == "enable")
@@ -400,7 +400,7 @@ def defs_show(args: argparse.Namespace) -> int:
 
 def defs_deactivate(args: argparse.Namespace) -> int:
     with open_app(args) as app:
-        app.store.definition_deactivate(args.name, app.clock.now())
+        app.catalog.deactivate_definition(args.name)
         sys.stdout.write(f"definition {args.name} deactivated\n")
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor import errors
@@ -15,9 +15,13 @@ MAX_REVISION = 2**31 - 1  # definition revisions: PostgreSQL's INTEGER
 
 
 class CatalogService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    """``changed``: called after each change, so that this process's submissions see it at
+    once (``CatalogCache.forget``); other processes see it within their cache's ttl."""
+
+    def __init__(self, store: Store, clock: Clock, changed: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
+        self.changed = changed
 
     def put_environment(
         self,
@@ -37,7 +41,13 @@ class CatalogService:
             else validate.integer("max_memory_mb", max_memory_mb, 1, 2**40),
             enabled=enabled,
         )
-        return self.store.environment_put(env, self.clock.now())
+        put = self.store.environment_put(env, self.clock.now())
+        self.changed()
+        return put
+
+    def delete_environment(self, name: str) -> None:
+        self.store.environment_delete(name, self.clock.now())
+        self.changed()
 
     def update_environment(self, name: str, **changes: Any) -> ComputeEnvironment:
         env = self.store.environment_get(name)
@@ -73,7 +83,13 @@ class CatalogService:
             enabled=enabled,
             environments=tuple(environments),
         )
-        return self.store.queue_put(queue, self.clock.now())
+        put = self.store.queue_put(queue, self.clock.now())
+        self.changed()
+        return put
+
+    def delete_queue(self, name: str) -> None:
+        self.store.queue_delete(name, self.clock.now())
+        self.changed()
 
     def update_queue(self, name: str, **changes: Any) -> Queue:
         queue = self.store.queue_get(name)
@@ -96,11 +112,17 @@ class CatalogService:
                 raise errors.ValidationError(
                     "follow_up_queues", f"queue {pattern!r} does not exist", ", ".join(sorted(known))
                 )
-        return self.store.definition_register(name, parsed, self.clock.now())
+        registered = self.store.definition_register(name, parsed, self.clock.now())
+        self.changed()
+        return registered
+
+    def deactivate_definition(self, name: str) -> None:
+        self.store.definition_deactivate(name, self.clock.now())
+        self.changed()
 
     def definition(self, name: str, revision: int | None = None) -> JobDefinition:
         if revision is not None and not 1 <= revision <= MAX_REVISION:  # the column's range
-            raise errors.ValidationError("revision", f"{revision} is out of range", "1 or more")
+            raise errors.ValidationError("revision", f"{revision} is out of range", f"1..{MAX_REVISION}")
         found = self.store.definition_get(name, revision)
         if found is None:
             raise errors.UnknownDefinition(name)

@@ -246,6 +246,11 @@ class CatalogCache:
             self.envs = envs
         self._at, self._stale = now, False
 
+    def forget(self) -> None:
+        """Re-read everything before the next submission (this process changed the catalog)."""
+        self._at = -1e18
+        self._definitions = {}
+
     def queue(self, name: str) -> Queue | None:
         self.fresh()
         if name not in self.queues:
@@ -514,14 +519,10 @@ class JobService:
         # when
         run_at = req.run_at
         if req.delay_seconds is not None:
-            delay = validate.number(f"{prefix}delay", req.delay_seconds, 0, 366 * 86_400)
+            delay = validate.number(f"{prefix}delay_seconds", req.delay_seconds, 0, 366 * 86_400)
             run_at = now + timedelta(seconds=delay)
-        if run_at is not None and run_at.tzinfo is None:
-            raise errors.ValidationError(
-                f"{prefix}run_at",
-                "has no time zone",
-                "an ISO-8601 time with offset, e.g. 2026-05-01T12:00:00+00:00",
-            )
+        if run_at is not None:
+            run_at = validate.moment(f"{prefix}run_at", run_at)
         # relations (most submissions have none: skip the generators then)
         deps: tuple[Dependency, ...] = ()
         if req.depends_on:
@@ -563,17 +564,12 @@ class JobService:
         unique_key = req.unique_key
         if unique_key is not None:
             if "{" in unique_key:
-                try:
-                    unique_key = unique_key.format_map(params)
-                except (KeyError, ValueError) as exc:
-                    raise errors.ValidationError(
-                        f"{prefix}unique_key", f"cannot fill {req.unique_key!r}: {exc}", "{param} of this job"
-                    ) from None
+                unique_key = templates.render_text(f"{prefix}unique_key", unique_key, params)
             if not unique_key or len(unique_key) > MAX_KEY:
                 raise errors.ValidationError(f"{prefix}unique_key", f"must be 1-{MAX_KEY} characters")
         ttl = None
         if req.unique_ttl_seconds is not None:
-            ttl = validate.number(f"{prefix}unique_ttl", req.unique_ttl_seconds, 0, 366 * 86_400)
+            ttl = validate.number(f"{prefix}unique_ttl_seconds", req.unique_ttl_seconds, 0, 366 * 86_400)
         if req.name is not None and (not isinstance(req.name, str) or not 1 <= len(req.name) <= MAX_NAME):
             raise errors.ValidationError(
                 f"{prefix}name", _length(req.name), f"1-{MAX_NAME} characters, or no name"
@@ -590,6 +586,14 @@ class JobService:
                 raise errors.ValidationError(
                     f"{prefix}tags", f"{t!r} is not a valid tag", "1-128 characters, no double quotes"
                 )
+        if tags or req.name is not None or unique_key is not None or req.idempotency_key is not None:
+            for field, value in (
+                ("tags", tags),
+                ("name", req.name),
+                ("unique_key", unique_key),
+                ("idempotency_key", req.idempotency_key),
+            ):
+                validate.text(f"{prefix}{field}", value)
         # positional, in NEW_JOB_FIELDS order: 18 keyword arguments cost ~1 µs a job more
         return NewJob(
             queue.name,
@@ -659,7 +663,7 @@ class JobService:
                 {"command": list(req.command) if isinstance(req.command, list | tuple) else req.command}
                 if req.command is not None
                 else {"function": req.function},
-                field=prefix.rstrip(".") or "job",
+                field=prefix.rstrip("."),
             )
             def_name, def_rev = None, None
         params = {**spec.parameters, **validate.parameters(f"{prefix}parameters", req.parameters)}
@@ -670,7 +674,9 @@ class JobService:
             parameters=params,
             timeout_seconds=spec.timeout_seconds
             if req.timeout_seconds is None
-            else validate.number(f"{prefix}timeout", req.timeout_seconds, 0, 30 * 86_400, low_open=True),
+            else validate.number(
+                f"{prefix}timeout_seconds", req.timeout_seconds, 0, 30 * 86_400, low_open=True
+            ),
             retry=validate.retry_strategy(f"{prefix}retry", req.retry, spec.retry),
             vcpus=spec.vcpus
             if req.vcpus is None
@@ -694,10 +700,13 @@ class JobService:
             ):
                 return
         biggest = ", ".join(
-            f"{e.name}: {e.max_vcpus:g} vCPUs / {e.max_memory_mb or 'any'} MB" for e in candidates
+            f"{e.name}: {'any' if e.max_vcpus is None else format(e.max_vcpus, 'g')} vCPUs"
+            f" / {e.max_memory_mb or 'any'} MB"
+            for e in candidates
         )
+        vcpus_fit = any(e.max_vcpus is None or spec.vcpus <= e.max_vcpus for e in candidates)
         raise errors.ValidationError(
-            f"{prefix}vcpus",
+            f"{prefix}{'memory_mb' if vcpus_fit else 'vcpus'}",
             f"{spec.vcpus:g} vCPUs / {spec.memory_mb} MB fits no compute environment of queue {queue.name!r}",
             biggest or "the queue has no environments",
         )

@@ -76,7 +76,7 @@ def _aware(field: str, value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         raise errors.ValidationError(field, "has no UTC offset", "e.g. 2026-05-01T12:00:00+00:00")
-    return value.astimezone(UTC)
+    return validate.moment(field, value).astimezone(UTC)
 
 
 class ScheduleService:

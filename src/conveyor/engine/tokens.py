@@ -125,7 +125,9 @@ class TokenService:
         expires_at = None
         if expires_in is not None:
             if expires_in <= timedelta(0) or expires_in > MAX_EXPIRY:
-                raise errors.ValidationError("expires", f"{expires_in} is out of range", "1 s .. 3650 days")
+                raise errors.ValidationError(
+                    "expires_in_seconds", f"{expires_in} is out of range", "1 s .. 3650 days"
+                )
             expires_at = self.clock.now() + expires_in
         secret = PREFIX + secrets.token_urlsafe(32)
         token = self.store.token_insert(
@@ -151,20 +153,30 @@ class TokenService:
         )
         return secret
 
-    def verify(self, secret: str) -> Principal:
-        """The principal of a bearer secret, or ``errors.Unauthorized``."""
+    def verify_cached(self, secret: str) -> Principal | None:
+        """``verify`` without reading the store: the principal of a secret verified lately,
+        ``errors.Unauthorized`` for one that cannot be a token or has expired, None when only
+        ``verify`` can tell (for the HTTP server's event loop, which must not block)."""
         if not secret.startswith(PREFIX) or len(secret) > 200:
             raise errors.Unauthorized("the token is not a Conveyor token")
         digest = hash_secret(secret)
-        mono = self.clock.monotonic()
-        now = self.clock.now()
         with self._lock:
             hit = self._cache.get(digest)
-        if hit is not None and mono - hit[0] <= self.cache_seconds:
-            _, principal, expires_at = hit
-            if expires_at is not None and expires_at <= now:
-                raise errors.Unauthorized("the token has expired")
+        if hit is None or self.clock.monotonic() - hit[0] > self.cache_seconds:
+            return None
+        _, principal, expires_at = hit
+        if expires_at is not None and expires_at <= self.clock.now():
+            raise errors.Unauthorized("the token has expired")
+        return principal
+
+    def verify(self, secret: str) -> Principal:
+        """The principal of a bearer secret, or ``errors.Unauthorized``."""
+        principal = self.verify_cached(secret)
+        if principal is not None:
             return principal
+        digest = hash_secret(secret)
+        mono = self.clock.monotonic()
+        now = self.clock.now()
         token = self.store.token_by_hash(digest)
         if token is None:
             raise errors.Unauthorized("the token is not known")

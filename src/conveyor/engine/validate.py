@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -25,6 +26,25 @@ MAX_ARRAY = 10_000
 MIN_ARRAY = 2
 MAX_ATTEMPTS = 10
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
+# the times a submission or a schedule may name: every later step (a backoff, a lease, the next
+# fire of a schedule) stays within what Python's datetime and both databases hold
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+TIME_RANGE = "a time from 1900-01-01 to 9000-01-01 UTC, with its offset, e.g. 2026-05-01T12:00:00+00:00"
+
+
+def moment(field: str, value: datetime) -> datetime:
+    """``value``, an aware time within EARLIEST..LATEST (a time near year 1 or 9999 with a
+    far offset cannot even be turned into UTC), as given."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise errors.ValidationError(field, "has no time zone", TIME_RANGE)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise errors.ValidationError(field, f"{value.isoformat()} is out of range", TIME_RANGE)
+    return value
 
 
 def name(field: str, value: Any) -> str:
@@ -61,6 +81,37 @@ def number(field: str, value: Any, low: float, high: float, *, low_open: bool = 
     return out
 
 
+def is_text(value: Any) -> bool:
+    """Whether every string in ``value`` (a str, or lists, tuples and dicts of them, keys
+    too) is Unicode text without NUL: a lone surrogate (from a JSON ``"\\ud800"`` or an
+    argument that was not UTF-8) encodes nowhere, and a NUL ends a C string (argv, the
+    environment) and is refused by PostgreSQL's jsonb."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return False
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return True
+
+
+def text(field: str, value: Any) -> None:
+    """``is_text(value)``, or the error naming ``field``."""
+    if not is_text(value):
+        raise errors.ValidationError(
+            field, "holds a NUL or a lone surrogate (not Unicode text)", "Unicode text without NUL"
+        )
+
+
 def parameters(field: str, value: Any) -> dict[str, str]:
     if value is None:
         return {}
@@ -79,6 +130,7 @@ def parameters(field: str, value: Any) -> dict[str, str]:
                 f"{field}.{k}", f"{v!r} is not a string or number", "strings (numbers are converted)"
             )
         out[k] = str(v)
+    text(field, out)
     return out
 
 
@@ -97,7 +149,12 @@ def environment(field: str, value: Any) -> dict[str, str]:
             raise errors.ValidationError(
                 f"{field}.{k}", "CONVEYOR_* variables are set by the worker", "other names"
             )
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise errors.ValidationError(
+                f"{field}.{k}", f"{v!r} is not a string or number", "strings (numbers are converted)"
+            )
         out[k] = str(v)
+    text(field, out)
     return out
 
 
@@ -164,18 +221,20 @@ def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None)
 
 
 def definition_spec(value: Mapping[str, Any], field: str = "definition") -> DefinitionSpec:
-    """Build a spec from plain data (CLI flags, JSON bodies)."""
+    """Build a spec from plain data (CLI flags, JSON bodies); errors name ``field.<key>``,
+    or ``<key>`` alone when ``field`` is empty (a single submission's own fields)."""
+    pre = f"{field}." if field else ""
     known = {
         "command", "function", "parameters", "vcpus", "memory_mb", "timeout_seconds", "retry",
         "environment", "follow_up_queues", "working_dir",
     }  # fmt: skip
     for k in value:
         if k not in known:
-            raise errors.ValidationError(f"{field}.{k}", "is not a known field", ", ".join(sorted(known)))
+            raise errors.ValidationError(f"{pre}{k}", "is not a known field", ", ".join(sorted(known)))
     command, function = value.get("command"), value.get("function")
     if (command is None) == (function is None):
         raise errors.ValidationError(
-            field,
+            field or "command",
             "needs exactly one of command or function",
             "command: [argv...] or function: module:callable",
         )
@@ -187,35 +246,44 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
             or not all(isinstance(a, str) for a in command)
         ):
             raise errors.ValidationError(
-                f"{field}.command",
+                f"{pre}command",
                 "must be a non-empty list of strings (argv)",
                 '["python", "job.py", "{input}"]',
             )
         argv = tuple(command)
+        text(f"{pre}command", argv)
         template_fields(argv)
     if function is not None and (not isinstance(function, str) or not FUNCTION_RE.match(function)):
         raise errors.ValidationError(
-            f"{field}.function", f"{function!r} is not a callable path", "module.path:callable"
+            f"{pre}function", f"{function!r} is not a callable path", "module.path:callable"
         )
     timeout = value.get("timeout_seconds")
     queues = value.get("follow_up_queues") or ()
     if not isinstance(queues, list | tuple):
         raise errors.ValidationError(
-            f"{field}.follow_up_queues", "must be a list of queue names or globs", '["reports", "sync-*"]'
+            f"{pre}follow_up_queues", "must be a list of queue names or globs", '["reports", "sync-*"]'
         )
+    text(f"{pre}follow_up_queues", queues)
+    working_dir = value.get("working_dir")
+    if working_dir is not None:
+        if not isinstance(working_dir, str) or not working_dir:
+            raise errors.ValidationError(
+                f"{pre}working_dir", f"{working_dir!r} is not a directory path", "a non-empty path"
+            )
+        text(f"{pre}working_dir", working_dir)
     return DefinitionSpec(
         command=argv,
         function=function,
-        parameters=parameters(f"{field}.parameters", value.get("parameters")),
-        vcpus=number(f"{field}.vcpus", value.get("vcpus", 1), 0, 1024, low_open=True),
-        memory_mb=integer(f"{field}.memory_mb", value.get("memory_mb", 0), 0, 16_777_216),
+        parameters=parameters(f"{pre}parameters", value.get("parameters")),
+        vcpus=number(f"{pre}vcpus", value.get("vcpus", 1), 0, 1024, low_open=True),
+        memory_mb=integer(f"{pre}memory_mb", value.get("memory_mb", 0), 0, 16_777_216),
         timeout_seconds=None
         if timeout is None
-        else number(f"{field}.timeout_seconds", timeout, 0, 30 * 86_400, low_open=True),
-        retry=retry_strategy(f"{field}.retry", value.get("retry")),
-        environment=environment(f"{field}.environment", value.get("environment")),
+        else number(f"{pre}timeout_seconds", timeout, 0, 30 * 86_400, low_open=True),
+        retry=retry_strategy(f"{pre}retry", value.get("retry")),
+        environment=environment(f"{pre}environment", value.get("environment")),
         follow_up_queues=tuple(str(q) for q in queues),
-        working_dir=value.get("working_dir"),
+        working_dir=working_dir,
     )
 
 
@@ -243,14 +311,20 @@ _C_ENCODER = _c_encoder(None)
 
 
 def payload_json(field: str, value: Any) -> str:
-    """The payload as compact JSON text; a clear error when it is not JSON."""
+    """The payload as compact JSON text; a clear error when it is not JSON, or holds a string
+    that is not Unicode text (``is_text``: the text is ASCII, so a character outside the BMP,
+    a lone surrogate and a NUL all show as escapes: only then are the strings looked at)."""
     try:
         if _C_ENCODER is None:
-            return _PAYLOAD_ENCODER.encode(value)
-        try:
-            return "".join(_C_ENCODER(value, 0))
-        except RecursionError:
-            return "".join(_c_encoder({})(value, 0))  # ValueError when it contains itself
+            out: str = _PAYLOAD_ENCODER.encode(value)
+        else:
+            try:
+                out = "".join(_C_ENCODER(value, 0))
+            except RecursionError:
+                out = "".join(_c_encoder({})(value, 0))  # ValueError when it contains itself
+        if ("\\ud" in out or "\\u0000" in out) and not is_text(value):
+            text(field, value)
+        return out
     except (TypeError, ValueError) as exc:
         raise errors.ValidationError(
             field,

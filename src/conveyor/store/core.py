@@ -118,6 +118,12 @@ class SqlStoreBase(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    @abc.abstractmethod
+    def is_database_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the database driver's: raised by a statement (its transaction was
+        rolled back, nothing of it stored) or by the connection. Anything else a store call
+        raises may come after a commit."""
+
     def wait_for_jobs(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds or until jobs may have become runnable (or the
         calling thread's ``waker`` is called).

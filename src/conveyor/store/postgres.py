@@ -723,6 +723,9 @@ class PostgresStore(StoreOps):
         finally:
             self._pool.putconn(conn)
 
+    def is_database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error | PoolTimeout)
+
     def _reraise(self, exc: psycopg.Error) -> NoReturn:
         """Raise the Conveyor error for a psycopg error (from it), or ``exc`` itself."""
         if isinstance(exc, psycopg.errors.UniqueViolation):

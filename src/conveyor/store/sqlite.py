@@ -413,6 +413,9 @@ class SQLiteStore(StoreOps):
             self._unchecked = 0
             self._checkpoint_soon()
 
+    def is_database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
     def _reraise(self, exc: sqlite3.Error) -> NoReturn:
         """Raise what a transaction raises for an SQLite error: a duplicate is a ``Conflict``,
         a missing table a ``StoreUnavailable`` (no schema), from ``exc``; other errors as they are."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,46 @@ def test_ids_and_numbers_in_paths_and_queries_are_ascii_digits(live: Live) -> No
         _is_problem(live.call("DELETE", f"/v1/tokens/{text}"), 422)
         _is_problem(live.call("GET", f"/v1/jobs?limit={text}"), 422)
     assert live.call("GET", "/v1/tokens").status == 200  # the admin token still works
+
+
+def test_the_schema_says_what_is_allowed_and_the_engine_enforces_the_same(live: Live) -> None:
+    cases: list[tuple[dict[str, Any], str, str, str]] = [
+        (
+            {"timeout_seconds": -1},
+            "timeout_seconds",
+            "-1 must be more than 0",
+            "a number more than 0, up to 2592000",
+        ),
+        (
+            {"timeout_seconds": 0},
+            "timeout_seconds",
+            "0 must be more than 0",
+            "a number more than 0, up to 2592000",
+        ),
+        (
+            {"priority": "high"},
+            "priority",
+            "must be integer, not string",
+            "a whole number from -1000000 to 1000000",
+        ),
+        (
+            {"priority": 2_000_000},
+            "priority",
+            "2000000 is above 1000000",
+            "a whole number from -1000000 to 1000000",
+        ),
+        ({"vcpus": 2000}, "vcpus", "2000 is above 1024", "a number more than 0, up to 1024"),
+        ({"name": "n" * 300}, "name", "is longer than 256 characters", "1-256 characters"),
+    ]
+    for body, field, detail, allowed in cases:
+        answer = live.call("POST", "/v1/jobs", {"command": ["x"], **body})
+        _is_problem(answer, 422)
+        assert (answer.json["field"], answer.json["allowed"]) == (field, allowed), body
+        assert answer.json["detail"].startswith(f"{field}: {detail}"), answer.json
+    schemas = live.call("GET", "/openapi.json").json["components"]["schemas"]
+    assert schemas["Submission"]["properties"]["priority"] == {
+        "type": "integer", "minimum": -1_000_000, "maximum": 1_000_000,
+    }  # fmt: skip
 
 
 def test_unknown_things_are_404_and_wrong_methods_405(live: Live) -> None:

@@ -257,3 +257,29 @@ def test_a_time_out_of_range_is_refused_before_anything_is_written(app: App, whe
     assert app.store.queue_counts().get("default", {}) == {}
     early = datetime(1900, 1, 1, tzinfo=UTC)  # the range's first instant: due at once
     assert app.jobs.submit(SubmitRequest(function="m:f", run_at=early)).job.state is JobState.RUNNABLE
+
+
+@pytest.mark.parametrize(
+    ("req", "field", "reason"),
+    [
+        (
+            SubmitRequest(function="m:f", run_at=datetime(2030, 1, 1, tzinfo=UTC), delay_seconds=5),
+            "delay_seconds",
+            "is given with run_at",
+        ),
+        (
+            SubmitRequest(function="m:f", definition_revision=2),
+            "definition_revision",
+            "is given without a definition",
+        ),
+        (SubmitRequest(command=["", "x"]), "command", "names no program (its first item is empty)"),
+    ],
+)
+def test_what_could_only_be_a_mistake_is_refused_not_ignored(
+    app: App, req: SubmitRequest, field: str, reason: str
+) -> None:
+    """These were accepted: the delay silently won over run_at, the revision was dropped, and
+    the empty program failed at the worker ("cannot start ''")."""
+    with pytest.raises(errors.ValidationError) as info:
+        app.jobs.submit(req)
+    assert (info.value.field, info.value.reason) == (field, reason)

@@ -15,6 +15,9 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
+from conveyor.engine.catalog import MAX_REVISION
+from conveyor.engine.jobs import MAX_KEY, MAX_NAME
+from conveyor.engine.validate import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MAX_VCPUS, PRIORITY_RANGE
 
 S = dict[str, Any]
 
@@ -27,6 +30,12 @@ def nullable(schema: S) -> S:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+# the engine's bounds, so that the schema (and /openapi.json) says what is enforced
+_PRIORITY = {"type": "integer", "minimum": PRIORITY_RANGE[0], "maximum": PRIORITY_RANGE[1]}
+_TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS}
+_DELAY = {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS}
+_VCPUS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_VCPUS}
+_REVISION = {"type": "integer", "minimum": 1, "maximum": MAX_REVISION}
 STR = {"type": "string", "maxLength": 512}
 NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"}
 INT = {"type": "integer", "minimum": -(2**62), "maximum": 2**62}
@@ -69,9 +78,9 @@ SPEC: S = {
         "command": nullable({"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}}),
         "function": nullable({"type": "string", "maxLength": 512}),
         "parameters": STR_MAP,
-        "vcpus": NUM,
+        "vcpus": _VCPUS,
         "memory_mb": {"type": "integer", "minimum": 0, "maximum": 16_777_216},
-        "timeout_seconds": nullable(NUM),
+        "timeout_seconds": nullable(_TIMEOUT),
         "retry": RETRY,
         "environment": STR_MAP,
         "follow_up_queues": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 128}},
@@ -96,27 +105,27 @@ SUBMISSION: S = {
     "properties": {
         "queue": STR,
         "definition": nullable(STR),
-        "definition_revision": nullable(ID),
+        "definition_revision": nullable(_REVISION),
         "command": nullable({"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}}),
         "function": nullable(STR),
         "parameters": nullable(STR_MAP),
         "payload": {"description": "any JSON value; function jobs: {args: [...], kwargs: {...}}"},
-        "priority": INT,
+        "priority": _PRIORITY,
         "run_at": nullable(TIME),
-        "delay_seconds": nullable(NUM),
+        "delay_seconds": nullable(_DELAY),
         "depends_on": {"type": "array", "maxItems": 1000, "items": DEPENDENCY},
         "array_size": nullable({"type": "integer", "minimum": 2, "maximum": 10_000}),
         "array_sequential": {"type": "boolean"},
-        "unique_key": nullable(STR),
-        "unique_ttl_seconds": nullable(NUM),
-        "idempotency_key": nullable(STR),
-        "timeout_seconds": nullable(NUM),
+        "unique_key": nullable({"type": "string", "minLength": 1, "maxLength": MAX_KEY}),
+        "unique_ttl_seconds": nullable(_DELAY),
+        "idempotency_key": nullable({"type": "string", "minLength": 1, "maxLength": MAX_KEY}),
+        "timeout_seconds": nullable(_TIMEOUT),
         "retry": nullable({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10}, RETRY]}),
-        "vcpus": nullable(NUM),
+        "vcpus": nullable(_VCPUS),
         "memory_mb": nullable({"type": "integer", "minimum": 0, "maximum": 16_777_216}),
         "environment": nullable(STR_MAP),
         "tags": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 128}},
-        "name": nullable(STR),
+        "name": nullable({"type": "string", "minLength": 1, "maxLength": MAX_NAME}),
         "parent_id": nullable(ID),
     },
 }
@@ -537,12 +546,13 @@ def _compile(s: S) -> Checker:
         names = kinds if isinstance(kinds, list) else [kinds]
         tests = [functools.partial(_is, k) for k in names]
         message = f"must be {' or '.join(names)}"
+        shown = _range(s) if names in (["integer"], ["number"]) else None
 
         def typed(value: Any, at: str) -> None:
             for test in tests:
                 if test(value):
                     return
-            raise errors.ValidationError(at or "body", message, None)
+            raise errors.ValidationError(at or "body", f"{message}, not {_json_type(value)}", shown)
 
         rules.append(typed)
     if "enum" in s:
@@ -585,35 +595,73 @@ def _anything(value: Any, at: str) -> None:
     return None
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for "must be integer, not string"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for name, kind in (
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list),
+        ("object", dict),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _n(x: float) -> str:
+    """A bound in full: 2592000, not 2.592e+06; 0.5 as it is."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else repr(x)
+
+
+def _range(s: S) -> str | None:
+    """What a number schema allows, in words: "0..86400", "more than 0, up to 2592000"."""
+    low, above, high = s.get("minimum"), s.get("exclusiveMinimum"), s.get("maximum")
+    kind = "a whole number" if s.get("type") == "integer" else "a number"
+    if above is not None:
+        return f"{kind} more than {_n(above)}" + (f", up to {_n(high)}" if high is not None else "")
+    if low is not None and high is not None:
+        return f"{kind} from {_n(low)} to {_n(high)}"
+    if low is not None:
+        return f"{kind} from {_n(low)}"
+    return f"{kind} up to {_n(high)}" if high is not None else None
+
+
 def _number_rules(s: S) -> list[Checker]:
     low, above, high = s.get("minimum"), s.get("exclusiveMinimum"), s.get("maximum")
+    allowed = _range(s)
 
     def number(value: Any, at: str) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return
         where = at or "body"
         if low is not None and value < low:
-            raise errors.ValidationError(where, f"{value} is below {low}")
+            raise errors.ValidationError(where, f"{value} is below {_n(low)}", allowed)
         if above is not None and value <= above:
-            raise errors.ValidationError(where, f"{value} must be more than {above}")
+            raise errors.ValidationError(where, f"{value} must be more than {_n(above)}", allowed)
         if high is not None and value > high:
-            raise errors.ValidationError(where, f"{value} is above {high}")
+            raise errors.ValidationError(where, f"{value} is above {_n(high)}", allowed)
         if isinstance(value, float) and value != value:
-            raise errors.ValidationError(where, "is not a number")
+            raise errors.ValidationError(where, "is not a number", allowed)
 
     return [number]
 
 
 def _string_rules(s: S) -> list[Checker]:
     longest, shortest = s.get("maxLength"), s.get("minLength")
+    allowed = f"{shortest or 0}-{longest} characters" if longest is not None else f"{shortest}+ characters"
 
     def string(value: Any, at: str) -> None:
         if not isinstance(value, str):
             return
         if longest is not None and len(value) > longest:
-            raise errors.ValidationError(at or "body", f"is longer than {longest} characters")
+            raise errors.ValidationError(at or "body", f"is longer than {longest} characters", allowed)
         if shortest is not None and len(value) < shortest:
-            raise errors.ValidationError(at or "body", f"is shorter than {shortest} characters")
+            raise errors.ValidationError(at or "body", f"is shorter than {shortest} characters", allowed)
         if "\x00" in value:
             raise errors.ValidationError(at or "body", "contains a NUL character")
 

@@ -519,7 +519,13 @@ class JobService:
         # when
         run_at = req.run_at
         if req.delay_seconds is not None:
-            delay = validate.number(f"{prefix}delay_seconds", req.delay_seconds, 0, 366 * 86_400)
+            if run_at is not None:
+                raise errors.ValidationError(
+                    f"{prefix}delay_seconds", "is given with run_at", "run_at or delay_seconds, not both"
+                )
+            delay = validate.number(
+                f"{prefix}delay_seconds", req.delay_seconds, 0, validate.MAX_DELAY_SECONDS
+            )
             run_at = now + timedelta(seconds=delay)
         if run_at is not None:
             run_at = validate.moment(f"{prefix}run_at", run_at)
@@ -569,7 +575,9 @@ class JobService:
                 raise errors.ValidationError(f"{prefix}unique_key", f"must be 1-{MAX_KEY} characters")
         ttl = None
         if req.unique_ttl_seconds is not None:
-            ttl = validate.number(f"{prefix}unique_ttl_seconds", req.unique_ttl_seconds, 0, 366 * 86_400)
+            ttl = validate.number(
+                f"{prefix}unique_ttl_seconds", req.unique_ttl_seconds, 0, validate.MAX_DELAY_SECONDS
+            )
         if req.name is not None and (not isinstance(req.name, str) or not 1 <= len(req.name) <= MAX_NAME):
             raise errors.ValidationError(
                 f"{prefix}name", _length(req.name), f"1-{MAX_NAME} characters, or no name"
@@ -648,6 +656,10 @@ class JobService:
             spec: DefinitionSpec = definition.spec
             def_name, def_rev = definition.name, definition.revision
         else:
+            if req.definition_revision is not None:
+                raise errors.ValidationError(
+                    f"{prefix}definition_revision", "is given without a definition", "a definition's revision"
+                )
             if req.command is None and req.function is None:
                 raise errors.ValidationError(
                     f"{prefix}command", "nothing to run", "a definition, a command (argv) or a function"
@@ -675,12 +687,16 @@ class JobService:
             timeout_seconds=spec.timeout_seconds
             if req.timeout_seconds is None
             else validate.number(
-                f"{prefix}timeout_seconds", req.timeout_seconds, 0, 30 * 86_400, low_open=True
+                f"{prefix}timeout_seconds",
+                req.timeout_seconds,
+                0,
+                validate.MAX_TIMEOUT_SECONDS,
+                low_open=True,
             ),
             retry=validate.retry_strategy(f"{prefix}retry", req.retry, spec.retry),
             vcpus=spec.vcpus
             if req.vcpus is None
-            else validate.number(f"{prefix}vcpus", req.vcpus, 0, 1024, low_open=True),
+            else validate.number(f"{prefix}vcpus", req.vcpus, 0, validate.MAX_VCPUS, low_open=True),
             memory_mb=spec.memory_mb
             if req.memory_mb is None
             else validate.integer(f"{prefix}memory_mb", req.memory_mb, 0, 16_777_216),

@@ -26,6 +26,9 @@ MAX_ARRAY = 10_000
 MIN_ARRAY = 2
 MAX_ATTEMPTS = 10
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
+MAX_TIMEOUT_SECONDS = 30 * 86_400  # a job's timeout
+MAX_DELAY_SECONDS = 366 * 86_400  # a submission's delay, a unique key's hold after success
+MAX_VCPUS = 1024
 # the times a submission or a schedule may name: every later step (a backoff, a lease, the next
 # fire of a schedule) stays within what Python's datetime and both databases hold
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
@@ -251,6 +254,10 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
                 '["python", "job.py", "{input}"]',
             )
         argv = tuple(command)
+        if not argv[0].strip():
+            raise errors.ValidationError(
+                f"{pre}command", "names no program (its first item is empty)", '["python", "job.py"]'
+            )
         text(f"{pre}command", argv)
         template_fields(argv)
     if function is not None and (not isinstance(function, str) or not FUNCTION_RE.match(function)):
@@ -275,11 +282,11 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
         command=argv,
         function=function,
         parameters=parameters(f"{pre}parameters", value.get("parameters")),
-        vcpus=number(f"{pre}vcpus", value.get("vcpus", 1), 0, 1024, low_open=True),
+        vcpus=number(f"{pre}vcpus", value.get("vcpus", 1), 0, MAX_VCPUS, low_open=True),
         memory_mb=integer(f"{pre}memory_mb", value.get("memory_mb", 0), 0, 16_777_216),
         timeout_seconds=None
         if timeout is None
-        else number(f"{pre}timeout_seconds", timeout, 0, 30 * 86_400, low_open=True),
+        else number(f"{pre}timeout_seconds", timeout, 0, MAX_TIMEOUT_SECONDS, low_open=True),
         retry=retry_strategy(f"{pre}retry", value.get("retry")),
         environment=environment(f"{pre}environment", value.get("environment")),
         follow_up_queues=tuple(str(q) for q in queues),

@@ -154,6 +154,18 @@ BAD_SUBMITS = [
     pytest.param(["submit", "--array-size", "10001", "--", "echo"], "array_size", id="array-size-10001"),
     pytest.param(["submit", "--depends-on", "99", "--", "echo"], "depends_on", id="unknown-dependency"),
     pytest.param(["submit", "--attempts", "11", "--", "echo"], "attempts", id="attempts-11"),
+    # each of these ended in a traceback (TypeError, OverflowError) or was taken
+    pytest.param(
+        ["submit", "--retry", "5", "--attempts", "3", "--", "echo"], "retry", id="retry-int-and-attempts"
+    ),
+    pytest.param(
+        ["submit", "--definition", "d", "--revision", str(2**64)], "definition_revision", id="revision-huge"
+    ),
+    pytest.param(
+        ["submit", "--run-at", "9999-12-31T23:59:59-14:00", "--", "echo"], "run_at", id="run-at-year-10000"
+    ),
+    pytest.param(["submit", "--priority", "1_0", "--", "echo"], "priority", id="priority-underscore"),
+    pytest.param(["submit", "--", "echo", "a\udcffb"], "command", id="argument-not-utf8"),
 ]
 
 
@@ -186,6 +198,16 @@ BAD_OPTIONS = [
     pytest.param(["jobs", "prune", "--older-than", "nan"], "older_than", id="prune-nan"),
     pytest.param(["submit", "--from-file", "/nonexistent/jobs.jsonl"], "from_file", id="from-file-missing"),
     pytest.param(["definitions", "show", "d", "--revision", str(2**64)], "revision", id="revision-huge"),
+    pytest.param(["jobs", "list", "--limit", "abc"], "limit", id="list-limit-abc"),
+    pytest.param(["jobs", "logs", "1", "--attempt", str(2**64)], "attempt", id="logs-attempt-huge"),
+    pytest.param(["schedules", "list", "--limit", "0"], "limit", id="schedules-limit-0"),
+    pytest.param(["schedules", "list", "--limit", str(2**64)], "limit", id="schedules-limit-huge"),
+    pytest.param(["scheduler", "--once", "--batch-size", str(2**64)], "batch_size", id="batch-size-huge"),
+    pytest.param(["worker", "--burst", "--import", ""], "import", id="import-empty"),
+    pytest.param(["tokens", "create", "--scope", "admin", "--expires", ""], "expires", id="expires-empty"),
+    pytest.param(
+        ["tokens", "create", "--scope", "admin", "--expires", "9" * 30 + "d"], "expires", id="expires-huge"
+    ),
     pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "99999"], "port", id="port-99999"),
     pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "-1"], "port", id="port-negative"),
     pytest.param(
@@ -233,6 +255,30 @@ def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path
 def test_jobs_list_is_empty_after_a_refused_submit(sqlite_url: str, tmp_path: Path) -> None:
     assert conveyor("submit", "--attempts", "11", "--", "echo", db=sqlite_url, cwd=tmp_path).returncode == 2
     assert ok_json("jobs", "list", db=sqlite_url, cwd=tmp_path) == []
+
+
+def test_a_postgresql_url_without_a_database_is_refused(tmp_path: Path) -> None:
+    """libpq would pick the user's database and Conveyor would have made its tables there."""
+    for url in ("postgresql://", "postgresql://127.0.0.1:5432", "postgresql://127.0.0.1/?sslmode=disable"):
+        done = conveyor("jobs", "list", db=url, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert one_line_error(done.stderr) == (
+            f"conveyor: database: {url!r} names no database (allowed: postgresql://user@host:5432/dbname)"
+        )
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_the_flag(sqlite_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes('{"city": "Zürich"}'.encode("latin-1"))
+    for args, field in (
+        (["submit", "--payload", f"@{bad}", "--", "echo"], "payload"),
+        (["submit", "--from-file", str(bad)], "from_file"),
+        (["definitions", "register", "d", "--file", str(bad)], "file"),
+    ):
+        done = conveyor(*args, db=sqlite_url, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert one_line_error(done.stderr).startswith(f"conveyor: {field}: "), done.stderr
+        assert "is not UTF-8 text" in done.stderr
 
 
 def test_unreachable_postgresql_exits_3_with_one_line(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -107,6 +108,30 @@ def test_task_arguments_must_be_json_serialisable(client: Client) -> None:
         tasks_mod.add.bind(client).submit({1, 2})  # type: ignore[arg-type]
     assert exc.value.field == "add: args[0]"
     assert "set" in exc.value.reason
+
+
+def test_what_could_only_be_a_mistake_is_refused_the_same_way_on_both_backends(client: Client) -> None:
+    """Each of these was taken, in-process at least: a call the function cannot take (it
+    failed when a worker ran it), one string as tags (one tag per letter), "no" and "false"
+    where a flag goes (both stored as on)."""
+    add: Any = tasks_mod.add.bind(client)  # the calls below are wrong on purpose
+    for args, kwargs in (((1, 2, 3), {}), ((), {"c": 1})):
+        with pytest.raises(errors.ValidationError) as exc:
+            add.submit(*args, **kwargs)
+        assert exc.value.field == "args" and exc.value.reason.startswith("add(a, b=0): ")
+    with pytest.raises(errors.ValidationError) as exc:
+        conveyor.task(tags="nightly")(tasks_mod.square.fn)
+    assert exc.value.field == "tags"
+    with pytest.raises(errors.ValidationError) as exc:
+        client.submit(command=["true"], tags="nightly")
+    assert exc.value.field == "tags"
+    with pytest.raises(errors.ValidationError) as exc:
+        client.put_queue("q-flag", enabled="no")
+    assert exc.value.field == "enabled"
+    with pytest.raises(errors.ValidationError) as exc:
+        client.submit(command=["true"], retry={"attempts": 2, "jitter": "false"})
+    assert exc.value.field == "retry.jitter"
+    assert client.jobs()["jobs"] == []
 
 
 def test_bulk_cancel_retry_and_terminate_the_same_way_on_both_backends(client: Client) -> None:

@@ -95,6 +95,12 @@ def test_a_duplicate_name_exits_2(sqlite_url: str, capsys: pytest.CaptureFixture
     assert code == 2 and "'dup' already exists" in err
 
 
+def test_next_refuses_a_time_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    """It was an OverflowError with a traceback."""
+    code, _, err = run(capsys, "schedules", "next", "rate(1 minute)", "--after", "9999-12-31T23:59:00Z")
+    assert code == 2 and err.startswith("conveyor: after: 9999-12-31T23:59:00+00:00 is out of range")
+
+
 def test_next_prints_iso_times_with_offset_in_the_zone(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "schedules", "next", "cron(30 2 * * ? *)", "--tz", "Europe/Berlin",

@@ -13,7 +13,7 @@ from types import FrameType
 
 from conveyor import errors
 from conveyor.cli import catalog, jobs, render, schedules, server, tokens
-from conveyor.cli.common import Formatter, add_db, csv, open_app, prepare_process
+from conveyor.cli.common import Formatter, Parser, add_db, csv, open_app, prepare_process, whole
 from conveyor.store import absolute_url
 
 EXIT_USAGE = 2
@@ -30,13 +30,15 @@ many machines: export CONVEYOR_DATABASE_URL=postgresql://user@db-host/conveyor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="conveyor",
         description="Conveyor: scheduled and on-demand batch jobs on SQLite or PostgreSQL.",
         epilog=MAIN_EPILOG,
         formatter_class=Formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", required=True, metavar="COMMAND"
+    )
     m = sub.add_parser(
         "migrate",
         help="create or upgrade the schema (also done automatically at start)",
@@ -65,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--environment", default="default", help="compute environment served (default: default)")
     w.add_argument(
-        "--concurrency", "-c", type=int, default=os.cpu_count() or 2, help="jobs at once (default: CPU count)"
+        "--concurrency",
+        "-c",
+        type=whole,
+        default=os.cpu_count() or 2,
+        help="jobs at once (default: CPU count)",
     )
     w.add_argument(
         "--import", dest="imports", action="append", metavar="MODULE", help="import at start (repeat)"
@@ -97,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Formatter,
     )
     add_db(r)
-    r.add_argument("id", type=int, help="the job id")
+    r.add_argument("id", type=whole, help="the job id")
     r.add_argument("--environment", help="record this compute environment for the attempt")
     r.add_argument("--lease-seconds", type=float, default=30.0)
     r.set_defaults(func=cmd_run_job)

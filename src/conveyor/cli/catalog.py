@@ -9,7 +9,17 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, command_argv, csv, json_arg, key_values, open_app
+from conveyor.cli.common import (
+    Formatter,
+    add_db,
+    command_argv,
+    csv,
+    json_arg,
+    key_values,
+    merged,
+    open_app,
+    whole,
+)
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +50,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("name")
         p.add_argument(
             "--priority",
-            type=int,
+            type=whole,
             default=None if name == "update" else 0,
             help="higher runs first (-1000..1000)",
         )
@@ -86,7 +96,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("name")
         p.add_argument("--max-vcpus", type=float, help="vCPUs of running jobs at most (default: unlimited)")
         p.add_argument(
-            "--max-memory", type=int, metavar="MB", help="memory of running jobs at most (default: unlimited)"
+            "--max-memory",
+            type=whole,
+            metavar="MB",
+            help="memory of running jobs at most (default: unlimited)",
         )
         p.add_argument("--disabled", action="store_true", default=None)
         p.set_defaults(func=envs_put, action_name=name)
@@ -127,9 +140,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--function", metavar="MODULE:CALLABLE")
     p.add_argument("--param", action="append", metavar="NAME=DEFAULT", help="default parameter (repeat)")
     p.add_argument("--vcpus", type=float)
-    p.add_argument("--memory", type=int, metavar="MB")
+    p.add_argument("--memory", type=whole, metavar="MB")
     p.add_argument("--timeout", type=float, metavar="SECONDS")
-    p.add_argument("--attempts", type=int)
+    p.add_argument("--attempts", type=whole)
     p.add_argument("--retry", metavar="JSON", help="retry strategy as JSON")
     p.add_argument("--env", action="append", metavar="NAME=VALUE")
     p.add_argument(
@@ -162,7 +175,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_db(p)
     p.add_argument("name")
-    p.add_argument("--revision", type=int)
+    p.add_argument("--revision", type=whole)
     p.set_defaults(func=defs_show)
     p = ds.add_parser(
         "deactivate",
@@ -325,7 +338,9 @@ def defs_register(args: argparse.Namespace) -> int:
     if args.function:
         spec["function"] = args.function
     if args.param:
-        spec["parameters"] = {**spec.get("parameters", {}), **key_values("param", args.param)}
+        spec["parameters"] = merged(
+            "parameters", spec.get("parameters"), key_values("param", args.param), "--param"
+        )
     for key, value in (
         ("vcpus", args.vcpus),
         ("memory_mb", args.memory),
@@ -338,9 +353,11 @@ def defs_register(args: argparse.Namespace) -> int:
     if retry is not None:
         spec["retry"] = retry
     if args.attempts is not None:
-        spec["retry"] = {**(spec.get("retry") or {}), "attempts": args.attempts}
+        spec["retry"] = merged("retry", spec.get("retry"), {"attempts": args.attempts}, "--attempts")
     if args.env:
-        spec["environment"] = {**spec.get("environment", {}), **key_values("env", args.env)}
+        spec["environment"] = merged(
+            "environment", spec.get("environment"), key_values("env", args.env), "--env"
+        )
     if args.follow_up_queue:
         spec["follow_up_queues"] = args.follow_up_queue
     with open_app(args) as app:

@@ -7,13 +7,15 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from conveyor import errors
 from conveyor.app import App
+from conveyor.engine import validate
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -45,15 +47,42 @@ def key_values(field: str, items: list[str] | None) -> dict[str, str]:
     return out
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line in the CLI's own form (its usage block ran to a
+    dozen lines before the message): ``conveyor: limit: 'abc' is not a whole number (see
+    conveyor jobs list --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        named = re.match(r"argument ([^:]+): (.*)", message, re.DOTALL)
+        if named:  # "argument --older-than: ..." -> "older_than: ...", as other errors name fields
+            flag = named.group(1).split("/")[-1].strip()
+            message = f"{flag.lstrip('-').replace('-', '_')}: {named.group(2)}"
+        self.exit(2, f"conveyor: {message} (see {self.prog} --help)\n")
+
+
+def whole(text: str) -> int:
+    """An integer flag: ASCII digits (``int()`` also takes "1_000" and other scripts' digits).
+    Its range is the command's to check, naming the field."""
+    if not re.fullmatch(r"\s*-?[0-9]{1,100}\s*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
 def json_arg(field: str, text: str | None) -> Any:
     """A JSON value given inline or as ``@file``."""
     if text is None:
         return None
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text()
+            text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise errors.ValidationError(field, f"cannot read {text[1:]!r}: {exc.strerror}") from None
+            raise errors.ValidationError(
+                field, f"cannot read {text[1:]!r}: {exc.strerror}", "@path of a readable JSON file"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise errors.ValidationError(
+                field, f"{text[1:]!r} is not UTF-8 text (byte {exc.start})", "a UTF-8 JSON file"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -79,7 +108,7 @@ def iso_time(field: str, text: str | None) -> datetime | None:
         raise errors.ValidationError(
             field, f"{text!r} has no UTC offset", "e.g. 2026-05-01T12:00:00+00:00 or ...Z"
         )
-    return value
+    return validate.moment(field, value)
 
 
 def csv(text: str | None) -> tuple[str, ...] | None:
@@ -99,7 +128,7 @@ def prepare_process(log_level: str | None, imports: list[str] | None) -> None:
     for module in imports or []:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:  # ValueError: an empty or relative name
             raise errors.ValidationError(
                 "import", f"cannot import {module!r}: {exc}", "an importable module"
             ) from None
@@ -111,11 +140,25 @@ def command_argv(args: argparse.Namespace) -> list[str]:
     return argv[1:] if argv and argv[0] == "--" else argv
 
 
+def merged(field: str, base: Any, extra: dict[str, Any], flag: str) -> dict[str, Any]:
+    """``base`` (JSON given for ``field``) with ``extra`` (from ``flag``) over it: it must be an
+    object then (``--retry 5 --attempts 3`` was a TypeError with a traceback)."""
+    if base is None:
+        return dict(extra)
+    if not isinstance(base, dict):
+        raise errors.ValidationError(
+            field,
+            f"{base!r} is not a JSON object, so {flag} cannot be added to it",
+            f"an object, or no {flag}",
+        )
+    return {**base, **extra}
+
+
 def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     """What to run and how, from the flags ``submit`` and ``schedules create`` share."""
     retry: Any = json_arg("retry", getattr(args, "retry", None))
     if args.attempts is not None:
-        retry = {**(retry or {}), "attempts": args.attempts}
+        retry = merged("retry", retry, {"attempts": args.attempts}, "--attempts")
     return {
         "queue": args.queue,
         "definition": args.definition,

@@ -10,7 +10,7 @@ import time
 
 from conveyor import errors, wire
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app
+from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app, whole
 from conveyor.engine import validate
 from conveyor.engine.jobs import BULK_PAGE, JobSelection, SubmitRequest
 from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
@@ -39,7 +39,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db(p)
     p.add_argument("--queue", "-q", default="default", help="queue name (default: default)")
     p.add_argument("--definition", "-d", help="job definition name (its active revision)")
-    p.add_argument("--revision", type=int, help="a specific revision of the definition")
+    p.add_argument("--revision", type=whole, help="a specific revision of the definition")
     p.add_argument(
         "--function", "-f", metavar="MODULE:CALLABLE", help="run a Python callable on an inline worker"
     )
@@ -52,7 +52,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload (>256 KiB goes to the blob store)")
     p.add_argument(
-        "--priority", type=int, default=0, help="priority within the queue, higher first (default 0)"
+        "--priority", type=whole, default=0, help="priority within the queue, higher first (default 0)"
     )
     p.add_argument("--delay", type=float, metavar="SECONDS", help="run no earlier than SECONDS from now")
     p.add_argument("--run-at", metavar="ISO-TIME", help="run no earlier than this time (with offset)")
@@ -62,7 +62,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="ID[:N_TO_N]",
         help="wait for this job to succeed (repeat); :N_TO_N pairs array children",
     )
-    p.add_argument("--array-size", type=int, metavar="N", help="array job of N children (2..10000)")
+    p.add_argument("--array-size", type=whole, metavar="N", help="array job of N children (2..10000)")
     p.add_argument("--sequential", action="store_true", help="array children run one after another")
     p.add_argument(
         "--unique-key",
@@ -74,14 +74,14 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--idempotency-key", metavar="KEY", help="the same key always returns the same job")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the attempt after this long")
-    p.add_argument("--attempts", type=int, help="attempts in all, 1..10 (retry strategy)")
+    p.add_argument("--attempts", type=whole, help="attempts in all, 1..10 (retry strategy)")
     p.add_argument(
         "--retry",
         metavar="JSON",
         help='full retry strategy, e.g. \'{"attempts": 3, "evaluate_on_exit": [{"action": "EXIT", "on_exit_code": "2"}]}\'',
     )
     p.add_argument("--vcpus", type=float, help="vCPUs the job needs")
-    p.add_argument("--memory", type=int, metavar="MB", help="memory the job needs (also its limit)")
+    p.add_argument("--memory", type=whole, metavar="MB", help="memory the job needs (also its limit)")
     p.add_argument(
         "--env", "-e", action="append", metavar="NAME=VALUE", help="environment variable for the job (repeat)"
     )
@@ -115,9 +115,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lp.add_argument("--state", action="append", type=str.upper, help="filter by state (repeat)")
     lp.add_argument("--queue", help="filter by queue")
     lp.add_argument("--tag", help="filter by tag")
-    lp.add_argument("--array", type=int, metavar="ID", help="the children of this array job")
-    lp.add_argument("--limit", type=int, default=50)
-    lp.add_argument("--before", type=int, metavar="ID", help="page on: jobs with a smaller id")
+    lp.add_argument("--array", type=whole, metavar="ID", help="the children of this array job")
+    lp.add_argument("--limit", type=whole, default=50)
+    lp.add_argument("--before", type=whole, metavar="ID", help="page on: jobs with a smaller id")
     lp.set_defaults(func=cmd_list)
     sp = js.add_parser(
         "show",
@@ -126,7 +126,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(sp)
-    sp.add_argument("id", type=int)
+    sp.add_argument("id", type=whole)
     sp.set_defaults(func=cmd_show)
     gp = js.add_parser(
         "logs",
@@ -135,8 +135,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(gp)
-    gp.add_argument("id", type=int)
-    gp.add_argument("--attempt", type=int, help="only this attempt (default: all)")
+    gp.add_argument("id", type=whole)
+    gp.add_argument("--attempt", type=whole, help="only this attempt (default: all)")
     gp.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
     gp.set_defaults(func=cmd_logs)
     for name, helptext, states, example in (
@@ -172,7 +172,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             formatter_class=Formatter,
         )
         add_db(ap)
-        ap.add_argument("ids", type=int, nargs="*", metavar="ID", help="the jobs (or a filter instead)")
+        ap.add_argument("ids", type=whole, nargs="*", metavar="ID", help="the jobs (or a filter instead)")
         ap.add_argument("--queue", help="every selected job of this queue")
         ap.add_argument(
             "--state", action="append", type=str.upper, help=f"filter by state (repeat): {states}"
@@ -228,7 +228,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.from_file:
             try:
-                fh = sys.stdin if args.from_file == "-" else open(args.from_file)  # noqa: SIM115
+                fh = sys.stdin if args.from_file == "-" else open(args.from_file, encoding="utf-8")  # noqa: SIM115
             except OSError as exc:
                 raise errors.ValidationError(
                     "from_file",
@@ -237,7 +237,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 ) from None
             with fh:
                 reqs = []
-                for n, line in enumerate(fh, 1):
+                try:
+                    lines = list(fh)
+                except UnicodeDecodeError as exc:
+                    raise errors.ValidationError(
+                        "from_file",
+                        f"{args.from_file!r} is not UTF-8 text (byte {exc.start})",
+                        "UTF-8 JSON lines",
+                    ) from None
+                for n, line in enumerate(lines, 1):
                     if line.strip():
                         try:
                             data = json.loads(line)
@@ -390,6 +398,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    if args.attempt is not None:
+        validate.integer("attempt", args.attempt, 0, 10_000)
     with open_app(args) as app:
         job = app.jobs.get(args.id)
         pos = (0, -1)

@@ -15,12 +15,14 @@ from conveyor import errors, expressions, scheduling, wire
 from conveyor.cli import render
 from conveyor.cli.common import (
     Formatter,
+    Parser,
     add_db,
     command_argv,
     iso_time,
     job_fields,
     json_arg,
     open_app,
+    whole,
 )
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.engine.schedules import SchedulerConfig, ScheduleRequest
@@ -55,7 +57,7 @@ NEXT_EPILOG = """examples:
 """
 
 
-class _CommandAfterDashes(argparse.ArgumentParser):
+class _CommandAfterDashes(Parser):
     """Everything after ``--`` is the command (``argv``), even after a positional ``NAME``.
 
     (argparse alone fills an optional positional list too early: ``create NAME -x E -- cmd``
@@ -127,7 +129,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state", type=str.upper, help="ACTIVE, PAUSED or FINISHED")
     p.add_argument("--tag", help="only schedules with this tag")
     p.add_argument("--after", metavar="NAME", help="page on: names after this one")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=whole, default=100)
     p.set_defaults(func=cmd_list)
 
     p = ss.add_parser(
@@ -163,7 +165,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_db(p)
     p.add_argument("name")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=whole, default=50)
     p.set_defaults(func=cmd_history)
 
     p = ss.add_parser(
@@ -176,7 +178,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("expression", metavar="EXPR")
     p.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA time zone (default UTC)")
     p.add_argument("--after", metavar="ISO-TIME", help="start after this time (default: now)")
-    p.add_argument("--count", "-n", type=int, default=10, help="how many (default 10, at most 10000)")
+    p.add_argument("--count", "-n", type=whole, default=10, help="how many (default 10, at most 10000)")
     p.add_argument("--json", action="store_true", help="a JSON list instead of lines")
     p.set_defaults(func=cmd_next)
 
@@ -188,7 +190,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_db(p)
     p.add_argument("--hours", type=float, default=24.0, help="how far ahead (default 24)")
-    p.add_argument("--rows", type=int, default=48, help="chart rows (default 48)")
+    p.add_argument("--rows", type=whole, default=48, help="chart rows (default 48)")
     p.set_defaults(func=cmd_load)
 
     r = sub.add_parser(
@@ -203,7 +205,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(r)
-    r.add_argument("--batch-size", type=int, default=500, help="schedules per transaction (default 500)")
+    r.add_argument("--batch-size", type=whole, default=500, help="schedules per transaction (default 500)")
     r.add_argument("--once", action="store_true", help="fire what is due now and exit")
     r.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -237,16 +239,16 @@ def _settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         "--queue", "-q", default=default("default"), help="target queue for the shortcut (default: default)"
     )
     p.add_argument("--definition", "-d", help="target job definition")
-    p.add_argument("--revision", type=int, help="a specific revision of the definition")
+    p.add_argument("--revision", type=whole, help="a specific revision of the definition")
     p.add_argument("--function", "-f", metavar="MODULE:CALLABLE", help="target Python callable")
     p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="job parameter (repeat)")
     p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload of each job")
-    p.add_argument("--priority", type=int, default=default(0), help="job priority within the queue")
+    p.add_argument("--priority", type=whole, default=default(0), help="job priority within the queue")
     p.add_argument(
         "--unique-key", metavar="KEY", help="at most one unfinished job per key, e.g. sync:{schedule}"
     )
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="kill each attempt after this long")
-    p.add_argument("--attempts", type=int, help="attempts in all, 1..10")
+    p.add_argument("--attempts", type=whole, help="attempts in all, 1..10")
     p.add_argument(
         "--window", type=float, default=default(0), metavar="MIN", help="flexible window in minutes (0-1440)"
     )

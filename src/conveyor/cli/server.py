@@ -16,7 +16,7 @@ from typing import Any
 from conveyor import errors
 from conveyor.api import ApiConfig, create_api
 from conveyor.app import App, ExecutorConfig, WorkerConfig
-from conveyor.cli.common import Formatter, add_db, open_app, prepare_process
+from conveyor.cli.common import Formatter, add_db, open_app, prepare_process, whole
 
 FIRST_TOKEN = """conveyor: no API token exists yet. Create the first admin token (its secret is shown once):
 
@@ -41,10 +41,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_db(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=whole, default=8080, help="port (default 8080)")
     p.add_argument(
         "--http-processes",
-        type=int,
+        type=whole,
         default=1,
         metavar="N",
         help="HTTP processes sharing the port (Linux/macOS; the embedded worker and scheduler run in one)",
@@ -52,7 +52,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-worker", action="store_true", help="do not run the embedded worker")
     p.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler")
     p.add_argument(
-        "--concurrency", "-c", type=int, default=os.cpu_count() or 2, help="embedded worker's jobs at once"
+        "--concurrency", "-c", type=whole, default=os.cpu_count() or 2, help="embedded worker's jobs at once"
     )
     p.add_argument("--environment", default="default", help="compute environment the embedded worker serves")
     p.add_argument(
@@ -66,7 +66,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="requests per second per token (0: off)",
     )
     p.add_argument(
-        "--max-body", type=int, default=20 * 1024 * 1024, metavar="BYTES", help="largest request body"
+        "--max-body", type=whole, default=20 * 1024 * 1024, metavar="BYTES", help="largest request body"
     )
     p.add_argument(
         "--public-url", metavar="URL", help="URL handed to jobs as CONVEYOR_URL (default http://HOST:PORT)"

@@ -7,7 +7,7 @@ import sys
 
 from conveyor import wire
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, open_app
+from conveyor.cli.common import Formatter, add_db, open_app, whole
 from conveyor.engine.tokens import parse_duration
 
 
@@ -51,12 +51,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(p)
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=whole)
     p.set_defaults(func=cmd_revoke)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    expires = parse_duration("expires", args.expires) if args.expires else None
+    # "" is refused, not taken for "never": an unset shell variable must not make a token for ever
+    expires = parse_duration("expires", args.expires) if args.expires is not None else None
     with open_app(args) as app:
         token, secret = app.tokens.create(args.name, args.scope, expires)
     if args.json:

@@ -70,7 +70,7 @@ class Task(Generic[P, R]):
         self.__conveyor_wrapped__ = fn
         functools.update_wrapper(self, fn)
         self.queue, self.attempts, self.timeout = queue, attempts, timeout
-        self.unique_key, self.priority, self.tags = unique_key, priority, tuple(tags)
+        self.unique_key, self.priority, self.tags = unique_key, priority, _tags(tags)
         self.client = client
         self._signature = inspect.signature(fn)
         module = getattr(fn, "__module__", None)
@@ -118,6 +118,13 @@ class Task(Generic[P, R]):
                 "an importable module",
             )
         _check_json(self.fn.__qualname__, args, kwargs)
+        try:  # a call the function cannot take fails now, not when a worker runs it
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            plain = ", ".join(str(p.replace(annotation=p.empty)) for p in self._signature.parameters.values())
+            raise errors.ValidationError(
+                "args", f"{self.fn.__qualname__}({plain}): {exc}", "the function's parameters"
+            ) from None
         body: dict[str, Any] = {
             "queue": self.queue,
             "function": self.path,
@@ -129,12 +136,8 @@ class Task(Generic[P, R]):
         if self.timeout is not None:
             body["timeout_seconds"] = self.timeout
         if self.tags or tags:
-            body["tags"] = [*self.tags, *tags]
+            body["tags"] = [*self.tags, *_tags(tags)]
         if self.unique_key is not None:
-            try:
-                bound = self._signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise errors.ValidationError("args", str(exc)) from None
             bound.apply_defaults()
             try:
                 key = self.unique_key.format_map(bound.arguments)
@@ -255,3 +258,10 @@ def task(
         )
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """``tags`` as a tuple; one string is refused, not split into one-letter tags."""
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        raise errors.ValidationError("tags", f"{tags!r} is not a list of tags", '["nightly", "billing"]')
+    return tuple(tags)

@@ -39,7 +39,7 @@ class CatalogService:
             max_memory_mb=None
             if max_memory_mb is None
             else validate.integer("max_memory_mb", max_memory_mb, 1, 2**40),
-            enabled=enabled,
+            enabled=validate.boolean("enabled", enabled),
         )
         put = self.store.environment_put(env, self.clock.now())
         self.changed()
@@ -69,6 +69,10 @@ class CatalogService:
         enabled: bool = True,
         environments: Sequence[str] = ("default",),
     ) -> Queue:
+        if isinstance(environments, str) or not isinstance(environments, Sequence):
+            raise errors.ValidationError(
+                "environments", f"{environments!r} is not a list of names", '["spot", "on-demand"]'
+            )
         if not environments:
             raise errors.ValidationError(
                 "environments", "a queue needs at least one compute environment", "e.g. default"
@@ -80,7 +84,7 @@ class CatalogService:
         queue = Queue(
             name=validate.name("name", name),
             priority=validate.integer("priority", priority, -1000, 1000),
-            enabled=enabled,
+            enabled=validate.boolean("enabled", enabled),
             environments=tuple(environments),
         )
         put = self.store.queue_put(queue, self.clock.now())

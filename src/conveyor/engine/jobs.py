@@ -13,6 +13,7 @@ from typing import Any
 from conveyor import errors, templates
 from conveyor.clock import Clock
 from conveyor.engine import validate
+from conveyor.engine.catalog import MAX_REVISION
 from conveyor.model import (
     MAX_ID,
     Attempt,
@@ -531,6 +532,10 @@ class JobService:
             run_at = validate.moment(f"{prefix}run_at", run_at)
         # relations (most submissions have none: skip the generators then)
         deps: tuple[Dependency, ...] = ()
+        if isinstance(req.depends_on, str | bytes):  # "12" is not jobs 1 and 2
+            raise errors.ValidationError(
+                f"{prefix}depends_on", f"{req.depends_on!r} is not a list of job ids", "[12, 15]"
+            )
         if req.depends_on:
             deps = tuple(
                 d
@@ -588,6 +593,10 @@ class JobService:
             raise errors.ValidationError(
                 f"{prefix}idempotency_key", _length(req.idempotency_key), f"1-{MAX_KEY} characters"
             )
+        if isinstance(req.tags, str):  # not split into one-letter tags
+            raise errors.ValidationError(
+                f"{prefix}tags", f"{req.tags!r} is not a list of tags", '["nightly"]'
+            )
         tags = tuple(str(t) for t in req.tags) if req.tags else ()
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
@@ -636,6 +645,8 @@ class JobService:
     ) -> tuple[DefinitionSpec, str | None, int | None, dict[str, str], Any]:
         # what to run: a definition (with overrides) or an ad-hoc command/function
         if req.definition is not None:
+            if req.definition_revision is not None:  # the column's range (a larger one overflowed)
+                validate.integer(f"{prefix}definition_revision", req.definition_revision, 1, MAX_REVISION)
             if req.command is not None or req.function is not None:
                 raise errors.ValidationError(
                     f"{prefix}definition", "give a definition or a command/function, not both"

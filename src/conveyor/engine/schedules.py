@@ -79,6 +79,9 @@ def _aware(field: str, value: datetime | None) -> datetime | None:
     return validate.moment(field, value).astimezone(UTC)
 
 
+MAX_PAGE = 10_000  # schedules or fires listed at once
+
+
 class ScheduleService:
     def __init__(self, store: Store, clock: Clock, jobs: JobService) -> None:
         self.store = store
@@ -305,10 +308,12 @@ class ScheduleService:
         return s
 
     def find(self, **filters: Any) -> list[Schedule]:
+        if filters.get("limit") is not None:
+            validate.integer("limit", filters["limit"], 1, MAX_PAGE)
         return self.store.schedule_list(**filters)
 
     def history(self, name: str, limit: int = 50) -> list[ScheduleFire]:
-        return self.store.schedule_history(name, limit)
+        return self.store.schedule_history(name, validate.integer("limit", limit, 1, MAX_PAGE))
 
     def upcoming(self, s: Schedule, count: int = 5) -> list[tuple[datetime, datetime]]:
         """The next ``count`` (nominal, due) pairs of a schedule."""
@@ -337,6 +342,10 @@ class ScheduleService:
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        validate.integer("batch_size", self.batch_size, 1, 100_000)
+
     """Schedules claimed per transaction."""
     max_batches: int = 10_000
     """Transactions per ``run_once`` at most (then the loop goes round again)."""

@@ -230,6 +230,9 @@ def parse_duration(field: str, text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
     if not match:
         raise errors.ValidationError(field, f"{text!r} is not a duration", "e.g. 90s, 15m, 12h, 30d, 2w")
-    value = float(match.group(1))
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
-    return timedelta(seconds=value * unit)
+    seconds = (
+        float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
+    )
+    if seconds > 100 * 366 * 86_400:  # timedelta ends at 999,999,999 days: a clear error well before
+        raise errors.ValidationError(field, f"{text.strip()!r} is too long", "at most 100 years, e.g. 3650d")
+    return timedelta(seconds=seconds)

@@ -75,6 +75,8 @@ def integer(field: str, value: Any, low: int, high: int) -> int:
 
 def number(field: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
     try:
+        if isinstance(value, bool):  # float(True) is 1.0: a flag where a number goes
+            raise TypeError
         out = float(value)
     except (TypeError, ValueError):
         raise errors.ValidationError(field, f"{value!r} is not a number", f"{low:g}..{high:g}") from None
@@ -82,6 +84,14 @@ def number(field: str, value: Any, low: float, high: float, *, low_open: bool = 
         shown = f"more than {low:g}, up to {high:g}" if low_open else f"{low:g}..{high:g}"
         raise errors.ValidationError(field, f"{value!r} is out of range", shown)
     return out
+
+
+def boolean(field: str, value: Any) -> bool:
+    """``value`` if it is True or False: ``bool("false")`` is True, and "no" stored as text
+    read back as enabled."""
+    if type(value) is not bool:
+        raise errors.ValidationError(field, f"{value!r} is not true or false", "true, false")
+    return value
 
 
 def is_text(value: Any) -> bool:
@@ -185,7 +195,14 @@ def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None)
             raise errors.ValidationError(
                 f"{f}.action", f"{rule.get('action')!r} is not an action", "RETRY, EXIT"
             )
+        for key in rule:
+            if key not in ("action", "on_exit_code", "on_reason"):
+                raise errors.ValidationError(
+                    f"{f}.{key}", "is not a known field", "action, on_exit_code, on_reason"
+                )
         code, reason = rule.get("on_exit_code"), rule.get("on_reason")
+        if reason is not None and not isinstance(reason, str):
+            raise errors.ValidationError(f"{f}.on_reason", f"{reason!r} is not a glob", 'e.g. "timed out*"')
         if code is None and reason is None:
             raise errors.ValidationError(
                 f, "needs on_exit_code or on_reason (globs)", 'e.g. on_exit_code: "137"'
@@ -219,7 +236,7 @@ def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None)
             0,
             7 * 86_400,
         ),
-        jitter=bool(value.get("jitter", base.jitter)),
+        jitter=boolean(f"{field}.jitter", value.get("jitter", base.jitter)),
     )
 
 

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import select
 import threading
@@ -309,6 +310,23 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     except (OSError, psycopg.Error):
         return True
     return pgconn.status != pq.ConnStatus.OK or any(w in (b"FATAL", b"PANIC") for w in last_words)
+
+
+def _names_a_database(url: str) -> None:
+    """Refuse a URL that names no database: libpq would pick one by its defaults (the user's
+    name) and Conveyor would create its tables there."""
+    try:
+        dbname = psycopg.conninfo.conninfo_to_dict(url).get("dbname")
+    except psycopg.ProgrammingError as exc:
+        raise errors.ValidationError(
+            "database",
+            f"{redact(url)!r} is not a PostgreSQL URL: {str(exc).strip()}",
+            "postgresql://user@host:5432/dbname",
+        ) from None
+    if not dbname and not os.environ.get("PGDATABASE"):
+        raise errors.ValidationError(
+            "database", f"{redact(url)!r} names no database", "postgresql://user@host:5432/dbname"
+        )
 
 
 def redact(url: str) -> str:
@@ -633,6 +651,7 @@ class PostgresStore(StoreOps):
         async_commit: bool = True,
     ) -> None:
         super().__init__()
+        _names_a_database(url)
         self.url = url
         self.async_commit = async_commit
         self.d = PostgresDialect()

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor import errors
+from conveyor.engine import validate
 from conveyor.engine.jobs import BulkOutcome, JobSelection, SubmitRequest
 from conveyor.model import (
     Attempt,
@@ -30,6 +31,9 @@ from conveyor.model import (
 from conveyor.store.tokens import Token
 
 JSONObject = dict[str, Any]
+
+
+MAX_PAGE = 1000  # jobs listed at once (GET /v1/jobs, the SDK's jobs())
 
 
 def when(value: datetime | None) -> str | None:
@@ -105,7 +109,7 @@ def selection_from_dict(body: Mapping[str, Any]) -> JobSelection:
         states=job_states("states", body.get("states") or ()),
         queue=body.get("queue"),
         tag=body.get("tag"),
-        everything=bool(body.get("all", False)),
+        everything=validate.boolean("all", body.get("all", False)),
     )
 
 

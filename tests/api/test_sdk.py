@@ -132,6 +132,20 @@ def test_what_could_only_be_a_mistake_is_refused_the_same_way_on_both_backends(c
         client.submit(command=["true"], retry={"attempts": 2, "jitter": "false"})
     assert exc.value.field == "retry.jitter"
     assert client.jobs()["jobs"] == []
+    # in-process, these listed every job, raised ValueError, or ran a dry run as a real one
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"limit": 0}, "limit"),
+        ({"limit": 10**20}, "limit"),
+        ({"state": "FOO"}, "state"),
+    ]
+    for query, field in cases:
+        with pytest.raises(errors.ValidationError) as exc:
+            client.jobs(**query)
+        assert exc.value.field == field, query
+    for selection, field in (({"all": "yes"}, "all"), ({"all": True, "dry_run": "no"}, "dry_run")):
+        with pytest.raises(errors.ValidationError) as exc:
+            client.cancel_many(**selection)
+        assert exc.value.field == field, selection
 
 
 def test_bulk_cancel_retry_and_terminate_the_same_way_on_both_backends(client: Client) -> None:

@@ -30,7 +30,7 @@ from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import MAX_ID, InsertResult, Job
 
-MAX_PAGE = 1000
+MAX_PAGE = wire.MAX_PAGE
 
 
 def _authorise_submission(call: Call, req: SubmitRequest, field: str) -> SubmitRequest:

@@ -16,7 +16,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from conveyor import errors, wire
 from conveyor.app import App
-from conveyor.model import JobState
+from conveyor.engine import validate
+from conveyor.model import MAX_ID
 
 JSONObject = dict[str, Any]
 
@@ -255,14 +256,21 @@ class LocalBackend:
         return out
 
     def list_jobs(self, query: Mapping[str, Any]) -> JSONObject:
-        limit = int(query.get("limit") or 50)
-        states = [JobState(s.strip().upper()) for s in str(query.get("state") or "").split(",") if s.strip()]
+        """What ``GET /v1/jobs`` answers, checked as it checks (a limit of 0 listed every job)."""
+        limit = validate.integer(
+            "limit", 50 if query.get("limit") is None else query["limit"], 1, wire.MAX_PAGE
+        )
+        state = query.get("state")
+        ids = {
+            name: None if query.get(name) is None else validate.integer(name, query[name], 1, MAX_ID)
+            for name in ("array_parent_id", "before_id")
+        }
         jobs = self.app.store.job_list(
-            states=states,
+            states=list(wire.job_states("state", [state] if state else [])),
             queue=query.get("queue"),
             tag=query.get("tag"),
-            array_parent_id=query.get("array_parent_id"),
-            before_id=query.get("before_id"),
+            array_parent_id=ids["array_parent_id"],
+            before_id=ids["before_id"],
             limit=limit,
         )
         return {
@@ -279,7 +287,8 @@ class LocalBackend:
 
     def bulk_action(self, action: str, body: Mapping[str, Any]) -> JSONObject:
         selection = wire.selection_from_dict(body)
-        out = self.app.jobs.act_on_many(action, selection, body.get("reason", ""), bool(body.get("dry_run")))
+        dry_run = validate.boolean("dry_run", body.get("dry_run", False))
+        out = self.app.jobs.act_on_many(action, selection, body.get("reason", ""), dry_run)
         return wire.bulk_to_dict(out)
 
     def attempts(self, job_id: int) -> list[JSONObject]:

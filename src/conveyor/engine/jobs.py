@@ -532,11 +532,11 @@ class JobService:
             run_at = validate.moment(f"{prefix}run_at", run_at)
         # relations (most submissions have none: skip the generators then)
         deps: tuple[Dependency, ...] = ()
-        if isinstance(req.depends_on, str | bytes):  # "12" is not jobs 1 and 2
-            raise errors.ValidationError(
-                f"{prefix}depends_on", f"{req.depends_on!r} is not a list of job ids", "[12, 15]"
-            )
         if req.depends_on:
+            if isinstance(req.depends_on, str | bytes):  # "12" is not jobs 1 and 2
+                raise errors.ValidationError(
+                    f"{prefix}depends_on", f"{req.depends_on!r} is not a list of job ids", "[12, 15]"
+                )
             deps = tuple(
                 d
                 if isinstance(d, Dependency)
@@ -593,11 +593,13 @@ class JobService:
             raise errors.ValidationError(
                 f"{prefix}idempotency_key", _length(req.idempotency_key), f"1-{MAX_KEY} characters"
             )
-        if isinstance(req.tags, str):  # not split into one-letter tags
-            raise errors.ValidationError(
-                f"{prefix}tags", f"{req.tags!r} is not a list of tags", '["nightly"]'
-            )
-        tags = tuple(str(t) for t in req.tags) if req.tags else ()
+        tags: tuple[str, ...] = ()
+        if req.tags:
+            if isinstance(req.tags, str):  # not split into one-letter tags
+                raise errors.ValidationError(
+                    f"{prefix}tags", f"{req.tags!r} is not a list of tags", '["nightly"]'
+                )
+            tags = tuple(str(t) for t in req.tags)
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(

@@ -346,7 +346,7 @@ def payload_json(field: str, value: Any) -> str:
                 out = "".join(_C_ENCODER(value, 0))
             except RecursionError:
                 out = "".join(_c_encoder({})(value, 0))  # ValueError when it contains itself
-        if ("\\ud" in out or "\\u0000" in out) and not is_text(value):
+        if "\\u" in out and ("\\ud" in out or "\\u0000" in out) and not is_text(value):
             text(field, value)
         return out
     except (TypeError, ValueError) as exc:

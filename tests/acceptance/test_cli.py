@@ -165,6 +165,7 @@ BAD_SUBMITS = [
         ["submit", "--run-at", "9999-12-31T23:59:59-14:00", "--", "echo"], "run_at", id="run-at-year-10000"
     ),
     pytest.param(["submit", "--priority", "1_0", "--", "echo"], "priority", id="priority-underscore"),
+    pytest.param(["submit", "--unique-ttl", "5", "--", "echo"], "unique_ttl_seconds", id="ttl-without-key"),
     pytest.param(["submit", "--", "echo", "a\udcffb"], "command", id="argument-not-utf8"),
 ]
 
@@ -204,6 +205,12 @@ BAD_OPTIONS = [
     pytest.param(["schedules", "list", "--limit", str(2**64)], "limit", id="schedules-limit-huge"),
     pytest.param(["scheduler", "--once", "--batch-size", str(2**64)], "batch_size", id="batch-size-huge"),
     pytest.param(["worker", "--burst", "--import", ""], "import", id="import-empty"),
+    pytest.param(["worker", "--burst", "--queues", "nope"], "queues", id="burst-unknown-queue"),
+    pytest.param(
+        ["server", "--no-scheduler", "--port", "0", "--environment", "nope"],
+        "environment",
+        id="server-unknown-env",
+    ),
     pytest.param(["tokens", "create", "--scope", "admin", "--expires", ""], "expires", id="expires-empty"),
     pytest.param(
         ["tokens", "create", "--scope", "admin", "--expires", "9" * 30 + "d"], "expires", id="expires-huge"
@@ -255,6 +262,32 @@ def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path
 def test_jobs_list_is_empty_after_a_refused_submit(sqlite_url: str, tmp_path: Path) -> None:
     assert conveyor("submit", "--attempts", "11", "--", "echo", db=sqlite_url, cwd=tmp_path).returncode == 2
     assert ok_json("jobs", "list", db=sqlite_url, cwd=tmp_path) == []
+
+
+def test_create_never_overwrites_and_every_change_answers_json(sqlite_url: str, tmp_path: Path) -> None:
+    """`queues create` on an existing queue reset its priority and enabled it again, silently;
+    delete, deactivate and migrate printed text under --json."""
+    db = sqlite_url
+    assert ok_json("queues", "create", "q1", "--priority", "5", db=db, cwd=tmp_path)["priority"] == 5
+    done = conveyor("queues", "create", "q1", db=db, cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line_error(done.stderr) == (
+        "conveyor: queue 'q1' already exists; change it with `conveyor queues update q1`"
+    )
+    assert ok_json("environments", "create", "e1", "--max-vcpus", "4", db=db, cwd=tmp_path)["max_vcpus"] == 4
+    assert conveyor("environments", "create", "e1", db=db, cwd=tmp_path).returncode == 2
+    assert [q["priority"] for q in ok_json("queues", "list", db=db, cwd=tmp_path) if q["name"] == "q1"] == [5]
+    assert ok_json("queues", "delete", "q1", db=db, cwd=tmp_path) == {"queue": "q1", "deleted": True}
+    assert ok_json("environments", "delete", "e1", db=db, cwd=tmp_path) == {
+        "environment": "e1",
+        "deleted": True,
+    }
+    ok_json("definitions", "register", "d", "--", "true", db=db, cwd=tmp_path)
+    assert ok_json("definitions", "deactivate", "d", db=db, cwd=tmp_path) == {
+        "definition": "d",
+        "deactivated": True,
+    }
+    assert ok_json("migrate", db=db, cwd=tmp_path)["schema_version"] >= 1
 
 
 def test_a_postgresql_url_without_a_database_is_refused(tmp_path: Path) -> None:

@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_migrate(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         current, latest = app.store.schema_status()
-        sys.stdout.write(f"schema version {current} (latest {latest})\n")
+        if getattr(args, "json", False):
+            render.emit_json({"schema_version": current, "latest": latest})
+        else:
+            sys.stdout.write(f"schema version {current} (latest {latest})\n")
     return 0
 
 
@@ -139,6 +142,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
             known = ", ".join(e.name for e in app.store.environment_list())
             raise errors.ValidationError(
                 "environment", f"compute environment {args.environment!r} does not exist", known
+            )
+        names = {q.name for q in app.store.queue_list()}
+        missing = [q for q in config.queues or () if q not in names]
+        if missing:
+            what = f"queue {missing[0]!r} does not exist"
+            if args.burst:  # nothing to drain: a typo, not a queue made later
+                raise errors.ValidationError("queues", what, ", ".join(sorted(names)))
+            logging.getLogger("conveyor.worker").warning(
+                "%s (yet): its jobs are served once it is made", what
             )
         worker = app.worker(config)
         signals = {"count": 0}

@@ -235,6 +235,10 @@ def queues_put(args: argparse.Namespace) -> int:
         envs = csv(args.environments)
         enabled = None if args.disabled is None else not args.disabled
         if args.action_name == "create":
+            if app.store.queue_get(args.name) is not None:  # create never overwrites
+                raise errors.Conflict(
+                    f"queue {args.name!r} already exists; change it with `conveyor queues update {args.name}`"
+                )
             queue = app.catalog.put_queue(
                 args.name,
                 priority=args.priority,
@@ -257,7 +261,7 @@ def queues_toggle(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.action_name == "delete":
             app.catalog.delete_queue(args.name)
-            sys.stdout.write(f"queue {args.name} deleted\n")
+            _print(args, {"queue": args.name, "deleted": True}, f"queue {args.name} deleted")
             return 0
         queue = app.catalog.update_queue(args.name, enabled=args.action_name == "enable")
         _print(args, queue, f"queue {queue.name}: {'enabled' if queue.enabled else 'disabled'}")
@@ -296,6 +300,11 @@ def envs_put(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         enabled = None if args.disabled is None else not args.disabled
         if args.action_name == "create":
+            if app.store.environment_get(args.name) is not None:  # create never overwrites
+                raise errors.Conflict(
+                    f"environment {args.name!r} already exists;"
+                    f" change it with `conveyor environments update {args.name}`"
+                )
             env = app.catalog.put_environment(
                 args.name,
                 max_vcpus=args.max_vcpus,
@@ -318,7 +327,7 @@ def envs_toggle(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.action_name == "delete":
             app.catalog.delete_environment(args.name)
-            sys.stdout.write(f"environment {args.name} deleted\n")
+            _print(args, {"environment": args.name, "deleted": True}, f"environment {args.name} deleted")
             return 0
         env = app.catalog.update_environment(args.name, enabled=args.action_name == "enable")
         _print(args, env, f"environment {env.name}: {'enabled' if env.enabled else 'disabled'}")
@@ -418,7 +427,7 @@ def defs_show(args: argparse.Namespace) -> int:
 def defs_deactivate(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         app.catalog.deactivate_definition(args.name)
-        sys.stdout.write(f"definition {args.name} deactivated\n")
+        _print(args, {"definition": args.name, "deactivated": True}, f"definition {args.name} deactivated")
     return 0
 
 

@@ -541,7 +541,10 @@ def cmd_action(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.action_name == "delete":
             app.schedules.delete(args.name)
-            sys.stdout.write(f"schedule {args.name} deleted\n")
+            if getattr(args, "json", False):
+                render.emit_json({"schedule": args.name, "deleted": True})
+            else:
+                sys.stdout.write(f"schedule {args.name} deleted\n")
             return 0
         if args.action_name == "pause":
             s, changed = app.schedules.pause(args.name)

@@ -113,6 +113,11 @@ def cmd_server(args: argparse.Namespace) -> int:
             children.append(pid)
     try:
         with open_app(args) as app:
+            if not args.no_worker and app.store.environment_get(args.environment) is None:
+                known = ", ".join(e.name for e in app.store.environment_list())
+                raise errors.ValidationError(  # as `conveyor worker` refuses it
+                    "environment", f"compute environment {args.environment!r} does not exist", known
+                )
             if not app.tokens.any_usable():
                 db = f" --database {args.database}" if args.database else ""
                 sys.stderr.write(FIRST_TOKEN.format(database=db))

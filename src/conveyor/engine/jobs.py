@@ -580,6 +580,10 @@ class JobService:
                 raise errors.ValidationError(f"{prefix}unique_key", f"must be 1-{MAX_KEY} characters")
         ttl = None
         if req.unique_ttl_seconds is not None:
+            if unique_key is None:
+                raise errors.ValidationError(
+                    f"{prefix}unique_ttl_seconds", "is given without a unique_key", "a unique_key with it"
+                )
             ttl = validate.number(
                 f"{prefix}unique_ttl_seconds", req.unique_ttl_seconds, 0, validate.MAX_DELAY_SECONDS
             )

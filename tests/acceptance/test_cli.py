@@ -198,6 +198,11 @@ BAD_OPTIONS = [
     pytest.param(["jobs", "prune", "--older-than", "-1"], "older_than", id="prune-negative"),
     pytest.param(["jobs", "prune", "--older-than", "nan"], "older_than", id="prune-nan"),
     pytest.param(["submit", "--from-file", "/nonexistent/jobs.jsonl"], "from_file", id="from-file-missing"),
+    # each line holds its own fields: a job flag beside --from-file was silently ignored
+    pytest.param(
+        ["submit", "--from-file", "j.jsonl", "--priority", "5"], "from_file", id="from-file-priority"
+    ),
+    pytest.param(["submit", "--from-file", "j.jsonl", "--", "echo"], "from_file", id="from-file-command"),
     pytest.param(["definitions", "show", "d", "--revision", str(2**64)], "revision", id="revision-huge"),
     pytest.param(["jobs", "list", "--limit", "abc"], "limit", id="list-limit-abc"),
     pytest.param(["jobs", "logs", "1", "--attempt", str(2**64)], "attempt", id="logs-attempt-huge"),
@@ -217,6 +222,9 @@ BAD_OPTIONS = [
     ),
     pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "99999"], "port", id="port-99999"),
     pytest.param(["server", "--no-worker", "--no-scheduler", "--port", "-1"], "port", id="port-negative"),
+    pytest.param(
+        ["server", "--no-worker", "--no-scheduler", "--host", "999.999.999.999"], "host", id="host-no-address"
+    ),
     pytest.param(
         ["server", "--no-worker", "--no-scheduler", "--rate-limit", "nan"], "rate-limit", id="rate-nan"
     ),

@@ -160,14 +160,14 @@ def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.attempts is not None:
         retry = merged("retry", retry, {"attempts": args.attempts}, "--attempts")
     return {
-        "queue": args.queue,
+        "queue": "default" if args.queue is None else args.queue,
         "definition": args.definition,
         "definition_revision": args.revision,
         "command": command_argv(args) or None,
         "function": args.function,
         "parameters": key_values("param", args.param),
         "payload": json_arg("payload", args.payload),
-        "priority": args.priority,
+        "priority": 0 if args.priority is None else args.priority,
         "unique_key": args.unique_key,
         "timeout_seconds": args.timeout,
         "retry": retry,

@@ -7,10 +7,21 @@ import json
 import sys
 import textwrap
 import time
+from typing import Any
 
 from conveyor import errors, wire
 from conveyor.cli import render
-from conveyor.cli.common import Formatter, add_db, csv, iso_time, job_fields, key_values, open_app, whole
+from conveyor.cli.common import (
+    Formatter,
+    add_db,
+    command_argv,
+    csv,
+    iso_time,
+    job_fields,
+    key_values,
+    open_app,
+    whole,
+)
 from conveyor.engine import validate
 from conveyor.engine.jobs import BULK_PAGE, JobSelection, SubmitRequest
 from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
@@ -37,7 +48,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(p)
-    p.add_argument("--queue", "-q", default="default", help="queue name (default: default)")
+    p.add_argument("--queue", "-q", help="queue name (default: default)")
     p.add_argument("--definition", "-d", help="job definition name (its active revision)")
     p.add_argument("--revision", type=whole, help="a specific revision of the definition")
     p.add_argument(
@@ -51,9 +62,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="parameter for {NAME} in the command (repeat)",
     )
     p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload (>256 KiB goes to the blob store)")
-    p.add_argument(
-        "--priority", type=whole, default=0, help="priority within the queue, higher first (default 0)"
-    )
+    p.add_argument("--priority", type=whole, help="priority within the queue, higher first (default 0)")
     p.add_argument("--delay", type=float, metavar="SECONDS", help="run no earlier than SECONDS from now")
     p.add_argument("--run-at", metavar="ISO-TIME", help="run no earlier than this time (with offset)")
     p.add_argument(
@@ -224,9 +233,24 @@ def _request(args: argparse.Namespace) -> SubmitRequest:
     )
 
 
+def _job_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The flags that shape one job, as given (None: not given)."""
+    names = ("queue", "definition", "revision", "function", "param", "payload", "priority", "delay",
+             "run_at", "depends_on", "array_size", "unique_key", "unique_ttl", "idempotency_key",
+             "timeout", "attempts", "retry", "vcpus", "memory", "env", "tag", "name")  # fmt: skip
+    return [("--" + name.replace("_", "-"), getattr(args, name, None)) for name in names]
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         if args.from_file:
+            given = [flag for flag, value in _job_flags(args) if value is not None and value != []]
+            if given or command_argv(args):  # each line holds its own fields: a flag was ignored
+                raise errors.ValidationError(
+                    "from_file",
+                    f"is given with {given[0] if given else 'a command'}, which it would ignore",
+                    "the fields on each line, and no job flags",
+                )
             try:
                 fh = sys.stdin if args.from_file == "-" else open(args.from_file, encoding="utf-8")  # noqa: SIM115
             except OSError as exc:

@@ -90,6 +90,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     # refused here, not by the socket: port 99999 was bound as 34463 (mod 65536), -1 exited 3
     if not 0 <= args.port <= 65535:
         raise errors.ValidationError("port", f"{args.port} is out of range", "0-65535 (0: any free port)")
+    try:  # an address that is none: refused here, not by uvicorn after "serving ..." (exit 3)
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.ValidationError(
+            "host", f"{args.host!r} is not an address here: {exc}", "e.g. 127.0.0.1, 0.0.0.0, ::"
+        ) from None
     if not 0 <= args.rate_limit <= 1e9:  # NaN fails both
         raise errors.ValidationError("rate-limit", f"{args.rate_limit:g} is out of range", "0 (off) or more")
     if not 1 <= args.max_body <= 2**40:

@@ -226,6 +226,7 @@ def test_bulk_actions_of_a_submit_token_stay_within_its_queues(live: Live) -> No
     assert live.call("POST", "/v1/jobs/cancel", {"queue": "default"}, token=submitter).status == 403
     denied = live.call("POST", "/v1/jobs/cancel", {"ids": [mine.json["job"]["id"], theirs]}, token=submitter)
     assert denied.status == 403 and f"job {theirs}" in denied.json["detail"]
+    assert "default" not in denied.json["detail"]  # another queue's name is not the token's to learn
     assert live.call("GET", f"/v1/jobs/{theirs}").json["state"] == "SUBMITTED"
     allowed = live.call("POST", "/v1/jobs/cancel", {"queue": "reports-daily"}, token=submitter)
     assert allowed.status == 200 and allowed.json["changed"] == [mine.json["job"]["id"]]

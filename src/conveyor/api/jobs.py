@@ -274,7 +274,9 @@ def _bulk(call: Call, action: str) -> Reply:
         if sel.ids:
             queues = call.app.store.job_queues([i for i in sel.ids if 1 <= i <= MAX_ID])
             for job_id, queue in queues.items():
-                call.require(p.may_submit(queue), f"{action} job {job_id} (queue {queue!r})")
+                call.require(
+                    p.may_submit(queue), f"{action} job {job_id} (it is not in a queue this token submits to)"
+                )
         else:
             call.require(
                 sel.queue is not None and p.may_submit(sel.queue),

@@ -88,6 +88,23 @@ def test_bad_input_exits_2_naming_the_field_and_stores_nothing(
     assert json.loads(out) == []
 
 
+def test_shortcut_flags_beside_json_targets_are_refused_not_ignored(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--database", sqlite_url)
+    target = '{"command": ["true"], "queue": "default"}'
+    for flag, value in (("--queue", "nope"), ("--priority", "5"), ("--timeout", "9")):
+        code, _, err = run(
+            capsys, "schedules", "create", "s", "-x", "@daily", "--target-json", target, flag, value, *db
+        )
+        assert code == 2 and err.startswith(f"conveyor: target_json: is given with {flag},"), err
+    assert json.loads(run(capsys, "schedules", "list", "--json", *db)[1]) == []
+    code, _, _ = run(capsys, "schedules", "create", "s", "-x", "@daily", "--priority", "4", *db, "--", "true")
+    assert code == 0
+    shown = json.loads(run(capsys, "schedules", "show", "s", "--json", *db)[1])
+    assert [(t["queue"], t["priority"]) for t in shown["targets"]] == [("default", 4)]
+
+
 def test_a_duplicate_name_exits_2(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     db = ("--database", sqlite_url)
     assert run(capsys, "schedules", "create", "dup", "-x", "@daily", *db, "--", "true")[0] == 0

@@ -235,15 +235,13 @@ def _settings(p: argparse.ArgumentParser, *, update: bool) -> None:
         metavar="JSON|@FILE",
         help="a target as a submission object (repeat for several)",
     )
-    p.add_argument(
-        "--queue", "-q", default=default("default"), help="target queue for the shortcut (default: default)"
-    )
+    p.add_argument("--queue", "-q", help="target queue for the shortcut (default: default)")
     p.add_argument("--definition", "-d", help="target job definition")
     p.add_argument("--revision", type=whole, help="a specific revision of the definition")
     p.add_argument("--function", "-f", metavar="MODULE:CALLABLE", help="target Python callable")
     p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="job parameter (repeat)")
     p.add_argument("--payload", metavar="JSON|@FILE", help="JSON payload of each job")
-    p.add_argument("--priority", type=whole, default=default(0), help="job priority within the queue")
+    p.add_argument("--priority", type=whole, help="job priority within the queue (default 0)")
     p.add_argument(
         "--unique-key", metavar="KEY", help="at most one unfinished job per key, e.g. sync:{schedule}"
     )
@@ -309,6 +307,15 @@ def _targets(args: argparse.Namespace) -> list[SubmitRequest]:
     argv = command_argv(args)
     if argv or args.definition or args.function or not targets:
         targets.append(SubmitRequest(**job_fields(args)))
+    else:  # the shortcut's flags shape only the shortcut's target: beside JSON targets they were ignored
+        given = [f for f in _TARGET_FLAGS if f != "target_json" and getattr(args, f, None) not in (None, [])]
+        if given:
+            raise errors.ValidationError(
+                "target_json",
+                f"is given with --{given[0].replace('_', '-')}, which shapes only a target given by a"
+                " command, --function or --definition",
+                "that field inside the JSON target",
+            )
     return targets
 
 

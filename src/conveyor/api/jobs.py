@@ -28,6 +28,7 @@ from conveyor.api.http import (
 )
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
+from conveyor.engine.tokens import Principal
 from conveyor.model import MAX_ID, InsertResult, Job
 
 MAX_PAGE = wire.MAX_PAGE
@@ -72,6 +73,7 @@ class Pending:
     secret: str
     body: Any
     query: QueryParams
+    principal: Principal | None = None  # verified already (read_request): not verified again
 
 
 def groupable(body: Any) -> bool:
@@ -94,7 +96,9 @@ def submit_group(
     calls: list[tuple[int, Call, SubmitRequest]] = []
     for i, item in enumerate(items):
         try:
-            call = authorised_call(app, config, limiter, item.secret, {}, item.query, item.body)
+            call = authorised_call(
+                app, config, limiter, item.secret, {}, item.query, item.body, item.principal
+            )
             calls.append(
                 (i, call, _authorise_submission(call, wire.request_from_dict(item.body, ""), "queue"))
             )
@@ -157,7 +161,7 @@ async def submit_endpoint(request: Request) -> Response:
         )
         group: GroupCommit[Pending, Reply] | None = state.submit_group
         if group is not None and groupable(parsed):
-            result: Reply | Any = await group(Pending(secret, parsed, request.query_params))
+            result: Reply | Any = await group(Pending(secret, parsed, request.query_params, principal))
         else:
 
             def work() -> Reply:

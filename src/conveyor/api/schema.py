@@ -15,6 +15,7 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
+from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
 from conveyor.engine.jobs import MAX_KEY, MAX_NAME
 from conveyor.engine.validate import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MAX_VCPUS, PRIORITY_RANGE
@@ -489,14 +490,9 @@ def _no_nul(value: Any, at: str) -> None:
 
 
 def _text(value: str, field: str, what: str) -> None:
-    if "\x00" in value:
-        raise errors.ValidationError(field, f"{what} a NUL character", "Unicode text without NUL")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise errors.ValidationError(
-            field, f"{what} a lone UTF-16 surrogate (\\ud800-\\udfff escapes come in pairs)", "Unicode text"
-        ) from None
+    problem = validate.not_text(value)
+    if problem is not None:
+        raise errors.ValidationError(field, f"{what} {problem}", "Unicode text without NUL")
 
 
 def _path(base: str, key: str | int) -> str:

@@ -74,8 +74,6 @@ def _choice(field: str, value: Any, kind: type[Overlap] | type[CatchUp]) -> Any:
 def _aware(field: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise errors.ValidationError(field, "has no UTC offset", "e.g. 2026-05-01T12:00:00+00:00")
     return validate.moment(field, value).astimezone(UTC)
 
 

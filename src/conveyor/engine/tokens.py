@@ -157,9 +157,15 @@ class TokenService:
         """``verify`` without reading the store: the principal of a secret verified lately,
         ``errors.Unauthorized`` for one that cannot be a token or has expired, None when only
         ``verify`` can tell (for the HTTP server's event loop, which must not block)."""
+        return self._cached(self._digest(secret))
+
+    @staticmethod
+    def _digest(secret: str) -> str:
         if not secret.startswith(PREFIX) or len(secret) > 200:
             raise errors.Unauthorized("the token is not a Conveyor token")
-        digest = hash_secret(secret)
+        return hash_secret(secret)
+
+    def _cached(self, digest: str) -> Principal | None:
         with self._lock:
             hit = self._cache.get(digest)
         if hit is None or self.clock.monotonic() - hit[0] > self.cache_seconds:
@@ -171,10 +177,10 @@ class TokenService:
 
     def verify(self, secret: str) -> Principal:
         """The principal of a bearer secret, or ``errors.Unauthorized``."""
-        principal = self.verify_cached(secret)
+        digest = self._digest(secret)
+        principal = self._cached(digest)
         if principal is not None:
             return principal
-        digest = hash_secret(secret)
         mono = self.clock.monotonic()
         now = self.clock.now()
         token = self.store.token_by_hash(digest)

@@ -94,20 +94,28 @@ def boolean(field: str, value: Any) -> bool:
     return value
 
 
+def not_text(value: str) -> str | None:
+    """What makes one string not Unicode text without NUL ("a NUL character", "a lone UTF-16
+    surrogate"), or None: a lone surrogate (from a JSON ``"\\ud800"`` or an argument that was
+    not UTF-8) encodes nowhere, and a NUL ends a C string (argv, the environment) and is
+    refused by PostgreSQL's jsonb."""
+    if "\x00" in value:
+        return "a NUL character"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "a lone UTF-16 surrogate (\\ud800-\\udfff escapes come in pairs)"
+    return None
+
+
 def is_text(value: Any) -> bool:
     """Whether every string in ``value`` (a str, or lists, tuples and dicts of them, keys
-    too) is Unicode text without NUL: a lone surrogate (from a JSON ``"\\ud800"`` or an
-    argument that was not UTF-8) encodes nowhere, and a NUL ends a C string (argv, the
-    environment) and is refused by PostgreSQL's jsonb."""
+    too) passes ``not_text``."""
     stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, str):
-            if "\x00" in v:
-                return False
-            try:
-                v.encode()
-            except UnicodeEncodeError:
+            if not_text(v) is not None:
                 return False
         elif isinstance(v, dict):
             stack.extend(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,6 +248,28 @@ def test_an_option_out_of_range_exits_2_naming_it_and_changes_nothing(
     assert store.job_list(include_children=True) == []
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_port_in_use_exits_2_before_the_server_says_it_serves(
+    db_url: str, tmp_path: Path, processes: str
+) -> None:
+    """With one HTTP process the server printed "serving http://..." and started its worker,
+    then uvicorn failed to bind and the command exited 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = conveyor(
+            "server", "--host", "127.0.0.1", "--port", port, "--http-processes", processes,
+            db=db_url, cwd=tmp_path, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr) == (
+        f"conveyor: port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        " (allowed: a free port, or 0 for any)"
+    )
+    assert "serving" not in done.stderr
+
+
 @pytest.mark.parametrize("action", ["show", "logs", "cancel", "terminate", "retry", "run-job", "revoke"])
 def test_a_job_id_beyond_any_integer_column_is_an_unknown_job_not_a_crash(
     db_url: str, tmp_path: Path, action: str
@@ -431,6 +454,27 @@ def app(db_url: str, tmp_path: Path) -> Iterator[App]:
     """The same database in-process, to set the scene quickly for the command under test."""
     with App.open(db_url, blob_dir=tmp_path / "blobs") as opened:
         yield opened
+
+
+def test_show_json_of_a_definition_registers_again_as_it_is(sqlite_url: str, tmp_path: Path) -> None:
+    """--help says the file holds the fields of `show --json`: its output was refused
+    ("definition.name: is not a known field")."""
+    done = conveyor(
+        "definitions", "register", "d", "--vcpus", "0.5", "--", "echo", "{x}", db=sqlite_url, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    shown = conveyor("definitions", "show", "d", "--json", db=sqlite_url, cwd=tmp_path).stdout
+    (tmp_path / "d.json").write_text(shown)
+    again = conveyor("definitions", "register", "d", "--file", "d.json", db=sqlite_url, cwd=tmp_path)
+    assert (again.returncode, again.stdout.strip()) == (0, "definition d revision 1 (unchanged)"), (
+        again.stderr
+    )
+    edited = {**json.loads(shown), "vcpus": 2, "revision": 7, "name": "other"}
+    (tmp_path / "d.json").write_text(json.dumps(edited))
+    copy = conveyor("definitions", "register", "e", "--file", "d.json", db=sqlite_url, cwd=tmp_path)
+    assert copy.stdout.strip() == "definition e revision 1", copy.stderr
+    e = json.loads(conveyor("definitions", "show", "e", "--json", db=sqlite_url, cwd=tmp_path).stdout)
+    assert (e["name"], e["revision"], e["vcpus"], e["command"]) == ("e", 1, 2.0, ["echo", "{x}"])
 
 
 def test_bulk_cancel_and_retry_by_filter_and_by_ids(app: App, db_url: str, tmp_path: Path) -> None:

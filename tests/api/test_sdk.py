@@ -148,6 +148,31 @@ def test_what_could_only_be_a_mistake_is_refused_the_same_way_on_both_backends(c
         assert exc.value.field == field, selection
 
 
+def test_numbers_written_as_strings_are_refused_the_same_way_on_both_backends(client: Client) -> None:
+    """In-process, ``retry={"attempts": "3"}``, a queue's ``priority="5"`` or a definition's
+    ``"vcpus": "2"`` were converted and stored, where the HTTP schema refuses them."""
+    calls: list[tuple[Any, str]] = [
+        (lambda: client.submit(command=["true"], retry={"attempts": "3"}), "retry.attempts"),
+        (lambda: client.submit(command=["true"], retry={"delay_seconds": "2"}), "retry.delay_seconds"),
+        (lambda: client.put_queue("q-num", priority="5"), "priority"),
+        (lambda: client.put_environment("e-num", max_vcpus="4"), "max_vcpus"),
+        (lambda: client.register_definition("d-num", {"command": ["true"], "vcpus": "2"}), "vcpus"),
+        (
+            lambda: client.register_definition("d-num", {"command": ["true"], "timeout_seconds": 10**400}),
+            "timeout_seconds",
+        ),
+    ]
+    for call, field in calls:
+        with pytest.raises(errors.ValidationError) as exc:
+            call()
+        assert exc.value.field.endswith(field), (exc.value.field, field)
+        assert len(str(exc.value)) < 300
+    assert client.jobs()["jobs"] == []
+    assert [q["name"] for q in client.queues()] == ["default"]
+    assert [e["name"] for e in client.environments()] == ["default"]
+    assert client.definitions() == []
+
+
 def test_bulk_cancel_retry_and_terminate_the_same_way_on_both_backends(client: Client) -> None:
     ids = [client.submit(command=["true"], delay_seconds=3600, tags=["batch"]).id for _ in range(3)]
     extra = client.submit(command=["true"], delay_seconds=3600).id

@@ -636,11 +636,13 @@ def _number_rules(s: S) -> list[Checker]:
             return
         where = at or "body"
         if low is not None and value < low:
-            raise errors.ValidationError(where, f"{value} is below {_n(low)}", allowed)
+            raise errors.ValidationError(where, f"{validate.shown(value)} is below {_n(low)}", allowed)
         if above is not None and value <= above:
-            raise errors.ValidationError(where, f"{value} must be more than {_n(above)}", allowed)
+            raise errors.ValidationError(
+                where, f"{validate.shown(value)} must be more than {_n(above)}", allowed
+            )
         if high is not None and value > high:
-            raise errors.ValidationError(where, f"{value} is above {_n(high)}", allowed)
+            raise errors.ValidationError(where, f"{validate.shown(value)} is above {_n(high)}", allowed)
         if isinstance(value, float) and value != value:
             raise errors.ValidationError(where, "is not a number", allowed)
 

@@ -135,7 +135,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db(p)
     p.add_argument("name")
     p.add_argument(
-        "--file", metavar="FILE", help="the definition as JSON (fields as in --json output of show)"
+        "--file",
+        metavar="FILE",
+        help="the definition as JSON: its fields as `show --json` prints them (name, revision, active, created_at ignored)",
     )
     p.add_argument("--function", metavar="MODULE:CALLABLE")
     p.add_argument("--param", action="append", metavar="NAME=DEFAULT", help="default parameter (repeat)")
@@ -334,13 +336,19 @@ def envs_toggle(args: argparse.Namespace) -> int:
     return 0
 
 
+# the fields `definitions show --json` puts beside a definition's spec
+SHOWN_ONLY = frozenset({"name", "revision", "active", "created_at"})
+
+
 def defs_register(args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {}
     if args.file:
         loaded = json_arg("file", "@" + args.file)
         if not isinstance(loaded, dict):
             raise errors.ValidationError("file", "must hold a JSON object")
-        spec.update(loaded)
+        # what `definitions show --json` adds to the spec is not the spec: its output, edited
+        # or not, registers as it is (under the NAME given here)
+        spec.update((k, v) for k, v in loaded.items() if k not in SHOWN_ONLY)
     argv = command_argv(args)
     if argv:
         spec["command"] = argv

@@ -82,8 +82,6 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     prepare_process(args.log_level, args.imports)
     connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    api_url = args.public_url or f"http://{connect_host}:{args.port}"
-    sockets: list[socket.socket] | None = None
     children: list[int] = []
     if not 1 <= args.http_processes <= 64:
         raise errors.ValidationError("http-processes", f"{args.http_processes} is out of range", "1-64")
@@ -105,7 +103,12 @@ def cmd_server(args: argparse.Namespace) -> int:
             raise errors.ValidationError("http-processes", "needs os.fork (Linux, macOS)", "1 here")
         with open_app(args):
             pass  # migrate once, before the processes start
-        sockets = [_bind(args.host, args.port)]
+    # bound before anything starts: a port in use is one line and exit 2, not "serving ..."
+    # and then uvicorn's error and exit 3
+    sockets = [_bind(args.host, args.port)]
+    port = sockets[0].getsockname()[1]  # port 0: the one the system chose
+    api_url = args.public_url or f"http://{connect_host}:{port}"
+    if args.http_processes > 1:
         for _ in range(args.http_processes - 1):
             pid = os.fork()  # before any thread or connection exists in this process
             if pid == 0:
@@ -205,7 +208,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise errors.ValidationError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise errors.ValidationError(
+            "port", f"cannot listen on {host}:{port}: {exc.strerror}", "a free port, or 0 for any"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

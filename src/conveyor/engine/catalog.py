@@ -71,7 +71,9 @@ class CatalogService:
     ) -> Queue:
         if isinstance(environments, str) or not isinstance(environments, Sequence):
             raise errors.ValidationError(
-                "environments", f"{environments!r} is not a list of names", '["spot", "on-demand"]'
+                "environments",
+                f"{validate.shown(environments)} is not a list of names",
+                '["spot", "on-demand"]',
             )
         if not environments:
             raise errors.ValidationError(
@@ -114,7 +116,9 @@ class CatalogService:
         for pattern in parsed.follow_up_queues:
             if not any(ch in pattern for ch in "*?[") and pattern not in known:
                 raise errors.ValidationError(
-                    "follow_up_queues", f"queue {pattern!r} does not exist", ", ".join(sorted(known))
+                    "follow_up_queues",
+                    f"queue {validate.shown(pattern)} does not exist",
+                    ", ".join(sorted(known)),
                 )
         registered = self.store.definition_register(name, parsed, self.clock.now())
         self.changed()

@@ -607,7 +607,9 @@ class JobService:
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(
-                    f"{prefix}tags", f"{t!r} is not a valid tag", "1-128 characters, no double quotes"
+                    f"{prefix}tags",
+                    f"{validate.shown(t)} is not a valid tag",
+                    "1-128 characters, no double quotes",
                 )
         if tags or req.name is not None or unique_key is not None or req.idempotency_key is not None:
             for field, value in (
@@ -753,7 +755,7 @@ class JobService:
         allowed = parents[parent_id].spec.follow_up_queues
         if not any(fnmatch.fnmatchcase(queue, pattern) for pattern in allowed):
             raise errors.Forbidden(
-                f"job {parent_id} may not submit follow-up jobs to queue {queue!r}; its definition allows: "
+                f"job {parent_id} may not submit follow-up jobs to queue {validate.shown(queue)}; its definition allows: "
                 + (", ".join(allowed) if allowed else "no queues (set follow_up_queues)")
             )
 
@@ -862,7 +864,9 @@ class JobService:
         ids that exist), nothing changed."""
         allowed = BULK_STATES.get(action)
         if allowed is None:
-            raise errors.ValidationError("action", f"{action!r} is not a bulk action", ", ".join(BULK_STATES))
+            raise errors.ValidationError(
+                "action", f"{validate.shown(action)} is not a bulk action", ", ".join(BULK_STATES)
+            )
         reason = _reason(reason)
         if action == "retry" and reason:
             raise errors.ValidationError("reason", "is not taken by retry", "no reason")
@@ -913,7 +917,7 @@ class JobService:
             for job_id in sel.ids:
                 if type(job_id) is not int or isinstance(job_id, bool):
                     raise errors.ValidationError(
-                        "ids", f"{job_id!r} is not a job id", f"integers 1..{MAX_ID}"
+                        "ids", f"{validate.shown(job_id)} is not a job id", f"integers 1..{MAX_ID}"
                     )
             return replace(sel, ids=tuple(dict.fromkeys(sel.ids)))  # each once, in the order given
         if not has_filter and not sel.everything:

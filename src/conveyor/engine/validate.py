@@ -54,35 +54,42 @@ def name(field: str, value: Any) -> str:
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise errors.ValidationError(
             field,
-            f"{value!r} is not a valid name",
+            f"{shown(value)} is not a valid name",
             "1-128 characters: letters, digits, _ . -, starting with a letter or digit",
         )
     return value
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters (a
+    5,000-digit number is not repeated back whole)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else "a number"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def integer(field: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an int (not a bool) in ``low..high``. A string is refused, not
+    converted: the SDK on the database must take what ``POST /v1/...`` takes (its schema
+    refuses "5" where a number goes); the CLI converts its flags before they come here."""
     if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value), 10)
-        except ValueError:
-            raise errors.ValidationError(
-                field, f"{value!r} is not a whole number", f"{low}..{high}"
-            ) from None
+        raise errors.ValidationError(field, f"{shown(value)} is not a whole number", f"{low}..{high}")
     if not low <= value <= high:
-        raise errors.ValidationError(field, f"{value} is out of range", f"{low}..{high}")
+        raise errors.ValidationError(field, f"{shown(value)} is out of range", f"{low}..{high}")
     return int(value)
 
 
 def number(field: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    # float(True) is 1.0 (a flag where a number goes) and float("30") is 30.0: both refused,
+    # as the HTTP schema refuses them
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise errors.ValidationError(field, f"{shown(value)} is not a number", f"{low:g}..{high:g}")
     try:
-        if isinstance(value, bool):  # float(True) is 1.0: a flag where a number goes
-            raise TypeError
         out = float(value)
-    except (TypeError, ValueError):
-        raise errors.ValidationError(field, f"{value!r} is not a number", f"{low:g}..{high:g}") from None
+    except OverflowError:  # an int beyond any float
+        out = float("inf")
     if out != out or out > high or out < low or (low_open and out <= low):
-        shown = f"more than {low:g}, up to {high:g}" if low_open else f"{low:g}..{high:g}"
-        raise errors.ValidationError(field, f"{value!r} is out of range", shown)
+        allowed = f"more than {low:g}, up to {high:g}" if low_open else f"{low:g}..{high:g}"
+        raise errors.ValidationError(field, f"{shown(value)} is out of range", allowed)
     return out
 
 
@@ -90,7 +97,7 @@ def boolean(field: str, value: Any) -> bool:
     """``value`` if it is True or False: ``bool("false")`` is True, and "no" stored as text
     read back as enabled."""
     if type(value) is not bool:
-        raise errors.ValidationError(field, f"{value!r} is not true or false", "true, false")
+        raise errors.ValidationError(field, f"{shown(value)} is not true or false", "true, false")
     return value
 
 
@@ -148,7 +155,7 @@ def parameters(field: str, value: Any) -> dict[str, str]:
             )
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise errors.ValidationError(
-                f"{field}.{k}", f"{v!r} is not a string or number", "strings (numbers are converted)"
+                f"{field}.{k}", f"{shown(v)} is not a string or number", "strings (numbers are converted)"
             )
         out[k] = str(v)
     text(field, out)
@@ -172,7 +179,7 @@ def environment(field: str, value: Any) -> dict[str, str]:
             )
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise errors.ValidationError(
-                f"{field}.{k}", f"{v!r} is not a string or number", "strings (numbers are converted)"
+                f"{field}.{k}", f"{shown(v)} is not a string or number", "strings (numbers are converted)"
             )
         out[k] = str(v)
     text(field, out)
@@ -210,14 +217,16 @@ def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None)
                 )
         code, reason = rule.get("on_exit_code"), rule.get("on_reason")
         if reason is not None and not isinstance(reason, str):
-            raise errors.ValidationError(f"{f}.on_reason", f"{reason!r} is not a glob", 'e.g. "timed out*"')
+            raise errors.ValidationError(
+                f"{f}.on_reason", f"{shown(reason)} is not a glob", 'e.g. "timed out*"'
+            )
         if code is None and reason is None:
             raise errors.ValidationError(
                 f, "needs on_exit_code or on_reason (globs)", 'e.g. on_exit_code: "137"'
             )
         if code is not None and not re.match(r"^[0-9*?\[\]-]{1,512}$", str(code)):
             raise errors.ValidationError(
-                f"{f}.on_exit_code", f"{code!r} is not an exit code glob", "digits and * ? [ ]"
+                f"{f}.on_exit_code", f"{shown(code)} is not an exit code glob", "digits and * ? [ ]"
             )
         rules.append(
             RetryRule(
@@ -229,7 +238,7 @@ def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None)
     backoff = str(value.get("backoff", base.backoff.value)).lower()
     if backoff not in ("fixed", "exponential"):
         raise errors.ValidationError(
-            f"{field}.backoff", f"{backoff!r} is not a backoff", "fixed, exponential"
+            f"{field}.backoff", f"{shown(backoff)} is not a backoff", "fixed, exponential"
         )
     return RetryStrategy(
         attempts=integer(f"{field}.attempts", value.get("attempts", base.attempts), 1, MAX_ATTEMPTS),
@@ -287,7 +296,7 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
         template_fields(argv)
     if function is not None and (not isinstance(function, str) or not FUNCTION_RE.match(function)):
         raise errors.ValidationError(
-            f"{pre}function", f"{function!r} is not a callable path", "module.path:callable"
+            f"{pre}function", f"{shown(function)} is not a callable path", "module.path:callable"
         )
     timeout = value.get("timeout_seconds")
     queues = value.get("follow_up_queues") or ()
@@ -300,7 +309,7 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
     if working_dir is not None:
         if not isinstance(working_dir, str) or not working_dir:
             raise errors.ValidationError(
-                f"{pre}working_dir", f"{working_dir!r} is not a directory path", "a non-empty path"
+                f"{pre}working_dir", f"{shown(working_dir)} is not a directory path", "a non-empty path"
             )
         text(f"{pre}working_dir", working_dir)
     return DefinitionSpec(

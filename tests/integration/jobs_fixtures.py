@@ -104,3 +104,61 @@ def spawn_follow_up(queue: str) -> int:
     import conveyor
 
     return conveyor.Client.from_env().submit(queue=queue, command=["echo", "child"]).id
+
+
+# -- what a worker must survive (tests/integration/test_job_edges.py) ----------------------
+
+
+class _OwnBaseException(BaseException):
+    pass
+
+
+def raise_base(kind: str) -> None:
+    """Raise a BaseException that is no Exception: it ended the job thread."""
+    if kind == "SystemExit":
+        raise SystemExit(3)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit
+    raise _OwnBaseException("its own")
+
+
+def bad_result(kind: str) -> object:
+    """A result the store cannot hold or read back."""
+    if kind == "bigint":
+        return 10**5000
+    if kind == "nul":
+        return "a\x00b"
+    if kind == "deep":
+        v: list[Any] = []
+        for _ in range(5000):
+            v = [v]
+        return v
+    if kind == "huge":
+        return "x" * (16 * 1024 * 1024 + 1)
+    raise AssertionError(kind)
+
+
+def deep_result(depth: str) -> object:
+    v: list[Any] = []
+    for _ in range(int(depth)):
+        v = [v]
+    return v
+
+
+def bad_outcome(kind: str) -> object:
+    """An outcome whose delay cannot be stored, made or changed after it was made."""
+    if kind == "snooze-negative":
+        raise Snooze(-5)
+    if kind == "snooze-inf":
+        raise Snooze(float("inf"))
+    if kind == "retry-huge":
+        raise Retry(delay=1e300)
+    changed = Retry(1)
+    changed.delay = float("nan")
+    return changed
+
+
+def fail_with_nul() -> None:
+    raise ValueError("bad\x00byte \ud800")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -310,3 +311,71 @@ def _plain_job(spec: DefinitionSpec) -> Job:
         array_index=None, array_parent_id=None, depends_on=(), worker_id="w", lease_expires_at=None,
         compute_environment="default",
     )  # fmt: skip
+
+
+def test_what_is_left_of_the_group_when_the_job_succeeds_is_killed(app: App, tmp_path: Path) -> None:
+    """A background child that let go of the output outlived a job that succeeded (one that
+    held it was killed): the job's processes go with its leader, as a container's do."""
+    pid_file = tmp_path / "background.pid"
+    job_id = submit(app, ["sh", "-c", f"sleep 300 >/dev/null 2>&1 & echo $! > {pid_file}; echo done"])
+    try:
+        run_burst(app)
+        assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+        child = int(pid_file.read_text())
+        wait_for(f"background child {child} to be gone", lambda: process_gone(child), 5)
+    finally:
+        kill_group_quietly(pid_file)
+
+
+def test_a_stop_kills_group_members_that_ignore_sigterm_after_the_leader_exits(
+    app: App, tmp_path: Path
+) -> None:
+    """The leader ended on SIGTERM; a member that ignored it ran on: SIGKILL was never sent."""
+    pid_file = tmp_path / "stubborn.pid"
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    script = f"{sys.executable} -c '{stubborn}' >/dev/null 2>&1 & echo $! > {pid_file}; sleep 300"
+    job_id = submit(app, ["sh", "-c", script], timeout_seconds=0.5)
+    try:
+        run_burst(app)
+        job = app.jobs.get(job_id)
+        assert (job.state, job.status_reason) == (JobState.FAILED, "timed out after 0.5 s")
+        member = int(pid_file.read_text())
+        # the executor's grace is 0.5 s here (FAST_EXECUTOR): gone by then, not at its sleep's end
+        wait_for(f"member {member} to be gone", lambda: process_gone(member), 5)
+    finally:
+        kill_group_quietly(pid_file)
+
+
+def test_a_shutdown_requeues_a_job_only_once_its_processes_are_gone(app: App, tmp_path: Path) -> None:
+    """A job that ignored SIGTERM was requeued at the end of the grace period while it still
+    ran: the next worker started a second copy beside it."""
+    pid_file = tmp_path / "leader.pid"
+    code = (
+        "import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        f" open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    )
+    job_id = submit(app, python(code))
+    with WorkerThread(app, config(burst=False, grace_seconds=0.3)) as wt:
+        wait_for("the job to start", lambda: pid_file.exists() and pid_file.read_text() != "", 15)
+        leader = int(pid_file.read_text())
+        wt.worker.request_stop()
+        wt.join(15.0)
+    assert process_gone(leader), "requeued while its process still ran"
+    job = app.jobs.get(job_id)
+    assert job.state is JobState.RUNNABLE, job.status_reason
+    assert job.attempts_counted == 0
+
+
+def test_a_missing_working_directory_is_named_as_such(app: App, tmp_path: Path) -> None:
+    """It was reported as a missing program: "cannot start 'echo': No such file or directory"."""
+    missing = tmp_path / "not-there"
+    app.catalog.register_definition(
+        "in-missing-dir", {"command": ["echo", "hi"], "working_dir": str(missing)}
+    )
+    job_id = app.jobs.submit(SubmitRequest(definition="in-missing-dir")).job.id
+    run_burst(app)
+    job = app.jobs.get(job_id)
+    assert (job.state, job.status_reason) == (
+        JobState.FAILED,
+        f"working directory {str(missing)!r} does not exist",
+    )

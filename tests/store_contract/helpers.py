@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from conveyor.clock import FrozenClock
 from conveyor.model import (
     ClaimRequest,
     DefinitionSpec,
@@ -168,3 +169,15 @@ def waiter_in_another_process(url: str) -> Iterator[Callable[[], str]]:
     finally:
         waiter.kill()
         waiter.wait(5)
+
+
+def run_exactly(
+    store: Store, clock: FrozenClock, job_id: int, kind: OutcomeKind = OutcomeKind.SUCCEEDED
+) -> None:
+    """Run exactly ``job_id`` (it must be runnable) to ``kind``; other claimed jobs are given back."""
+    claimed = claim(store, clock.now(), limit=1000)
+    target = [j for j in claimed if j.id == job_id]
+    assert target, f"job {job_id} was not claimable"
+    others = [(j.id, j.attempt) for j in claimed if j.id != job_id]
+    assert len(store.job_release("w1", others, "not this one", clock.now())) == len(others)
+    assert finish(store, clock.now(), target[0], kind, reason="boom")

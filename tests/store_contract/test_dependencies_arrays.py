@@ -11,19 +11,23 @@ from conveyor.clock import FrozenClock
 from conveyor.model import Dependency, DependencyType, Job, JobState, OutcomeKind
 from conveyor.store import Store
 
-from .helpers import claim, claim_one, finish, get, insert_one, job_states_seen, new, retrying, states
+from .helpers import (
+    claim,
+    claim_one,
+    finish,
+    get,
+    insert_one,
+    job_states_seen,
+    new,
+    retrying,
+    run_exactly,
+    states,
+)
 
 R, P, F, S, C = JobState.RUNNABLE, JobState.PENDING, JobState.FAILED, JobState.SUCCEEDED, JobState.CANCELLED
 
 
-def _run(store: Store, clock: FrozenClock, job_id: int, kind: OutcomeKind = OutcomeKind.SUCCEEDED) -> None:
-    """Run exactly ``job_id`` (it must be runnable) to ``kind``; other claimed jobs are given back."""
-    claimed = claim(store, clock.now(), limit=1000)
-    target = [j for j in claimed if j.id == job_id]
-    assert target, f"job {job_id} was not claimable"
-    others = [(j.id, j.attempt) for j in claimed if j.id != job_id]
-    assert len(store.job_release("w1", others, "not this one", clock.now())) == len(others)
-    assert finish(store, clock.now(), target[0], kind, reason="boom")
+_run = run_exactly
 
 
 def _children(store: Store, parent: Job) -> list[Job]:

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import errors
-from conveyor.engine import validate
+from conveyor import errors, values
 
 REFERENCE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
@@ -36,7 +35,7 @@ REFERENCE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
     ],
 )
 def test_payload_json_is_the_compact_ascii_json_of_the_value(value: Any) -> None:
-    text = validate.payload_json("payload", value)
+    text = values.payload_json("payload", value)
     assert text == REFERENCE.encode(value)
     assert text.isascii()
 
@@ -52,7 +51,7 @@ def test_payload_json_is_the_compact_ascii_json_of_the_value(value: Any) -> None
 )
 def test_a_value_that_is_not_json_is_refused_naming_the_field(value: Any, reason: str) -> None:
     with pytest.raises(errors.ValidationError, match="is not JSON-serialisable") as info:
-        validate.payload_json("jobs[3].payload", value)
+        values.payload_json("jobs[3].payload", value)
     assert info.value.field == "jobs[3].payload"
     assert reason in str(info.value)
 
@@ -61,9 +60,9 @@ def test_a_circular_payload_is_refused_and_the_next_one_still_encodes() -> None:
     loop: list[Any] = [1]
     loop.append(loop)
     with pytest.raises(errors.ValidationError, match="Circular reference detected"):
-        validate.payload_json("payload", {"a": loop})
+        values.payload_json("payload", {"a": loop})
     shared = [1]
-    assert validate.payload_json("payload", [shared, shared]) == "[[1],[1]]"
+    assert values.payload_json("payload", [shared, shared]) == "[[1],[1]]"
 
 
 def test_a_payload_nested_too_deeply_is_refused_naming_the_field_and_the_next_one_encodes() -> None:
@@ -74,9 +73,9 @@ def test_a_payload_nested_too_deeply_is_refused_naming_the_field_and_the_next_on
     for _ in range(100_000):
         deep = [deep]
     with pytest.raises(errors.ValidationError, match="nested too deeply") as info:
-        validate.payload_json("jobs[0].payload", {"a": deep})
+        values.payload_json("jobs[0].payload", {"a": deep})
     assert info.value.field == "jobs[0].payload"
-    assert validate.payload_json("payload", [[[1]]]) == "[[[1]]]"
+    assert values.payload_json("payload", [[[1]]]) == "[[[1]]]"
 
 
 @pytest.mark.parametrize(
@@ -110,7 +109,7 @@ def test_a_payload_that_is_not_unicode_text_is_refused_on_every_backend(value: A
     """A NUL (PostgreSQL's jsonb refuses it; SQLite kept it) or a lone surrogate (no answer can
     encode it: it used to be stored, then fail every read)."""
     with pytest.raises(errors.ValidationError) as info:
-        validate.payload_json("payload", value)
+        values.payload_json("payload", value)
     assert (info.value.field, info.value.reason) == (
         "payload",
         "holds a NUL or a lone surrogate (not Unicode text)",
@@ -119,4 +118,4 @@ def test_a_payload_that_is_not_unicode_text_is_refused_on_every_backend(value: A
 
 @pytest.mark.parametrize("value", ["\U0001f600", {"\U0001f600": ["\U0001f600"]}, "\\ud800", "\\u0000"])
 def test_characters_outside_the_bmp_and_escapes_spelled_out_are_text(value: Any) -> None:
-    assert validate.payload_json("payload", value) == REFERENCE.encode(value)
+    assert values.payload_json("payload", value) == REFERENCE.encode(value)

@@ -13,9 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from conveyor import errors
+from conveyor import errors, values
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
-from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
 from conveyor.engine.jobs import MAX_KEY, MAX_NAME
 from conveyor.engine.validate import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MAX_VCPUS, PRIORITY_RANGE
@@ -490,7 +489,7 @@ def _no_nul(value: Any, at: str) -> None:
 
 
 def _text(value: str, field: str, what: str) -> None:
-    problem = validate.not_text(value)
+    problem = values.not_text(value)
     if problem is not None:
         raise errors.ValidationError(field, f"{what} {problem}", "Unicode text without NUL")
 
@@ -636,13 +635,13 @@ def _number_rules(s: S) -> list[Checker]:
             return
         where = at or "body"
         if low is not None and value < low:
-            raise errors.ValidationError(where, f"{validate.shown(value)} is below {_n(low)}", allowed)
+            raise errors.ValidationError(where, f"{values.shown(value)} is below {_n(low)}", allowed)
         if above is not None and value <= above:
             raise errors.ValidationError(
-                where, f"{validate.shown(value)} must be more than {_n(above)}", allowed
+                where, f"{values.shown(value)} must be more than {_n(above)}", allowed
             )
         if high is not None and value > high:
-            raise errors.ValidationError(where, f"{validate.shown(value)} is above {_n(high)}", allowed)
+            raise errors.ValidationError(where, f"{values.shown(value)} is above {_n(high)}", allowed)
         if isinstance(value, float) and value != value:
             raise errors.ValidationError(where, "is not a number", allowed)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -425,10 +424,7 @@ def defs_show(args: argparse.Namespace) -> int:
             "created_at": d.created_at,
             **spec_to_dict(d.spec),
         }
-        if args.json:
-            render.emit_json(data)
-        else:
-            sys.stdout.write(json.dumps(render.plain(data), indent=2) + "\n")
+        render.emit_json(data)  # the spec is JSON, with or without --json
     return 0
 
 

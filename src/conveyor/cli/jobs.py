@@ -147,6 +147,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gp.add_argument("id", type=whole)
     gp.add_argument("--attempt", type=whole, help="only this attempt (default: all)")
     gp.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
+    # --json (add_db): one document, each attempt's text; with --follow, a JSON line per chunk
     gp.set_defaults(func=cmd_logs)
     for name, helptext, states, example in (
         (
@@ -428,12 +429,32 @@ def cmd_logs(args: argparse.Namespace) -> int:
         job = app.jobs.get(args.id)
         pos = (0, -1)
         out = sys.stdout.buffer
+        if args.json and not args.follow:
+            # one document: each attempt's output as text (bytes that are not UTF-8 escaped)
+            logs: dict[int, list[bytes]] = {}
+            for attempt, _, data in app.store.log_read(job.id, args.attempt, pos):
+                logs.setdefault(attempt, []).append(data)
+            texts = {a: b"".join(parts) for a, parts in logs.items()}
+            render.emit_json(
+                {
+                    "job_id": job.id,
+                    "attempts": [
+                        {"attempt": a, "bytes": len(t), "text": t.decode("utf-8", "backslashreplace")}
+                        for a, t in sorted(texts.items())
+                    ],
+                }
+            )
+            return 0
         while True:
             chunks = app.store.log_read(job.id, args.attempt, pos)
             for attempt, seq, data in chunks:
-                if args.attempt is None and attempt != pos[0] and job.attempt > 1:
+                if args.json:  # --follow: one JSON line per chunk as it comes
+                    line = {"attempt": attempt, "text": data.decode("utf-8", "backslashreplace")}
+                    out.write(json.dumps(line).encode() + b"\n")
+                elif args.attempt is None and attempt != pos[0] and job.attempt > 1:
                     out.write(f"--- attempt {attempt} ---\n".encode())
-                out.write(data)
+                if not args.json:
+                    out.write(data)
                 pos = (attempt, seq)
             out.flush()
             if not args.follow:

@@ -12,22 +12,32 @@ from typing import Any
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses, enums and datetimes as JSON-ready values."""
+    """A dataclass as a dict of its fields, an enum as its value, a datetime in ISO form, a set
+    as a list; anything else as it is. One level: what they hold is converted by
+    ``emit_json``'s encoder as it meets it."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return list(value)
     return value
 
 
+def _default(value: Any) -> Any:
+    out = plain(value)
+    if out is value:
+        raise TypeError(f"{type(value).__name__} is not JSON")
+    return out
+
+
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(plain(value), indent=2, sort_keys=False) + "\n")
+    # the encoder walks the value itself, calling plain() for what JSON does not know: a
+    # payload or result nested hundreds of levels deep (the store takes them) is printed
+    # where a recursive conversion first raised RecursionError
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=_default) + "\n")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from conveyor import errors
+from conveyor import errors, values
 from conveyor.clock import Clock
 from conveyor.engine import validate
 from conveyor.model import ComputeEnvironment, JobDefinition, Queue
@@ -72,7 +72,7 @@ class CatalogService:
         if isinstance(environments, str) or not isinstance(environments, Sequence):
             raise errors.ValidationError(
                 "environments",
-                f"{validate.shown(environments)} is not a list of names",
+                f"{values.shown(environments)} is not a list of names",
                 '["spot", "on-demand"]',
             )
         if not environments:
@@ -117,7 +117,7 @@ class CatalogService:
             if not any(ch in pattern for ch in "*?[") and pattern not in known:
                 raise errors.ValidationError(
                     "follow_up_queues",
-                    f"queue {validate.shown(pattern)} does not exist",
+                    f"queue {values.shown(pattern)} does not exist",
                     ", ".join(sorted(known)),
                 )
         registered = self.store.definition_register(name, parsed, self.clock.now())

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from conveyor import errors, templates
+from conveyor import errors, templates, values
 from conveyor.clock import Clock
 from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
@@ -382,7 +382,9 @@ class JobService:
         payload = req.payload
         payload_json = None
         if payload is not None:
-            payload_json = validate.payload_json("payload", payload)
+            if req.function is not None or (definition is not None and definition.spec.function is not None):
+                values.call_payload("payload", payload)
+            payload_json = values.payload_json("payload", payload)
             size = len(payload_json)
             if size > self.limits.inline_payload_bytes or size > self.limits.max_payload_bytes:
                 return None  # too big for the row: the general path refuses it or stores a blob
@@ -561,7 +563,9 @@ class JobService:
         # payload
         payload, payload_ref, payload_json = req.payload, None, None
         if payload is not None:
-            payload_json = validate.payload_json(f"{prefix}payload", payload)
+            if spec.function is not None:
+                values.call_payload(f"{prefix}payload", payload)
+            payload_json = values.payload_json(f"{prefix}payload", payload)
             # the JSON is ASCII (ensure_ascii), so its length is its size in bytes
             size = len(payload_json)
             if size > self.limits.max_payload_bytes:
@@ -608,7 +612,7 @@ class JobService:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(
                     f"{prefix}tags",
-                    f"{validate.shown(t)} is not a valid tag",
+                    f"{values.shown(t)} is not a valid tag",
                     "1-128 characters, no double quotes",
                 )
         if tags or req.name is not None or unique_key is not None or req.idempotency_key is not None:
@@ -618,7 +622,7 @@ class JobService:
                 ("unique_key", unique_key),
                 ("idempotency_key", req.idempotency_key),
             ):
-                validate.text(f"{prefix}{field}", value)
+                values.text(f"{prefix}{field}", value)
         # positional, in NEW_JOB_FIELDS order: 18 keyword arguments cost ~1 µs a job more
         return NewJob(
             queue.name,
@@ -755,7 +759,7 @@ class JobService:
         allowed = parents[parent_id].spec.follow_up_queues
         if not any(fnmatch.fnmatchcase(queue, pattern) for pattern in allowed):
             raise errors.Forbidden(
-                f"job {parent_id} may not submit follow-up jobs to queue {validate.shown(queue)}; its definition allows: "
+                f"job {parent_id} may not submit follow-up jobs to queue {values.shown(queue)}; its definition allows: "
                 + (", ".join(allowed) if allowed else "no queues (set follow_up_queues)")
             )
 
@@ -865,7 +869,7 @@ class JobService:
         allowed = BULK_STATES.get(action)
         if allowed is None:
             raise errors.ValidationError(
-                "action", f"{validate.shown(action)} is not a bulk action", ", ".join(BULK_STATES)
+                "action", f"{values.shown(action)} is not a bulk action", ", ".join(BULK_STATES)
             )
         reason = _reason(reason)
         if action == "retry" and reason:
@@ -879,7 +883,10 @@ class JobService:
         # listed ids outside the API's range name no job (SQLite's driver cannot even bind some)
         known = [i for i in sel.ids if 1 <= i <= MAX_ID]
         skipped.extend((i, str(errors.UnknownJob(i))) for i in sel.ids if not 1 <= i <= MAX_ID)
-        for ids in self._pages(sel, known):
+        # a retry takes the oldest first: a dependency (always older than its dependants) is
+        # then waiting again when a dependant on a later page is taken, which then waits for it
+        oldest_first = action == "retry" and not dry_run
+        for ids in self._pages(sel, sorted(known) if oldest_first else known, oldest_first):
             if dry_run:
                 if sel.ids:  # the listed ids that exist
                     found = self.store.job_queues(ids)
@@ -901,6 +908,10 @@ class JobService:
         if sel.ids and skipped:  # in the order listed
             at = {job_id: i for i, job_id in enumerate(sel.ids)}
             skipped.sort(key=lambda item: at[item[0]])
+        if oldest_first:  # reported as the other actions are: in the order listed, or newest first
+            at = {job_id: i for i, job_id in enumerate(sel.ids)}
+            for taken in (changed, unchanged):
+                taken.sort(key=(lambda job_id: at[job_id]) if sel.ids else (lambda job_id: -job_id))
         return BulkOutcome(action, matched, changed, unchanged, skipped, dry_run)
 
     def _check_selection(self, action: str, sel: JobSelection, allowed: tuple[JobState, ...]) -> JobSelection:
@@ -917,7 +928,7 @@ class JobService:
             for job_id in sel.ids:
                 if type(job_id) is not int or isinstance(job_id, bool):
                     raise errors.ValidationError(
-                        "ids", f"{validate.shown(job_id)} is not a job id", f"integers 1..{MAX_ID}"
+                        "ids", f"{values.shown(job_id)} is not a job id", f"integers 1..{MAX_ID}"
                     )
             return replace(sel, ids=tuple(dict.fromkeys(sel.ids)))  # each once, in the order given
         if not has_filter and not sel.everything:
@@ -939,9 +950,10 @@ class JobService:
         states = sel.states or (allowed if action != "retry" else (JobState.FAILED,))
         return replace(sel, states=tuple(dict.fromkeys(states)))
 
-    def _pages(self, sel: JobSelection, known: list[int]) -> Iterable[list[int]]:
+    def _pages(self, sel: JobSelection, known: list[int], oldest_first: bool = False) -> Iterable[list[int]]:
         """The selected ids, ``BULK_PAGE`` at a time: the listed ones in range (``known``) in
-        their order, or the filter's, newest first, read ``BULK_WINDOW`` ids at a time."""
+        their order, or the filter's, newest first (``oldest_first``: oldest first), read
+        ``BULK_WINDOW`` ids at a time."""
         if sel.ids:
             for start in range(0, len(known), BULK_PAGE):
                 yield known[start : start + BULK_PAGE]
@@ -954,11 +966,18 @@ class JobService:
         if bounds is None:
             return
         low, before = bounds[0], bounds[1] + 1
+        windows: list[tuple[int, int]] = []  # [start, before)
         while before > low:
             start = max(low, before - BULK_WINDOW)
+            windows.append((start, before))
+            before = start
+        if oldest_first:
+            windows.reverse()
+        for start, before in windows:
             ids = self.store.job_ids(
                 states=sel.states, queue=sel.queue, tag=sel.tag, before_id=before, from_id=start, limit=None
             )
+            if oldest_first:
+                ids.reverse()
             for at in range(0, len(ids), BULK_PAGE):
                 yield ids[at : at + BULK_PAGE]
-            before = start

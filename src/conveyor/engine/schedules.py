@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conveyor import errors, expressions, scheduling
+from conveyor import errors, expressions, scheduling, values
 from conveyor.clock import Clock
 from conveyor.engine import validate
 from conveyor.engine.jobs import JobService, SubmitRequest
@@ -67,7 +67,7 @@ def _choice(field: str, value: Any, kind: type[Overlap] | type[CatchUp]) -> Any:
         return kind(str(value).upper())
     except ValueError:
         raise errors.ValidationError(
-            field, f"{validate.shown(value)} is not a policy", ", ".join(m.value for m in kind)
+            field, f"{values.shown(value)} is not a policy", ", ".join(m.value for m in kind)
         ) from None
 
 
@@ -128,7 +128,7 @@ class ScheduleService:
         for t in tags:
             if not t or len(t) > 128 or '"' in t:
                 raise errors.ValidationError(
-                    "tags", f"{validate.shown(t)} is not a valid tag", "1-128 characters, no double quotes"
+                    "tags", f"{values.shown(t)} is not a valid tag", "1-128 characters, no double quotes"
                 )
         if expr.kind == "at" and expressions.is_in_past(expr, zone, now):
             raise errors.ValidationError(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from conveyor import errors
@@ -18,6 +16,7 @@ from conveyor.model import (
     RetryStrategy,
 )
 from conveyor.templates import template_fields
+from conveyor.values import shown, text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -60,13 +59,6 @@ def name(field: str, value: Any) -> str:
     return value
 
 
-def shown(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` for an error message, cut to about ``limit`` characters (a
-    5,000-digit number is not repeated back whole)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else "a number"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def integer(field: str, value: Any, low: int, high: int) -> int:
     """``value`` if it is an int (not a bool) in ``low..high``. A string is refused, not
     converted: the SDK on the database must take what ``POST /v1/...`` takes (its schema
@@ -99,45 +91,6 @@ def boolean(field: str, value: Any) -> bool:
     if type(value) is not bool:
         raise errors.ValidationError(field, f"{shown(value)} is not true or false", "true, false")
     return value
-
-
-def not_text(value: str) -> str | None:
-    """What makes one string not Unicode text without NUL ("a NUL character", "a lone UTF-16
-    surrogate"), or None: a lone surrogate (from a JSON ``"\\ud800"`` or an argument that was
-    not UTF-8) encodes nowhere, and a NUL ends a C string (argv, the environment) and is
-    refused by PostgreSQL's jsonb."""
-    if "\x00" in value:
-        return "a NUL character"
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return "a lone UTF-16 surrogate (\\ud800-\\udfff escapes come in pairs)"
-    return None
-
-
-def is_text(value: Any) -> bool:
-    """Whether every string in ``value`` (a str, or lists, tuples and dicts of them, keys
-    too) passes ``not_text``."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            if not_text(v) is not None:
-                return False
-        elif isinstance(v, dict):
-            stack.extend(v)
-            stack.extend(v.values())
-        elif isinstance(v, list | tuple):
-            stack.extend(v)
-    return True
-
-
-def text(field: str, value: Any) -> None:
-    """``is_text(value)``, or the error naming ``field``."""
-    if not is_text(value):
-        raise errors.ValidationError(
-            field, "holds a NUL or a lone surrogate (not Unicode text)", "Unicode text without NUL"
-        )
 
 
 def parameters(field: str, value: Any) -> dict[str, str]:
@@ -312,6 +265,12 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
                 f"{pre}working_dir", f"{shown(working_dir)} is not a directory path", "a non-empty path"
             )
         text(f"{pre}working_dir", working_dir)
+        if not working_dir.startswith("/"):  # relative to what? each worker's own directory
+            raise errors.ValidationError(
+                f"{pre}working_dir",
+                f"{shown(working_dir)} is a relative path",
+                "an absolute path, e.g. /srv/app",
+            )
     return DefinitionSpec(
         command=argv,
         function=function,
@@ -326,53 +285,3 @@ def definition_spec(value: Mapping[str, Any], field: str = "definition") -> Defi
         follow_up_queues=tuple(str(q) for q in queues),
         working_dir=working_dir,
     )
-
-
-# one encoder: json.dumps with options builds a new one per call (~0.7 µs of a ~2 µs payload)
-_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
-def _c_encoder(markers: dict[int, Any] | None) -> Any:
-    """What ``_PAYLOAD_ENCODER.encode`` ends up calling (the C encoder), without the Python
-    around it (~0.7 µs); None where there is no C encoder. ``markers``: the dict in which it
-    notes the containers it is inside, to refuse one that contains itself; None: no check."""
-    if c_make_encoder is None:
-        return None
-    return c_make_encoder(
-        markers, _PAYLOAD_ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-
-
-# one C encoder for every payload, without the check for circular references: made per call,
-# with its markers dict, it was ~1 µs of a bulk submission's ~20 µs a job. With no markers
-# it keeps no state between calls (threads share it). A payload that contains itself then
-# recurses until RecursionError, as one nested too deeply does; payload_json tells the two
-# apart by encoding once more with the check.
-_C_ENCODER = _c_encoder(None)
-
-
-def payload_json(field: str, value: Any) -> str:
-    """The payload as compact JSON text; a clear error when it is not JSON, or holds a string
-    that is not Unicode text (``is_text``: the text is ASCII, so a character outside the BMP,
-    a lone surrogate and a NUL all show as escapes: only then are the strings looked at)."""
-    try:
-        if _C_ENCODER is None:
-            out: str = _PAYLOAD_ENCODER.encode(value)
-        else:
-            try:
-                out = "".join(_C_ENCODER(value, 0))
-            except RecursionError:
-                out = "".join(_c_encoder({})(value, 0))  # ValueError when it contains itself
-        if "\\u" in out and ("\\ud" in out or "\\u0000" in out) and not is_text(value):
-            text(field, value)
-        return out
-    except (TypeError, ValueError) as exc:
-        raise errors.ValidationError(
-            field,
-            f"is not JSON-serialisable: {exc}",
-            "JSON values: objects, lists, strings, numbers, booleans, null",
-        ) from None
-    except RecursionError:
-        raise errors.ValidationError(
-            field, "is nested too deeply to store", "JSON nested at most a few hundred levels deep"
-        ) from None

@@ -40,6 +40,12 @@ class DirectOps(LifecycleOps):
                 raise errors.Conflict(
                     f"job {job_id} is {current['state']}; only a RUNNABLE or SUBMITTED job can be run"
                 )
+            queue = tx.one("SELECT enabled FROM queues WHERE name = ?", (current["queue"],))
+            if queue is not None and not bool(queue["enabled"]):  # "disabled: its jobs wait", here too
+                raise errors.Conflict(
+                    f"job {job_id} is in queue {current['queue']!r}, which is disabled: its jobs wait"
+                    f" (conveyor queues enable {current['queue']})"
+                )
             if current["state"] == "SUBMITTED":  # not yet due: run-job starts it now
                 tx.x("UPDATE jobs SET state = 'RUNNABLE' WHERE id = ?", (job_id,))
                 self._events(

@@ -40,8 +40,18 @@ WAITING = "('SUBMITTED', 'PENDING', 'RUNNABLE')"
 # False (terminate_requested), then the WHERE clause's
 _RERUN = (
     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-    " updated_at = ?, terminate_requested = ? WHERE "
+    " updated_at = ?, terminate_requested = ?, deps_pending = 0 WHERE "
 )
+# a FAILED or CANCELLED job run again once its unfinished dependencies succeed; parameters:
+# the reason, deps_pending, the time, False (terminate_requested), the id
+_REWAIT = (
+    "UPDATE jobs SET state = 'PENDING', status_reason = ?, deps_pending = ?, attempts_counted = 0,"
+    " finished_at = NULL, updated_at = ?, terminate_requested = ? WHERE id = ?"
+)
+# the status reason of an array job being cancelled while children still run (its
+# terminate_requested marks it: an array job never runs itself); it ends CANCELLED with the
+# rest of the reason once they have ended
+_CANCELLING = "cancel requested: "
 TERMINAL = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
 PROMOTE_BATCH = 1000
 
@@ -297,16 +307,7 @@ class LifecycleOps(CatalogOps):
         out: list[InsertResult | None] = [None] * len(jobs)
         # dependencies of the whole batch, read (and locked) once
         dep_ids = sorted({dep.job_id for nj in jobs for dep in nj.depends_on})
-        deps: dict[int, Row] = {}
-        for part in chunks(dep_ids, 500):
-            for r in tx.q(
-                "SELECT id, state, array_size FROM jobs WHERE "
-                + d.id_in("id")
-                + " ORDER BY id"
-                + d.for_update,
-                (d.ids(part),),
-            ):
-                deps[int(r["id"])] = r
+        deps = self._locked_jobs(tx, dep_ids, "id, state, array_size")
         for dep_id in dep_ids:
             if dep_id not in deps:
                 raise errors.ValidationError(
@@ -576,18 +577,24 @@ class LifecycleOps(CatalogOps):
         for index in range(size):
             child_id = ids[index]
             pending = list(standard)
+            # every dependency that had not succeeded, even one that failed the child at once:
+            # a retry of the array job finds them in job_dependencies (``_retry_waits``)
+            ended: list[int] = []
             failed_by: str | None = None
             for other in n_to_n.values():
                 other_id, other_state = other[index]
                 if other_state in ("FAILED", "CANCELLED"):
                     failed_by = f"dependency job {other_id} ended {other_state}"
+                    ended.append(other_id)
                 elif other_state != "SUCCEEDED":
                     pending.append(other_id)
             if nj.array_sequential and index > 0:
                 if previous_failed:
                     failed_by = failed_by or f"dependency job {ids[index - 1]} ended FAILED"
+                    ended.append(ids[index - 1])
                 else:
                     pending.append(ids[index - 1])
+            dep_rows.extend((child_id, dep_id) for dep_id in pending + ended)
             if failed_by:
                 state, reason = "FAILED", failed_by
                 failed += 1
@@ -638,7 +645,6 @@ class LifecycleOps(CatalogOps):
             events.append(
                 ("job", str(child_id), "job.state", {"to": state, "reason": reason, "queue": nj.queue})
             )
-            dep_rows.extend((child_id, dep_id) for dep_id in pending)
         tx.many(_INSERT_JOB, rows)
         self._events(tx, events, now)
         if dep_rows:
@@ -1528,23 +1534,26 @@ class LifecycleOps(CatalogOps):
         ts = d.ts(now)
         row = tx.one(
             "UPDATE jobs SET array_done = array_done + ?, array_failed = array_failed + ?, updated_at = ?,"
-            " status_reason = 'array job: ' || CAST(array_done + ? AS TEXT) || ' of ' || CAST(array_size AS TEXT)"
-            " || ' children finished' WHERE id = ? AND state = 'PENDING'"
-            " RETURNING id, array_done, array_failed, array_size, unique_key, unique_ttl, has_dependants, array_parent_id",
+            " status_reason = CASE WHEN terminate_requested THEN status_reason ELSE 'array job: '"
+            " || CAST(array_done + ? AS TEXT) || ' of ' || CAST(array_size AS TEXT) || ' children finished' END"
+            " WHERE id = ? AND state = 'PENDING'"
+            " RETURNING id, array_done, array_failed, array_size, unique_key, unique_ttl, has_dependants,"
+            " array_parent_id, terminate_requested, status_reason",
             (done, failed, ts, done, parent_id),
         )
         if row is None or int(row["array_done"]) < int(row["array_size"]):
             return None
         nfailed = int(row["array_failed"])
-        state = "SUCCEEDED" if nfailed == 0 else "FAILED"
-        reason = (
-            "all children succeeded"
-            if nfailed == 0
-            else f"{nfailed} of {row['array_size']} children did not succeed"
-        )
+        if row["terminate_requested"]:  # cancelled (``_stop_in``): it ends as asked
+            state, reason = "CANCELLED", str(row["status_reason"]).removeprefix(_CANCELLING)
+        elif nfailed == 0:
+            state, reason = "SUCCEEDED", "all children succeeded"
+        else:
+            state, reason = "FAILED", f"{nfailed} of {row['array_size']} children did not succeed"
         tx.x(
-            "UPDATE jobs SET state = ?, status_reason = ?, finished_at = ? WHERE id = ? AND state = 'PENDING'",
-            (state, reason, ts, parent_id),
+            "UPDATE jobs SET state = ?, status_reason = ?, finished_at = ?, terminate_requested = ?"
+            " WHERE id = ? AND state = 'PENDING'",
+            (state, reason, ts, False, parent_id),
         )
         self._events(
             tx,
@@ -1618,9 +1627,19 @@ class LifecycleOps(CatalogOps):
             return job, False
         if job.state.active and not terminate:
             raise errors.Conflict(f"job {job_id} is {job.state.value}; use terminate to stop a running job")
+        marked = False
+        if job.array_size and not terminate:
+            # it ends CANCELLED with ``reason`` once no child runs (``_count_children``)
+            marked = bool(
+                tx.x(
+                    "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
+                    " WHERE id = ? AND state = 'PENDING' AND terminate_requested = ?",
+                    (True, _CANCELLING + reason, self.d.ts(now), job.id, False),
+                )
+            )
         # an array job: its children
         where = "array_parent_id = ?" if job.array_size else "id = ?"
-        changed = bool(self._stop_where(tx, where, job.id, reason, now, terminate, woken))
+        changed = bool(self._stop_where(tx, where, job.id, reason, now, terminate, woken)) or marked
         fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         assert fresh is not None
         return self._job(fresh), changed
@@ -1661,6 +1680,19 @@ class LifecycleOps(CatalogOps):
             changed = sorted(changed + flagged)
         return changed
 
+    def _locked_jobs(self, tx: Tx, ids: Sequence[int], columns: str) -> dict[int, Row]:
+        """``columns`` (with ``id``) of the jobs ``ids`` (sorted), read and locked in id order,
+        500 at a time: how a submission reads its dependencies, and a retry a job's."""
+        d = self.d
+        out: dict[int, Row] = {}
+        for part in chunks(ids, 500):
+            for r in tx.q(
+                f"SELECT {columns} FROM jobs WHERE " + d.id_in("id") + " ORDER BY id" + d.for_update,
+                (d.ids(part),),
+            ):
+                out[int(r["id"])] = r
+        return out
+
     def job_retry(self, job_id: int, now: datetime) -> Job:
         """Run a FAILED or CANCELLED job again with a fresh set of attempts (an array job: its failed children)."""
         with self._write() as tx:
@@ -1673,7 +1705,9 @@ class LifecycleOps(CatalogOps):
         """``job_retry`` of each of ``job_ids`` (in 1..2**62) in one transaction. Per job, in the
         order given: (id, whether it was retried, "" or why it was left alone: what
         ``job_retry`` would have raised). A job left alone is not written at all. Jobs
-        without a unique key that are not arrays are changed by one statement for all."""
+        without a unique key or dependencies that are not arrays are changed by one
+        statement for all; the others one by one, oldest first: a dependency retried in the
+        same call is then waiting again when its dependant is taken, which then waits for it."""
         d = self.d
         ts = d.ts(now)
         reason = "retried by user"
@@ -1682,9 +1716,16 @@ class LifecycleOps(CatalogOps):
         with self._write() as tx:
             plain = tx.q(
                 f"SELECT id, state, queue FROM jobs WHERE {d.id_in('id')} AND state IN ('FAILED', 'CANCELLED')"
-                " AND array_size IS NULL AND array_parent_id IS NULL AND unique_key IS NULL" + d.for_update,
+                " AND array_size IS NULL AND array_parent_id IS NULL AND unique_key IS NULL"
+                " AND depends_on IS NULL" + d.for_update,
                 (d.ids(job_ids),),
             )
+            live = {
+                name
+                for name in sorted({r["queue"] for r in plain})
+                if tx.one("SELECT name FROM queues WHERE name = ?" + d.for_update, (name,)) is not None
+            }
+            plain = [r for r in plain if r["queue"] in live]  # the others are refused one by one
             if plain:
                 plain.sort(key=lambda r: int(r["id"]))
                 ids = [int(r["id"]) for r in plain]
@@ -1704,7 +1745,7 @@ class LifecycleOps(CatalogOps):
                 )
                 woken.update(r["queue"] for r in plain)
                 done.update((i, (True, "")) for i in ids)
-            for job_id in job_ids:  # the others one by one, as the single action
+            for job_id in sorted(set(job_ids)):  # the others one by one, as the single action
                 if job_id in done:
                     continue
                 try:
@@ -1746,6 +1787,22 @@ class LifecycleOps(CatalogOps):
                 f"array job {job_id} failed before its children were created ({job.status_reason});"
                 " submit it again"
             )
+        if tx.one("SELECT name FROM queues WHERE name = ?" + d.for_update, (job.queue,)) is None:
+            raise errors.Conflict(
+                f"queue {job.queue!r} of job {job_id} no longer exists; create it again to retry the job"
+            )
+        if job.array_size:  # the children that run again, and what each waits for
+            rerun = [
+                int(r["id"])
+                for r in tx.q(
+                    "SELECT id FROM jobs WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED')"
+                    " ORDER BY id" + d.for_update,
+                    (job.id,),
+                )
+            ]
+            waits = self._retry_waits(tx, job, {i: () for i in rerun})
+        else:
+            waits = self._retry_waits(tx, job, {job.id: job.depends_on})
         if job.unique_key:
             holder = self._unique_holder(tx, job.unique_key, now)
             if holder is not None and holder.id != job.id:
@@ -1755,25 +1812,36 @@ class LifecycleOps(CatalogOps):
                 (job.unique_key, job.id),
             )
         reason = "retried by user"
-        if job.array_size:
-            children = tx.q(
-                "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-                " updated_at = ? WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED') RETURNING id",
-                (reason, ts, job.id),
+        ready = [i for i, pending in waits.items() if not pending]
+        waiting = {i: pending for i, pending in waits.items() if pending}
+        if ready:
+            tx.x(_RERUN + d.id_in("id"), (reason, ts, False, d.ids(ready)))
+        if waiting:
+            self._add_dependencies(tx, [(i, dep) for i, pending in waiting.items() for dep in pending])
+            tx.many(
+                _REWAIT,
+                [(_waiting_for(pending), len(pending), ts, False, i) for i, pending in waiting.items()],
             )
-            n = len(children)
+        if job.array_size:
+            n = len(waits)
             tx.x(
                 "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, updated_at = ?,"
-                " array_done = array_done - ?, array_failed = 0 WHERE id = ?",
-                (f"array job: {n} children retried", ts, n, job.id),
+                " array_done = array_done - ?, array_failed = 0, terminate_requested = ? WHERE id = ?",
+                (f"array job: {n} children retried", ts, n, False, job.id),
             )
             self._events(
                 tx,
-                [("job", str(r["id"]), "job.state", {"to": "RUNNABLE", "reason": reason}) for r in children],
+                [
+                    (
+                        "job",
+                        str(i),
+                        "job.state",
+                        {"to": "PENDING" if i in waiting else "RUNNABLE", "reason": reason},
+                    )
+                    for i in sorted(waits)
+                ],
                 now,
             )
-        else:
-            tx.x(_RERUN + "id = ?", (reason, ts, False, job.id))
         self._events(
             tx,
             [
@@ -1783,7 +1851,7 @@ class LifecycleOps(CatalogOps):
                     "job.state",
                     {
                         "from": job.state.value,
-                        "to": "PENDING" if job.array_size else "RUNNABLE",
+                        "to": "PENDING" if job.array_size or waiting else "RUNNABLE",
                         "reason": reason,
                     },
                 )
@@ -1793,6 +1861,53 @@ class LifecycleOps(CatalogOps):
         fresh = tx.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         assert fresh is not None
         return self._job(fresh)
+
+    def _retry_waits(self, tx: Tx, job: Job, declared: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+        """For each job about to run again (the keys of ``declared``: ``job`` itself, or its
+        children), the dependencies it must wait for: its declared ones and those in
+        job_dependencies (every one that had not succeeded when it was created) that have not
+        succeeded, the jobs run again here among them. A dependency pruned since counts as
+        succeeded (only finished jobs are pruned; its end is no longer known). Raises
+        ``Conflict`` naming a dependency that ended FAILED or CANCELLED: retry that one first,
+        or both in one call (``job_retry_many`` takes dependencies first)."""
+        d = self.d
+        rerun = set(declared)
+        edges = {i: list(dict.fromkeys(declared[i])) for i in declared}
+        for part in chunks(sorted(rerun), 500):
+            for r in tx.q(
+                "SELECT job_id, depends_on_id FROM job_dependencies WHERE "
+                + d.id_in("job_id")
+                + " ORDER BY job_id, depends_on_id",
+                (d.ids(part),),
+            ):
+                got = edges[int(r["job_id"])]
+                if int(r["depends_on_id"]) not in got:
+                    got.append(int(r["depends_on_id"]))
+        # read and locked, as a submission does: one that ends meanwhile is seen ended
+        targets = sorted({dep for deps in edges.values() for dep in deps} - rerun)
+        found = self._locked_jobs(tx, targets, "id, state, array_parent_id, array_index")
+        waits: dict[int, list[int]] = {}
+        for i in sorted(edges):
+            pending: list[int] = []
+            for dep in edges[i]:
+                row = found.get(dep)
+                if dep in rerun or (
+                    row is not None and row["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED")
+                ):
+                    pending.append(dep)
+                elif row is not None and row["state"] != "SUCCEEDED":
+                    parent = row["array_parent_id"]
+                    what = (
+                        f"job {dep}"
+                        if parent is None
+                        else f"job {dep} (child {row['array_index']} of array job {parent})"
+                    )
+                    raise errors.Conflict(
+                        f"{'array job' if job.array_size else 'job'} {job.id} depends on {what}, which ended"
+                        f" {row['state']}; retry job {dep if parent is None else parent} first, or both together"
+                    )
+            waits[i] = pending
+        return waits
 
     def job_release(
         self, worker_id: str, jobs: Sequence[tuple[int, int]], reason: str, now: datetime

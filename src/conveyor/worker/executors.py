@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import importlib
 import inspect
-import json
 import os
 import select
 import shutil
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor import outcomes
+from conveyor import errors, outcomes, values
 from conveyor.model import Finish, Job, OutcomeKind
 from conveyor.worker.context import JobContext, current
 
@@ -71,12 +70,12 @@ class Execution:
                 self.stop_reason, self.stop_kind = reason, kind
             proc, loop, task = self._proc, self._loop, self._task
         if proc is not None and proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
         if loop is not None and task is not None:
             loop.call_soon_threadsafe(task.cancel)
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
@@ -171,6 +170,7 @@ def _loop() -> asyncio.AbstractEventLoop:
 def call_arguments(payload: Any, parameters: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
     """How a function job is called: ``fn(*args, **kwargs)`` (see the README's "Python jobs")."""
     if isinstance(payload, dict) and payload and set(payload) <= {"args", "kwargs"}:
+        values.call_payload("payload", payload)  # stored before submissions were checked so
         return list(payload.get("args") or []), {**parameters, **(payload.get("kwargs") or {})}
     if payload is None:
         return [], dict(parameters)
@@ -213,26 +213,47 @@ def run_function(
         if ex.deadline is not None and time.monotonic() >= ex.deadline:
             # asyncio.wait_for hit the job's timeout: say so like the other executors do
             return finish(OutcomeKind.FAILED, f"timed out after {job.spec.timeout_seconds:g} s")
-        log.write(traceback.format_exc().encode())
-        return finish(OutcomeKind.FAILED, _short(f"{type(exc).__name__}: {exc}"))
-    except Exception as exc:
-        log.write(traceback.format_exc().encode())
-        return finish(OutcomeKind.FAILED, _short(f"{type(exc).__name__}: {exc}"))
+        log.write(traceback.format_exc().encode("utf-8", "backslashreplace"))
+        return finish(OutcomeKind.FAILED, _reason(f"{type(exc).__name__}: {exc}"))
+    except BaseException as exc:
+        # SystemExit, KeyboardInterrupt, GeneratorExit or a BaseException of the job's own,
+        # raised in this job thread: before, they ended the thread, and the job stayed
+        # RUNNING with its lease renewed while the slot was gone for good
+        log.write(traceback.format_exc().encode("utf-8", "backslashreplace"))
+        return finish(OutcomeKind.FAILED, _reason(f"{type(exc).__name__}: {exc}"))
     finally:
         current.reset(token)
         log.flush(final=True)
     if isinstance(value, outcomes.Outcome):
         return _outcome_finish(value, finish)
-    if value is not None and type(value) not in _PLAIN_RESULTS:
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            return finish(OutcomeKind.FAILED, _short(f"result is not JSON-serialisable: {exc}"))
+    if value is not None:
+        bad = bad_result(value)
+        if bad is not None:
+            return finish(OutcomeKind.FAILED, bad)
     return finish(OutcomeKind.SUCCEEDED, "", exit_code=0, result=value)
 
 
-# results that are JSON as they are (not float: NaN and infinities are refused)
-_PLAIN_RESULTS = (bool, int, str)
+# the largest result a function job may return, as JSON (the largest payload, by default)
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+
+
+def bad_result(value: Any) -> str | None:
+    """Why ``value`` cannot be a job's result, or None: it must be JSON the store can hold and
+    read back, as a payload must (an int of 5,000 digits, a NaN, a NUL, a value nested too
+    deeply, more than MAX_RESULT_BYTES). Before, an int too long to print made the worker's
+    report fail, again and again: its batch of finishes, and the worker, never moved on."""
+    t = type(value)
+    if t is bool or (t is int and -(2**63) <= value < 2**63):
+        return None
+    if t is str and len(value) <= 4096 and values.not_text(value) is None:
+        return None
+    try:
+        text = values.payload_json("result", value)
+    except errors.ValidationError as exc:
+        return _reason(f"result {exc.reason}")
+    if len(text) > MAX_RESULT_BYTES:  # ASCII: characters are bytes
+        return f"result is {len(text):,} bytes of JSON, more than {MAX_RESULT_BYTES:,}"
+    return None
 
 
 def _run_async(ex: Execution, awaitable: Any) -> Any:
@@ -253,17 +274,28 @@ def _run_async(ex: Execution, awaitable: Any) -> Any:
 
 
 def _outcome_finish(o: outcomes.Outcome, finish: Callable[..., Finish]) -> Finish:
-    if isinstance(o, outcomes.Retry):
-        return finish(OutcomeKind.RETRY, o.reason, delay_seconds=o.delay)
-    if isinstance(o, outcomes.Snooze):
-        return finish(OutcomeKind.SNOOZE, o.reason, delay_seconds=o.delay)
+    # checked again here: an outcome's attributes can be changed after it was made
+    try:
+        if isinstance(o, outcomes.Retry):
+            delay = outcomes._delay("Retry", o.delay)
+            return finish(OutcomeKind.RETRY, _reason(o.reason), delay_seconds=delay)
+        if isinstance(o, outcomes.Snooze):
+            delay = outcomes._delay("Snooze", o.delay)
+            return finish(OutcomeKind.SNOOZE, _reason(o.reason), delay_seconds=delay)
+    except (TypeError, ValueError) as exc:
+        return finish(OutcomeKind.FAILED, _reason(f"{type(exc).__name__}: {exc}"))
     if isinstance(o, outcomes.Cancel):
-        return finish(OutcomeKind.CANCEL, o.reason)
-    return finish(OutcomeKind.FAILED, f"unknown outcome {o!r}")
+        return finish(OutcomeKind.CANCEL, _reason(o.reason))
+    return finish(OutcomeKind.FAILED, _reason(f"unknown outcome {o!r}"))
 
 
-def _short(text: str, limit: int = 1000) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _reason(text: Any, limit: int = 1000) -> str:
+    """``text`` as a status reason the store can hold: at most ``limit`` characters, a NUL
+    and a lone surrogate (from an exception's message, say) escaped."""
+    out = text if isinstance(text, str) else str(text)
+    if values.not_text(out) is not None:
+        out = out.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 # -- process --------------------------------------------------------------------------------
@@ -332,6 +364,14 @@ def run_process(
         return Finish(job.id, job.attempt, ex.worker_id, kind, reason, exit_code=exit_code)
 
     own_dir = job.spec.working_dir is None
+    if not own_dir and not os.path.isdir(str(job.spec.working_dir)):
+        # said here: Popen's error for a missing cwd names the program ("No such file or
+        # directory"), as if the command were missing
+        return finish(
+            OutcomeKind.FAILED,
+            _reason(f"working directory {job.spec.working_dir!r} does not exist"),
+            exit_code=127,
+        )
     workdir = job.spec.working_dir or tempfile.mkdtemp(prefix=f"conveyor-job-{job.id}-{job.attempt}-")
     env = job_environment(job, config)
     launch = argv
@@ -361,7 +401,7 @@ def run_process(
             ex._proc, ex.pid = proc, proc.pid
             stop_now = ex.stop_reason is not None
         if stop_now:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
         on_started(ex)
         timed_out = _pump(ex, proc, config, log)
         code = proc.returncode
@@ -397,11 +437,11 @@ def _pump(ex: Execution, proc: subprocess.Popen[bytes], config: ExecutorConfig, 
         now = time.monotonic()
         if ex.deadline is not None and now >= ex.deadline and not timed_out and ex.stop_reason is None:
             timed_out = True
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
         if (timed_out or ex.stop_reason is not None) and kill_at is None:
             kill_at = now + config.kill_grace_seconds
         if kill_at is not None and now >= kill_at:
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
         if not eof:
             if poller.poll(200):
                 try:
@@ -412,22 +452,41 @@ def _pump(ex: Execution, proc: subprocess.Popen[bytes], config: ExecutorConfig, 
                     log.write(data)
                 else:
                     eof = True
-        else:
+        elif proc.poll() is None:
             # output closed: the child is exiting; wait for it rather than sleeping blind
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(0.2)
+        else:
+            time.sleep(0.05)  # the leader is gone, the rest of a stopping group has its grace
         log.tick()
         if proc.poll() is not None:
             if exited_at is None:
                 exited_at = time.monotonic()
-            # the leader exited: take what is left, but do not wait for grandchildren holding the pipe
+            if kill_at is not None and time.monotonic() < kill_at and group_alive(proc.pid):
+                # a stop in progress: the leader ended on SIGTERM; the rest of its group still
+                # has the grace period, then SIGKILL (above) as the README promises
+                continue
+            # the leader exited: take what is left of the output, but do not wait for
+            # grandchildren holding the pipe; what is left of the group goes with the leader,
+            # as a container's processes do (a background child outlived a job that succeeded)
             if eof or time.monotonic() - exited_at > 0.5:
+                signal_group(proc.pid, signal.SIGKILL)
                 if not eof:
                     _drain(fd, log)
-                    _signal_group(proc.pid, signal.SIGKILL)
                 break
     proc.stdout.close()
     return timed_out
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` is still there."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _drain(fd: int, log: LogBuffer) -> None:

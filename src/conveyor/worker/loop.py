@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -30,8 +31,10 @@ from conveyor.worker.executors import (
     ExecutorConfig,
     FunctionCache,
     LogBuffer,
+    group_alive,
     run_function,
     run_process,
+    signal_group,
 )
 from conveyor.worker.orphans import kill_attempts
 
@@ -120,6 +123,12 @@ class RunStats:
 
 
 MAX_CONCURRENCY = 4096  # a thread per slot
+
+
+def _unrecordable(f: Finish, why: str) -> Finish:
+    """``f`` as the failed attempt it becomes when the store refused to record it, ``why``."""
+    reason = f"worker error: the outcome could not be recorded: {why}"
+    return Finish(f.job_id, f.attempt, f.worker_id, OutcomeKind.FAILED, reason[:1000])
 
 
 def check_worker_config(config: WorkerConfig) -> None:
@@ -396,7 +405,7 @@ class Worker:
             else:
                 argv = render_argv(job)
                 result = run_process(ex, argv, self.config.executor, logbuf, self._process_started)
-        except Exception as exc:
+        except BaseException as exc:  # the job thread must report every attempt
             log.exception("job %s: the worker failed to run it", job.id)
             result = Finish(
                 job.id, job.attempt, self.id, OutcomeKind.FAILED, f"worker error: {type(exc).__name__}: {exc}"
@@ -451,11 +460,19 @@ class Worker:
             self._claimed_all = len(got) < free
             return self._started_jobs(got)
         jobs: list[Job] = []
-        if free > 0:
-            _, jobs = self.store.job_finish_and_claim(batch, self._claim_request(free), self.clock.now())
-            self._claimed_all = len(jobs) < free
-        else:
-            self.store.job_finish_many(batch, self.clock.now())
+        try:
+            if free > 0:
+                _, jobs = self.store.job_finish_and_claim(batch, self._claim_request(free), self.clock.now())
+                self._claimed_all = len(jobs) < free
+            else:
+                self.store.job_finish_many(batch, self.clock.now())
+        except errors.StoreUnavailable:
+            raise  # kept, reported once the store is back
+        except Exception:
+            # one finish the store refuses must not hold back the others (and the worker,
+            # which retried the same batch forever): each alone, a refused one as a failure
+            log.exception("reporting %d finish(es) failed; reporting them one at a time", len(batch))
+            self._finish_one_by_one(batch)
         self._unsent = []
         with self._lock:
             for f in batch:
@@ -468,6 +485,23 @@ class Worker:
             else:
                 self.stats.other += 1
         return self._started_jobs(jobs)
+
+    def _finish_one_by_one(self, batch: list[Finish]) -> None:
+        """Report each finish of ``batch`` alone; one the store refuses becomes a failed attempt
+        saying why, and one it refuses even so is given up (the heartbeat then requeues its
+        job as never received). Raises StoreUnavailable, with what is left still unsent."""
+        for i, f in enumerate(batch):
+            report: Finish | None = f
+            while report is not None:
+                try:
+                    self.store.job_finish_many([report], self.clock.now())
+                    break
+                except errors.StoreUnavailable:
+                    self._unsent = batch[i:]
+                    raise
+                except Exception as exc:
+                    log.error("job %s: its outcome could not be recorded: %s", f.job_id, exc)
+                    report = _unrecordable(f, f"{type(exc).__name__}: {exc}") if report is f else None
 
     def _check_deadlines(self) -> None:
         """Inline sync functions cannot be killed: report the timeout and stop waiting for them."""
@@ -593,10 +627,11 @@ class Worker:
         if left:
             log.warning("grace period over: requeueing %d job(s)", len(left))
             for ex in left:
-                ex.stop("worker shutting down", OutcomeKind.FAILED)
                 with self._lock:
                     ex.abandoned = True
                     self._abandoned.add(ex)
+                ex.stop("worker shutting down", OutcomeKind.FAILED)
+            self._end_processes([ex for ex in left if ex.pid is not None])
             try:
                 self.store.job_release(
                     self.id,
@@ -610,6 +645,27 @@ class Worker:
                 for ex in left:
                     self._running.pop(ex.job.id, None)
         self._safe_flush()
+
+    def _end_processes(self, stopping: list[Execution]) -> None:
+        """Wait until the process groups of the command jobs ``stopping`` (sent SIGTERM) are
+        gone: SIGKILL after the executor's grace period (at once for an immediate stop). A job
+        is requeued only then: one that ignored SIGTERM ran on beside its next attempt."""
+        if not stopping:
+            return
+        grace = 0.0 if self._immediate.is_set() else self.config.executor.kill_grace_seconds
+        kill_at = time.monotonic() + grace
+        killed = False
+        until = kill_at + 5.0
+        while time.monotonic() < until:
+            alive = [pid for pid in (ex.pid for ex in stopping) if pid is not None and group_alive(pid)]
+            if not alive:
+                return
+            if not killed and time.monotonic() >= kill_at:
+                for pid in alive:
+                    signal_group(pid, signal.SIGKILL)
+                killed = True
+            time.sleep(0.05)
+        log.error("process group(s) of job(s) %s still alive after SIGKILL", [ex.job.id for ex in stopping])
 
     def _safe_flush(self) -> None:
         try:

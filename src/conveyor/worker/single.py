@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, replace
+from typing import Any
 
 from conveyor import errors
 from conveyor.clock import Clock
@@ -113,7 +115,7 @@ def run_single(
     )
     try:
         if job.spec.function is not None:
-            finish = run_function(ex, FunctionCache(), resolve_payload(store, blobs, job), log, config)
+            finish = _run_function_bounded(ex, resolve_payload(store, blobs, job), log, config)
         else:
             finish = run_process(
                 ex,
@@ -122,9 +124,13 @@ def run_single(
                 log,
                 lambda started: store.job_mark_running([(job.id, job.attempt, started.pid)], clock.now()),
             )
-    except Exception as exc:
+    except BaseException as exc:  # reported, whatever it is: the job must not stay RUNNING
         finish = Finish(
-            job.id, job.attempt, worker_id, OutcomeKind.FAILED, f"run-job error: {type(exc).__name__}: {exc}"
+            job.id,
+            job.attempt,
+            worker_id,
+            OutcomeKind.FAILED,
+            f"run-job error: {type(exc).__name__}: {exc}"[:1000],
         )
     finally:
         done.set()
@@ -132,3 +138,53 @@ def run_single(
     store.worker_stop(worker_id, clock.now())
     final = store.job_get(job.id) or job
     return SingleRun(final, finish)
+
+
+# how long a function job asked to stop (timeout, terminate) has to end before it is given up
+_STOP_GRACE = 1.0
+
+
+def _run_function_bounded(ex: Execution, payload: Any, log: LogBuffer, config: ExecutorConfig) -> Finish:
+    """``run_function`` in a thread of its own, given up ``_STOP_GRACE`` after its timeout or a
+    terminate request: a sync function cannot be interrupted, and ``run-job`` waited for it
+    forever (the job RUNNING, its lease renewed). This process exits after the report, and
+    the function's thread with it."""
+    job = ex.job
+    box: list[Finish] = []
+    ended = threading.Event()
+
+    def target() -> None:
+        try:
+            box.append(run_function(ex, FunctionCache(), payload, log, config))
+        except BaseException as exc:
+            box.append(
+                Finish(
+                    job.id,
+                    job.attempt,
+                    ex.worker_id,
+                    OutcomeKind.FAILED,
+                    f"run-job error: {type(exc).__name__}: {exc}"[:1000],
+                )
+            )
+        finally:
+            ended.set()
+
+    threading.Thread(target=target, name="conveyor-run-job-function", daemon=True).start()
+    give_up_at: float | None = None
+    while not ended.wait(0.05):
+        now = time.monotonic()
+        if give_up_at is None and (
+            ex.stop_reason is not None or (ex.deadline is not None and now >= ex.deadline)
+        ):
+            give_up_at = now + _STOP_GRACE  # an async function is cancelled meanwhile
+        if give_up_at is not None and now >= give_up_at:
+            if ex.stop_kind is not None:
+                return Finish(job.id, job.attempt, ex.worker_id, ex.stop_kind, ex.stop_reason or "stopped")
+            return Finish(
+                job.id,
+                job.attempt,
+                ex.worker_id,
+                OutcomeKind.FAILED,
+                f"timed out after {job.spec.timeout_seconds:g} s",
+            )
+    return box[0]

@@ -11,7 +11,7 @@ from conveyor.clock import FrozenClock
 from conveyor.model import InsertResult, JobState, OutcomeKind
 from conveyor.store import Store
 
-from .helpers import claim_one, finish, new, retrying
+from .helpers import claim, claim_one, finish, new, retrying
 
 
 def _submit(store: Store, clock: FrozenClock, **kw: Any) -> InsertResult:
@@ -70,6 +70,23 @@ def test_unique_ttl_keeps_the_key_after_success_until_it_passes(store: Store, cl
     clock.advance(2)
     fresh = _submit(store, clock, unique_key="daily")
     assert not fresh.existing and fresh.job.id != first.job.id
+
+
+def test_prune_keeps_a_job_whose_unique_key_is_still_held(store: Store, clock: FrozenClock) -> None:
+    """Pruning the job released its key early: a TTL past the retention age (14 days by
+    default) was cut to it."""
+    first = _submit(store, clock, unique_key="daily", unique_ttl_seconds=3600)
+    other = _submit(store, clock)
+    for job in claim(store, clock.now()):
+        finish(store, clock.now(), job)
+    clock.advance(600)
+    assert store.prune(clock.now(), clock.now())["jobs"] == 1  # the other one only
+    assert store.job_get(other.job.id) is None
+    held = _submit(store, clock, unique_key="daily")
+    assert held.existing and held.job.id == first.job.id
+    clock.advance(3001)
+    assert store.prune(clock.now(), clock.now())["jobs"] == 1  # the key has expired
+    assert not _submit(store, clock, unique_key="daily").existing
 
 
 @pytest.mark.parametrize("how", ["failed", "cancelled"])

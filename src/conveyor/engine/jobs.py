@@ -26,6 +26,7 @@ from conveyor.model import (
     JobState,
     NewJob,
     Queue,
+    WorkerInfo,
 )
 from conveyor.store import Store
 from conveyor.store.blobs import DirectoryBlobStore
@@ -811,6 +812,7 @@ class JobService:
             return f"queue `{queue.name}` is disabled (enable it: conveyor queues enable {queue.name})"
         usage = self.store.environment_usage(now)
         envs = {e.name: e for e in self.store.environment_list()}
+        workers: list[WorkerInfo] | None = None  # read when needed
         reasons = []
         for name in queue.environments:
             env = envs.get(name)
@@ -819,10 +821,32 @@ class JobService:
             if not env.enabled:
                 reasons.append(f"environment `{name}` is disabled")
                 continue
+            # bigger than the environment: it waits there for ever (its limits were lowered
+            # after it was submitted), which "0 of 2 free" did not say
+            if env.max_vcpus is not None and job.spec.vcpus > env.max_vcpus:
+                reasons.append(
+                    f"needs {job.spec.vcpus:g} vCPUs, more than environment `{name}` has ({env.max_vcpus:g})"
+                )
+                continue
+            if env.max_memory_mb is not None and job.spec.memory_mb > env.max_memory_mb:
+                reasons.append(
+                    f"needs {job.spec.memory_mb} MB, more than environment `{name}` has ({env.max_memory_mb} MB)"
+                )
+                continue
             u = usage.get(name)
             if u is None or u.live_workers == 0:
                 reasons.append(
                     f"no worker is serving environment `{name}` (start one: conveyor worker --environment {name})"
+                )
+                continue
+            if workers is None:
+                workers = self.store.worker_list(now)
+            here = [w for w in workers if w.environment == name]
+            if here and not any(not w.queues or queue.name in w.queues for w in here):
+                served = ", ".join(sorted({q for w in here for q in w.queues}))
+                reasons.append(
+                    f"no worker in environment `{name}` serves queue `{queue.name}` (its workers serve {served};"
+                    f" start one: conveyor worker --environment {name} --queues {queue.name})"
                 )
                 continue
             if env.max_vcpus is not None and job.spec.vcpus > env.max_vcpus - u.used_vcpus:

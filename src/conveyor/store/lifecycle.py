@@ -1956,11 +1956,14 @@ class LifecycleOps(CatalogOps):
         cutoff = d.ts(before)
         while True:
             with self._write() as tx:
+                # a job whose unique key is still held after its success (unique_ttl) stays
+                # until the key expires: with it gone, the key was released early
                 rows = tx.q(
                     f"SELECT id FROM jobs WHERE finished_at < ? AND state IN {TERMINAL}"
                     " AND (array_parent_id IS NULL OR array_parent_id NOT IN"
-                    f" (SELECT id FROM jobs WHERE state NOT IN {TERMINAL})) LIMIT ?",
-                    (cutoff, batch),
+                    f" (SELECT id FROM jobs WHERE state NOT IN {TERMINAL}))"
+                    " AND id NOT IN (SELECT job_id FROM unique_keys WHERE expires_at >= ?) LIMIT ?",
+                    (cutoff, d.ts(now), batch),
                 )
                 ids = [int(r["id"]) for r in rows]
                 if ids:

@@ -525,6 +525,17 @@ class Worker:
                 return
             ex.abandoned = True
             self._abandoned.add(ex)
+            held = sum(1 for e in self._abandoned if not e.reported)
+        if ex.job.spec.function is not None and not _is_async(ex):
+            # it cannot be killed: its thread keeps the slot until the function returns
+            log.warning(
+                "job %s: %s, but its function does not return; its thread keeps one of %d slots"
+                " until it does (%d held so)",
+                ex.job.id,
+                reason,
+                self.config.concurrency,
+                held,
+            )
         self._done.put(Finish(ex.job.id, ex.job.attempt, self.id, kind, reason))
         self._reported()
 

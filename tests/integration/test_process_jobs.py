@@ -185,6 +185,10 @@ def test_memory_limit_fails_a_child_that_allocates_more(app: App) -> None:
     assert job.status_reason == "exit code 1"
     log = log_text(app, job_id)
     assert "MemoryError" in log and "allocated" not in log
+    assert log.endswith(
+        "[conveyor: this attempt ran with a memory limit of 200 MB of address space (memory_mb);"
+        " a failed allocation may come from it]\n"
+    )
 
 
 def test_memory_limit_leaves_room_for_a_child_within_it(app: App) -> None:

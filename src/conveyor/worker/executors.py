@@ -405,6 +405,13 @@ def run_process(
         on_started(ex)
         timed_out = _pump(ex, proc, config, log)
         code = proc.returncode
+        if code != 0 and launch is not argv:
+            # a failed allocation shows as whatever the program makes of it (a MemoryError,
+            # "failed to map segment" and exit 127): say the limit was there, in the log
+            log.write(
+                f"\n[conveyor: this attempt ran with a memory limit of {job.spec.memory_mb} MB of address"
+                " space (memory_mb); a failed allocation may come from it]\n".encode()
+            )
         log.flush(final=True)
     finally:
         if own_dir:

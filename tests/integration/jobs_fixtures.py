@@ -162,3 +162,12 @@ def bad_outcome(kind: str) -> object:
 
 def fail_with_nul() -> None:
     raise ValueError("bad\x00byte \ud800")
+
+
+def printer(text: str) -> str:
+    """print() to stdout and stderr, from the job's thread."""
+    import sys
+
+    print(f"out: {text}")
+    print(f"err: {text}", file=sys.stderr)
+    return text

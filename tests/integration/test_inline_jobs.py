@@ -163,3 +163,16 @@ def test_terminate_cancels_a_running_async_function(app: App) -> None:
     assert job.status_reason.startswith("terminated"), job.status_reason
     [attempt] = app.jobs.attempts(job_id)
     assert attempt.reason.startswith("terminated")
+
+
+def test_print_in_a_function_job_goes_to_its_log(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    """It went to the worker's own output, interleaved across jobs, and `jobs logs` was empty."""
+    ids = [submit(app, "printer", parameters={"text": f"job {i}"}) for i in range(3)]
+    run_burst(app)
+    for i, job_id in enumerate(ids):
+        assert app.jobs.get(job_id).state is JobState.SUCCEEDED
+        assert log_text(app, job_id) == f"out: job {i}\nerr: job {i}\n"
+    outside = capsys.readouterr()
+    assert "job 0" not in outside.out + outside.err
+    print("the test's own output")  # the worker has put sys.stdout back
+    assert capsys.readouterr().out == "the test's own output\n"

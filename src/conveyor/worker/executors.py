@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import io
 import os
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -156,6 +158,78 @@ class FunctionCache:
         return entry
 
 
+class _Printed(threading.local):
+    sink: Callable[[bytes], None] | None = None
+
+
+# the log of the function job running in this thread, if any
+_printed = _Printed()
+
+
+class _ToJobLog(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` while a worker runs: what a job thread writes goes to its
+    job's log, as a command's output does; any other thread's to the stream that was there."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        sink = _printed.sink
+        if sink is None:
+            return int(self.stream.write(text))
+        sink(text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def flush(self) -> None:
+        if _printed.sink is None:
+            self.stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(self.stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.stream, "encoding", "utf-8"))
+
+
+class PrintsToLogs:
+    """While any is entered in this process, ``print()`` (``sys.stdout``, ``sys.stderr``) in a
+    function job goes to that job's log. Entered by every worker and by ``run-job``; nested
+    and concurrent uses share one installation, removed by the last to leave."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _saved: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> PrintsToLogs:
+        cls = PrintsToLogs
+        with cls._lock:
+            if cls._users == 0:
+                cls._saved = (sys.stdout, sys.stderr)
+                sys.stdout, sys.stderr = _ToJobLog(sys.stdout), _ToJobLog(sys.stderr)
+            cls._users += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        cls = PrintsToLogs
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._saved is not None:
+                out, err = cls._saved
+                # put back only what is still ours (something else may have replaced it since)
+                if isinstance(sys.stdout, _ToJobLog):
+                    sys.stdout = out
+                if isinstance(sys.stderr, _ToJobLog):
+                    sys.stderr = err
+                cls._saved = None
+
+
 _thread_loops = threading.local()
 
 
@@ -196,6 +270,7 @@ def run_function(
             job.id, job.attempt, job.queue, job.array_index, ex.worker_id, where.database_url, where.blob_dir
         )
     )
+    _printed.sink = log.write  # print() in this thread goes to the job's log (``PrintsToLogs``)
     try:
         fn, is_async = functions.resolve_call(job.spec.function)
         args, kwargs = call_arguments(payload, job.spec.parameters)
@@ -222,6 +297,7 @@ def run_function(
         log.write(traceback.format_exc().encode("utf-8", "backslashreplace"))
         return finish(OutcomeKind.FAILED, _reason(f"{type(exc).__name__}: {exc}"))
     finally:
+        _printed.sink = None
         current.reset(token)
         log.flush(final=True)
     if isinstance(value, outcomes.Outcome):

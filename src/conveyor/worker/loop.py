@@ -31,6 +31,7 @@ from conveyor.worker.executors import (
     ExecutorConfig,
     FunctionCache,
     LogBuffer,
+    PrintsToLogs,
     group_alive,
     run_function,
     run_process,
@@ -211,10 +212,12 @@ class Worker:
         ]
         for t in self._job_threads:
             t.start()
+        prints = PrintsToLogs().__enter__()  # print() in a function job: to its log
         try:
             self._loop()
             self._shutdown()
         finally:
+            prints.__exit__()
             self._threads_done.set()
             # the store may be closed right after run() returns: no thread of ours may still use it
             beat.join(timeout=10)

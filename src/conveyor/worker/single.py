@@ -26,6 +26,7 @@ from conveyor.worker.executors import (
     ExecutorConfig,
     FunctionCache,
     LogBuffer,
+    PrintsToLogs,
     run_function,
     run_process,
 )
@@ -115,7 +116,8 @@ def run_single(
     )
     try:
         if job.spec.function is not None:
-            finish = _run_function_bounded(ex, resolve_payload(store, blobs, job), log, config)
+            with PrintsToLogs():
+                finish = _run_function_bounded(ex, resolve_payload(store, blobs, job), log, config)
         else:
             finish = run_process(
                 ex,

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conveyor.app import App
 from conveyor.clock import FrozenClock
 from conveyor.store import Store, open_store
 
@@ -101,3 +102,13 @@ def worker_id(request: pytest.FixtureRequest) -> str:
     """xdist's worker id, or ``main`` without xdist."""
     wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
     return str(wid)
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path) -> Iterator[App]:
+    """An in-process ``App`` on a real database (both backends via ``db_url``)."""
+    opened = App.open(db_url, blob_dir=tmp_path / "blobs")
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -20,6 +20,7 @@ from conveyor.model import (
     Dependency,
     DependencyType,
     EnvironmentUsage,
+    Event,
     Inserted,
     Job,
     JobDefinition,
@@ -139,6 +140,12 @@ def attempt_to_dict(a: Attempt) -> JSONObject:
         "compute_environment": a.compute_environment,
         "counted": a.counted,
     }
+
+
+def event_to_dict(e: Event) -> JSONObject:
+    """A job's event: ``data`` of a state change holds ``from`` (absent when the job was
+    created, and in events written by versions before it was added), ``to``, ``reason`` and, from a worker, ``attempt``, ``worker``, ``exit_code``."""
+    return {"id": e.id, "at": when(e.at), "type": e.type, "data": e.data}
 
 
 def queue_to_dict(q: Queue, counts: Mapping[str, int] | None = None) -> JSONObject:

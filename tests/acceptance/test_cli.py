@@ -317,6 +317,7 @@ def test_create_never_overwrites_and_every_change_answers_json(sqlite_url: str, 
     assert ok_json("definitions", "deactivate", "d", db=db, cwd=tmp_path) == {
         "definition": "d",
         "deactivated": True,
+        "changed": True,
     }
     assert ok_json("migrate", db=db, cwd=tmp_path)["schema_version"] >= 1
 

@@ -22,6 +22,7 @@ import uvicorn
 
 from conveyor.api import ApiConfig, create_api
 from conveyor.app import App, ExecutorConfig, WorkerConfig
+from conveyor.client import Client
 from conveyor.worker.loop import Worker
 
 
@@ -150,3 +151,13 @@ def wait_state(live: Live, job_id: int, *states: str, timeout: float = 20.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} is {job['state']} ({job['status_reason']}), not {states}")
         time.sleep(0.03)
+
+
+@pytest.fixture(params=["http", "database"])
+def client(request: pytest.FixtureRequest, live: Live) -> Iterator[Client]:
+    """The SDK over HTTP and straight on the database: tests run against both."""
+    made = Client(live.url, live.admin) if request.param == "http" else Client.from_database(live.app.url)
+    try:
+        yield made
+    finally:
+        made.close()

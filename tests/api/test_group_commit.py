@@ -12,7 +12,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -90,15 +90,6 @@ def test_group_commit_failing_process_fails_its_batch_only_and_a_cancelled_item_
 
 
 # -- submit_group: what each submission gets --------------------------------------------------------
-
-
-@pytest.fixture
-def app(db_url: str, tmp_path: Path) -> Iterator[App]:
-    opened = App.open(db_url, blob_dir=tmp_path / "blobs")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _answers(app: App, items: list[jobs.Pending]) -> list[Reply | BaseException]:

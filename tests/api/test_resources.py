@@ -127,7 +127,7 @@ def test_queues_environments_definitions_and_workers(live: Live) -> None:
     assert job.status == 201, job.json
     assert live.call("GET", "/v1/definitions").json["definitions"][0]["name"] == "report"
     assert live.call("DELETE", "/v1/definitions/report").status == 204
-    assert live.call("GET", "/v1/definitions/report").status == 404
+    assert live.call("GET", "/v1/definitions/report").json["active"] is False  # shown, as inactive
     assert live.call("DELETE", "/v1/queues/speedy").status == 409  # it still has a job
     live.call("POST", f"/v1/jobs/{job.json['job']['id']}/cancel")
     assert live.call("DELETE", "/v1/queues/speedy").status == 204

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -15,15 +14,6 @@ from conveyor import errors
 from conveyor.client import Client, JobFailed
 from tests.api import tasks_mod
 from tests.api.conftest import Live
-
-
-@pytest.fixture(params=["http", "database"])
-def client(request: pytest.FixtureRequest, live: Live) -> Iterator[Client]:
-    made = Client(live.url, live.admin) if request.param == "http" else Client.from_database(live.app.url)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_client_submits_waits_and_reads_logs_the_same_way_on_both_backends(

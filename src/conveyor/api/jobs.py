@@ -1,4 +1,4 @@
-"""/v1/jobs: submit one or many, list, get, cancel, terminate, retry, attempts, logs (follow streams)."""
+"""/v1/jobs: submit one or many, list, get, cancel, terminate, retry, attempts, events, logs (follow streams)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from conveyor.api.http import (
     render,
 )
 from conveyor.app import App
-from conveyor.engine.jobs import SubmitRequest
+from conveyor.engine.jobs import MAX_EVENTS_PAGE, SubmitRequest
 from conveyor.engine.tokens import Principal
 from conveyor.model import MAX_ID, InsertResult, Job
 
@@ -305,6 +305,19 @@ def retry_jobs(call: Call) -> Reply:
 def job_attempts(call: Call) -> Reply:
     job = _readable(call, call.id_param("job_id"))
     return Reply({"attempts": [wire.attempt_to_dict(a) for a in call.app.store.job_attempts(job.id)]})
+
+
+def job_events(call: Call) -> Reply:
+    job = _readable(call, call.id_param("job_id"))
+    limit = call.q_int("limit", MAX_EVENTS_PAGE, 1, MAX_EVENTS_PAGE)
+    assert limit is not None
+    events = call.app.jobs.events(job.id, call.q_int("after_id", 0, 0, MAX_ID) or 0, limit)
+    return Reply(
+        {
+            "events": [wire.event_to_dict(e) for e in events],
+            "next_after_id": events[-1].id if len(events) == limit else None,
+        }
+    )
 
 
 # -- logs --------------------------------------------------------------------------------------------

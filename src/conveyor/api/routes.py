@@ -12,6 +12,7 @@ from starlette.responses import Response
 from conveyor.api import catalog, jobs, schedules
 from conveyor.api.http import Handler
 from conveyor.api.schema import ref
+from conveyor.engine.jobs import MAX_EVENTS_PAGE
 from conveyor.model import MAX_ID
 
 
@@ -123,6 +124,16 @@ OPERATIONS: list[Op] = [
         response="AttemptList", params=(JOB_ID,),
     ),
     Op(
+        "GET", "/v1/jobs/{job_id}/events", jobs.job_events,
+        "A job's history (state changes with from, to and reason), oldest first; page on with after_id",
+        "jobs", response="EventPage",
+        params=(
+            JOB_ID,
+            q("after_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "cursor: next_after_id of the last page"),
+            q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE}),
+        ),
+    ),
+    Op(
         "GET", "/v1/jobs/{job_id}/logs", None, "A job's captured output; follow=true streams until the job ends",
         "jobs", raw=jobs.job_logs, text=True,
         params=(JOB_ID, q("attempt", {"type": "integer", "minimum": 0, "maximum": 10000}), q("follow", BOOL)),
@@ -138,7 +149,7 @@ OPERATIONS: list[Op] = [
         "definitions", body="DefinitionIn", ok=201, response="Definition", extra_status=(200,),
     ),
     Op(
-        "GET", "/v1/definitions/{name}", catalog.get_definition, "One definition (active or given revision)",
+        "GET", "/v1/definitions/{name}", catalog.get_definition, "One definition (its latest or the given revision; `active` says whether it may run)",
         "definitions", response="Definition",
         params=(NAME, q("revision", {"type": "integer", "minimum": 1, "maximum": 2**31})),
     ),

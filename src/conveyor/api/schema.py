@@ -307,6 +307,28 @@ JOB_PAGE: S = {
         "next_before_id": nullable({"type": "integer", "description": "pass as before_id for the next page"}),
     },
 }
+EVENT: S = {
+    "type": "object",
+    "required": ["id", "at", "type", "data"],
+    "properties": {
+        "id": {"type": "integer"},
+        "at": TIME,
+        "type": {"type": "string", "description": "job.state, job.terminate_requested"},
+        "data": {
+            "type": "object",
+            "description": "job.state: from (absent when the job was created), to, reason;"
+            " from a worker also attempt, worker, exit_code",
+        },
+    },
+}
+EVENT_PAGE: S = {
+    "type": "object",
+    "required": ["events", "next_after_id"],
+    "properties": {
+        "events": {"type": "array", "items": ref("Event")},
+        "next_after_id": nullable({"type": "integer", "description": "pass as after_id for the next page"}),
+    },
+}
 JOB_ACTION: S = {
     "type": "object",
     "required": ["job", "changed"],
@@ -427,6 +449,8 @@ SCHEMAS: dict[str, S] = {
     "JobPage": JOB_PAGE,
     "JobAction": JOB_ACTION,
     "Attempt": ATTEMPT,
+    "Event": EVENT,
+    "EventPage": EVENT_PAGE,
     "Queue": QUEUE,
     "Environment": ENVIRONMENT,
     "Definition": DEFINITION,

@@ -170,7 +170,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=defs_list)
     p = ds.add_parser(
         "show",
-        help="one definition",
+        help="one definition (default: its latest revision, active or deactivated)",
         epilog="example: conveyor definitions show resize --revision 2",
         formatter_class=Formatter,
     )
@@ -180,7 +180,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=defs_show)
     p = ds.add_parser(
         "deactivate",
-        help="no new jobs from this definition",
+        help="no new jobs from this definition, any revision (registering it again re-activates it)",
         epilog="example: conveyor definitions deactivate resize",
         formatter_class=Formatter,
     )
@@ -425,13 +425,21 @@ def defs_show(args: argparse.Namespace) -> int:
             **spec_to_dict(d.spec),
         }
         render.emit_json(data)  # the spec is JSON, with or without --json
+        if not d.active and not args.json and args.revision is None:
+            sys.stderr.write(
+                f"conveyor: definition {d.name} is deactivated (no new jobs); register it again to re-activate it\n"
+            )
     return 0
 
 
 def defs_deactivate(args: argparse.Namespace) -> int:
     with open_app(args) as app:
-        app.catalog.deactivate_definition(args.name)
-        _print(args, {"definition": args.name, "deactivated": True}, f"definition {args.name} deactivated")
+        changed = app.catalog.deactivate_definition(args.name)
+        _print(
+            args,
+            {"definition": args.name, "deactivated": True, "changed": changed},
+            f"definition {args.name} " + ("deactivated" if changed else "was already inactive"),
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from conveyor import errors, wire
+from conveyor.app import App
 from conveyor.cli import render
 from conveyor.cli.common import (
     Formatter,
@@ -23,8 +24,8 @@ from conveyor.cli.common import (
     whole,
 )
 from conveyor.engine import validate
-from conveyor.engine.jobs import BULK_PAGE, JobSelection, SubmitRequest
-from conveyor.model import MAX_ID, Dependency, DependencyType, Job, JobState
+from conveyor.engine.jobs import BULK_PAGE, MAX_EVENTS_PAGE, JobSelection, SubmitRequest
+from conveyor.model import MAX_ID, Dependency, DependencyType, Event, Job, JobState
 
 MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
 
@@ -131,11 +132,16 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp = js.add_parser(
         "show",
         help="one job: state, why it waits, attempts",
-        epilog="example: conveyor jobs show 42",
+        epilog="examples:\n  conveyor jobs show 42\n  conveyor jobs show 42 --events    its history: every state change",
         formatter_class=Formatter,
     )
     add_db(sp)
     sp.add_argument("id", type=whole)
+    sp.add_argument(
+        "--events",
+        action="store_true",
+        help="add the job's history: time, from -> to, reason (with --json: under events)",
+    )
     sp.set_defaults(func=cmd_show)
     gp = js.add_parser(
         "logs",
@@ -360,8 +366,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         job = app.jobs.get(args.id)
         why = app.jobs.explain(job)
         attempts = app.store.job_attempts(job.id)
+        events = _all_events(app, job.id) if args.events else None
         if args.json:
-            render.emit_json({"job": job, "explanation": why, "attempts": attempts})
+            shown: dict[str, Any] = {"job": job, "explanation": why, "attempts": attempts}
+            if events is not None:
+                shown["events"] = [wire.event_to_dict(e) for e in events]
+            render.emit_json(shown)
             return 0
         spec = job.spec
         render.fields(
@@ -419,7 +429,33 @@ def cmd_show(args: argparse.Namespace) -> int:
                     for a in attempts
                 ],
             )
+        if events is not None:
+            sys.stdout.write("\n")
+            render.table(["time", "change", "reason"], [_event_row(e) for e in events])
     return 0
+
+
+def _all_events(app: App, job_id: int) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        page = app.jobs.events(job_id, events[-1].id if events else 0, MAX_EVENTS_PAGE)
+        events += page
+        if len(page) < MAX_EVENTS_PAGE:
+            return events
+
+
+def _event_row(e: Event) -> tuple[str, str, str]:
+    data = e.data
+    if e.type == "job.state":
+        change = f"{data.get('from', 'new') or '?'} -> {data.get('to')}"
+    else:
+        change = e.type.removeprefix("job.").replace("_", " ")
+    details = [str(data["reason"])] if data.get("reason") else []
+    details += [f"{key.replace('_', ' ')} {data[key]}" for key in _EVENT_DETAILS if data.get(key) is not None]
+    return render.when(e.at), change, "; ".join(details)
+
+
+_EVENT_DETAILS = ("worker", "attempt", "exit_code")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

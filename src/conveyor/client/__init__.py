@@ -223,6 +223,12 @@ class Client:
     def attempts(self, job_id: int) -> list[JSONObject]:
         return self.backend.attempts(job_id)
 
+    def events(self, job_id: int, *, after_id: int = 0, limit: int = 1000) -> JSONObject:
+        """One page of the job's history, oldest first: ``{"events": [{"id", "at", "type",
+        "data"}, ...], "next_after_id": ...}``; a state change's ``data`` holds ``from``, ``to``
+        and ``reason``. Page on with ``after_id=next_after_id`` while it is not None."""
+        return self.backend.events(job_id, after_id, limit)
+
     def logs(self, job_id: int, attempt: int | None = None) -> str:
         return self.backend.logs(job_id, attempt).decode(errors="replace")
 
@@ -330,6 +336,9 @@ class AsyncClient:
 
     async def attempts(self, job_id: int) -> list[JSONObject]:
         return await asyncio.to_thread(self.sync.attempts, job_id)
+
+    async def events(self, job_id: int, *, after_id: int = 0, limit: int = 1000) -> JSONObject:
+        return await asyncio.to_thread(lambda: self.sync.events(job_id, after_id=after_id, limit=limit))
 
     async def logs(self, job_id: int, attempt: int | None = None) -> str:
         return await asyncio.to_thread(self.sync.logs, job_id, attempt)

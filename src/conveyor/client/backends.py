@@ -30,6 +30,7 @@ class Backend(Protocol):
     def job_action(self, job_id: int, action: str, reason: str = "") -> JSONObject: ...
     def bulk_action(self, action: str, body: Mapping[str, Any]) -> JSONObject: ...
     def attempts(self, job_id: int) -> list[JSONObject]: ...
+    def events(self, job_id: int, after_id: int, limit: int) -> JSONObject: ...
     def logs(self, job_id: int, attempt: int | None = None) -> bytes: ...
     def follow_logs(self, job_id: int, attempt: int | None = None) -> Iterator[bytes]: ...
     def catalog(self, kind: str) -> list[JSONObject]: ...
@@ -190,6 +191,11 @@ class HttpBackend:
         out: list[JSONObject] = self.request("GET", f"/v1/jobs/{job_id}/attempts")["attempts"]
         return out
 
+    def events(self, job_id: int, after_id: int, limit: int) -> JSONObject:
+        query = {"after_id": after_id, "limit": limit}
+        out: JSONObject = self.request("GET", f"/v1/jobs/{job_id}/events", query=query)
+        return out
+
     def logs(self, job_id: int, attempt: int | None = None) -> bytes:
         return self.raw("GET", f"/v1/jobs/{job_id}/logs", query={"attempt": attempt})
 
@@ -293,6 +299,14 @@ class LocalBackend:
 
     def attempts(self, job_id: int) -> list[JSONObject]:
         return [wire.attempt_to_dict(a) for a in self.app.jobs.attempts(job_id)]
+
+    def events(self, job_id: int, after_id: int, limit: int) -> JSONObject:
+        """What ``GET /v1/jobs/{id}/events`` answers."""
+        events = self.app.jobs.events(job_id, after_id, limit)
+        return {
+            "events": [wire.event_to_dict(e) for e in events],
+            "next_after_id": events[-1].id if len(events) == limit else None,
+        }
 
     def _read(
         self, job_id: int, attempt: int | None, pos: tuple[int, int]

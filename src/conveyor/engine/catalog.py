@@ -124,14 +124,22 @@ class CatalogService:
         self.changed()
         return registered
 
-    def deactivate_definition(self, name: str) -> None:
-        self.store.definition_deactivate(name, self.clock.now())
+    def deactivate_definition(self, name: str) -> bool:
+        """No new jobs from any revision of ``name``. False: it was inactive already."""
+        changed = self.store.definition_deactivate(name, self.clock.now(), idempotent=True)
         self.changed()
+        return changed
 
     def definition(self, name: str, revision: int | None = None) -> JobDefinition:
+        """The given revision, else the latest: the active one, or a deactivated definition's
+        last (``active`` False)."""
         if revision is not None and not 1 <= revision <= MAX_REVISION:  # the column's range
             raise errors.ValidationError("revision", f"{revision} is out of range", f"1..{MAX_REVISION}")
-        found = self.store.definition_get(name, revision)
+        found = (
+            self.store.definition_latest(name)
+            if revision is None
+            else self.store.definition_get(name, revision)
+        )
         if found is None:
             raise errors.UnknownDefinition(name)
         return found

@@ -20,6 +20,7 @@ from conveyor.model import (
     DefinitionSpec,
     Dependency,
     DependencyType,
+    Event,
     Inserted,
     InsertResult,
     Job,
@@ -39,6 +40,7 @@ BULK_CHUNK = 500
 MAX_NAME = 256  # characters of a job's name
 MAX_KEY = 512  # characters of a unique or idempotency key
 MAX_REASON = 1000  # characters of a reason given to cancel or terminate
+MAX_EVENTS_PAGE = 1000  # a job's events read at once (GET /v1/jobs/{id}/events)
 # bulk actions: jobs per transaction, and listed ids per call
 BULK_PAGE = 500
 BULK_WINDOW = 5_000  # ids a filter's query covers at a time
@@ -270,6 +272,15 @@ class CatalogCache:
                     self._stale_definitions.add(key)
                 return hit[1]
         return self._load_definition(key, now)
+
+    def runnable(self, name: str, revision: int | None) -> Any:
+        """The definition a submission runs: the active revision, or the given one while the
+        definition has an active revision (a deactivated one runs no new job, by revision
+        neither); None otherwise."""
+        found = self.definition(name, revision)
+        if found is not None and not found.active and self.definition(name, None) is None:
+            return None
+        return found
 
     def _load_definition(self, key: tuple[str, int | None], now: float) -> Any:
         found = self.store.definition_get(*key)
@@ -512,9 +523,9 @@ class JobService:
         if (
             cached is not None
             and req.definition is not None
-            and cached[4] is not self.cache.definition(req.definition, req.definition_revision)
+            and cached[4] is not self.cache.runnable(req.definition, req.definition_revision)
         ):
-            cached = None  # the definition was re-read since
+            cached = None  # the definition was re-read (or deactivated) since
         if cached is None:
             cached = self._spec(req, prefix, queue, envs, definitions)
             if key is not None:
@@ -666,13 +677,20 @@ class JobService:
                 )
             key = (req.definition, req.definition_revision)
             if key not in definitions:
-                found = self.cache.definition(req.definition, req.definition_revision)
+                found = self.cache.runnable(req.definition, req.definition_revision)
                 if found is None:
+                    latest = self.store.definition_latest(req.definition)  # which refusal it is
+                    if latest is not None and not latest.active:
+                        raise errors.ValidationError(
+                            f"{prefix}definition",
+                            f"job definition {req.definition!r} is deactivated; register it again to re-activate it",
+                            "an active definition, see `conveyor definitions list`",
+                        )
                     raise errors.ValidationError(
                         f"{prefix}definition",
                         f"job definition {req.definition!r}"
                         + (f" revision {req.definition_revision}" if req.definition_revision else "")
-                        + " does not exist or is inactive",
+                        + " does not exist",
                         "see `conveyor definitions list`",
                     )
                 definitions[key] = found
@@ -785,6 +803,14 @@ class JobService:
     def attempts(self, job_id: int) -> list[Attempt]:
         self.get(job_id)
         return self.store.job_attempts(job_id)
+
+    def events(self, job_id: int, after_id: int = 0, limit: int = MAX_EVENTS_PAGE) -> list[Event]:
+        """The job's history (state changes, terminate requests), oldest first: up to ``limit``
+        events after event ``after_id`` (page on with the last one's id). ``UnknownJob`` as ``get``."""
+        validate.integer("after_id", after_id, 0, MAX_ID)
+        validate.integer("limit", limit, 1, MAX_EVENTS_PAGE)
+        self.get(job_id)
+        return self.store.events_list(after_id, limit, entity="job", entity_id=str(job_id))
 
     def explain(self, job: Job) -> str:
         """Why the job is where it is, in words a person understands."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from conveyor.model import (
     spec_from_dict,
     spec_to_dict,
 )
+from conveyor.store.base import Tx
 from conveyor.store.core import SqlStoreBase
 
 WORKER_LIVENESS = timedelta(seconds=60)
@@ -156,16 +158,56 @@ class CatalogOps(SqlStoreBase):
         return [self._queue(r) for r in queues], [self._env(r) for r in envs]
 
     def queue_delete(self, name: str, now: datetime) -> None:
+        """Delete a queue nothing uses: no unfinished job, no schedule (active or paused) that
+        targets it, no active definition that names it in ``follow_up_queues``."""
         with self._write() as tx:
+            # the lock orders this against a definition_register naming the queue (PostgreSQL;
+            # SQLite's write transactions are serial)
+            if tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (name,)) is None:
+                raise errors.UnknownQueue(name)
             waiting = tx.one(
                 "SELECT COUNT(*) AS n FROM jobs WHERE queue = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
                 (name,),
             )
             if waiting and int(waiting["n"]):
                 raise errors.Conflict(f"queue {name!r} still has {waiting['n']} unfinished job(s)")
+            users = self._queue_users(tx, name)
+            if users:
+                raise errors.Conflict(f"queue {name!r} is used by {users}; remove it there first")
             if not tx.x("DELETE FROM queues WHERE name = ?", (name,)):
                 raise errors.UnknownQueue(name)
             self._events(tx, [("queue", name, "queue.deleted", {})], now)
+
+    def _queue_users(self, tx: Tx, name: str) -> str:
+        """What pins queue ``name``, as "schedule(s) a, b and definition(s) c" ("" for nothing):
+        the schedules that can still fire into it, the active definitions naming it exactly (a
+        glob in ``follow_up_queues`` does not pin a queue)."""
+        # the name as JSON text holds it; LIKE only narrows the rows down (its wildcards in a
+        # name widen it): the parsed targets and specs decide
+        pattern = "%" + json.dumps(name)[1:-1] + "%"
+        schedules = sorted(
+            r["name"]
+            for r in tx.q(
+                "SELECT name, CAST(targets AS TEXT) AS targets FROM schedules"
+                " WHERE state IN ('ACTIVE', 'PAUSED') AND CAST(targets AS TEXT) LIKE ?",
+                (pattern,),
+            )
+            if any(t.get("queue") == name for t in json.loads(r["targets"]))
+        )
+        definitions = sorted(
+            r["name"]
+            for r in tx.q(
+                "SELECT name, spec FROM job_definitions WHERE active = ? AND CAST(spec AS TEXT) LIKE ?",
+                (True, pattern),
+            )
+            if name in (self.d.unjs(r["spec"]).get("follow_up_queues") or ())
+        )
+        parts = [
+            f"{kind}(s) {_names(found)}"
+            for kind, found in (("schedule", schedules), ("definition", definitions))
+            if found
+        ]
+        return " and ".join(parts)
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Jobs per queue and state (finished states included)."""
@@ -182,8 +224,13 @@ class CatalogOps(SqlStoreBase):
     def definition_register(
         self, name: str, spec: DefinitionSpec, now: datetime
     ) -> tuple[JobDefinition, bool]:
-        """Register ``spec`` under ``name``: a new revision when it changed. Returns (definition, created)."""
+        """Register ``spec`` under ``name``: a new revision when it changed. Returns (definition, created).
+        The queues ``follow_up_queues`` names exactly must exist (locked: see ``queue_delete``)."""
         with self._write() as tx:
+            named = sorted({q for q in spec.follow_up_queues if not any(ch in q for ch in "*?[")})
+            for queue in named:
+                if tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (queue,)) is None:
+                    raise errors.ValidationError("follow_up_queues", f"queue {queue!r} does not exist")
             row = tx.one(
                 "SELECT * FROM job_definitions WHERE name = ? ORDER BY revision DESC LIMIT 1"
                 + self.d.for_update,
@@ -211,6 +258,14 @@ class CatalogOps(SqlStoreBase):
                 )
         return self._definition(row) if row else None
 
+    def definition_latest(self, name: str) -> JobDefinition | None:
+        """The newest revision, active or not (a deactivated definition's is inactive)."""
+        with self._read() as tx:
+            row = tx.one(
+                "SELECT * FROM job_definitions WHERE name = ? ORDER BY revision DESC LIMIT 1", (name,)
+            )
+        return self._definition(row) if row else None
+
     def definition_list(self, include_inactive: bool = False) -> list[JobDefinition]:
         with self._read() as tx:
             if include_inactive:
@@ -219,13 +274,22 @@ class CatalogOps(SqlStoreBase):
                 rows = tx.q("SELECT * FROM job_definitions WHERE active = ? ORDER BY name", (True,))
         return [self._definition(r) for r in rows]
 
-    def definition_deactivate(self, name: str, now: datetime) -> None:
+    def definition_deactivate(self, name: str, now: datetime, *, idempotent: bool = False) -> bool:
+        """Deactivate ``name``: no new jobs from any of its revisions. True when it was active;
+        an already inactive one raises UnknownDefinition, or with ``idempotent`` answers False
+        (a name never registered raises either way)."""
         with self._write() as tx:
-            if not tx.x(
+            if tx.x(
                 "UPDATE job_definitions SET active = ? WHERE name = ? AND active = ?", (False, name, True)
             ):
+                self._events(tx, [("definition", name, "definition.deactivated", {})], now)
+                return True
+            if (
+                not idempotent
+                or tx.one("SELECT 1 AS x FROM job_definitions WHERE name = ? LIMIT 1", (name,)) is None
+            ):
                 raise errors.UnknownDefinition(name)
-            self._events(tx, [("definition", name, "definition.deactivated", {})], now)
+            return False
 
     def _definition(self, r: Any) -> JobDefinition:
         created = self.d.dt(r["created_at"])
@@ -357,6 +421,12 @@ class CatalogOps(SqlStoreBase):
                 Event(int(r["id"]), at, r["entity"], r["entity_id"], r["type"], self.d.unjs(r["data"]))
             )
         return out
+
+
+def _names(names: Sequence[str], shown: int = 10) -> str:
+    """``a, b, c`` (the first ``shown``, then how many more)."""
+    text = ", ".join(names[:shown])
+    return text + (f" (and {len(names) - shown:,} more)" if len(names) > shown else "")
 
 
 def _env_dict(env: ComputeEnvironment) -> dict[str, Any]:

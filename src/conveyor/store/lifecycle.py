@@ -1653,6 +1653,16 @@ class LifecycleOps(CatalogOps):
         ts = self.d.ts(now)
         target = "FAILED" if terminate else "CANCELLED"
         status = f"terminated: {reason}" if terminate and not reason.startswith("terminated") else reason
+        # the states they leave, for their events (RETURNING gives the new one): read and
+        # locked first, in id order; one that became waiting in between (PostgreSQL) has none
+        was = {
+            int(r["id"]): r["state"]
+            for r in tx.q(
+                f"SELECT id, state FROM jobs WHERE {where} AND state IN {WAITING} AND array_size IS NULL"
+                " ORDER BY id" + self.d.for_update,
+                (param,),
+            )
+        }
         rows = tx.q(
             f"UPDATE jobs SET state = ?, status_reason = ?, updated_at = ?, finished_at = ? WHERE {where}"
             f" AND state IN {WAITING} AND array_size IS NULL"
@@ -1661,7 +1671,17 @@ class LifecycleOps(CatalogOps):
         )
         rows.sort(key=lambda r: int(r["id"]))
         self._events(
-            tx, [("job", str(r["id"]), "job.state", {"to": target, "reason": status}) for r in rows], now
+            tx,
+            [
+                (
+                    "job",
+                    str(r["id"]),
+                    "job.state",
+                    {"from": was.get(int(r["id"])), "to": target, "reason": status},
+                )
+                for r in rows
+            ],
+            now,
         )
         self._settle(tx, [_done(r, target) for r in rows], now, woken)
         changed = [int(r["id"]) for r in rows]
@@ -1791,16 +1811,17 @@ class LifecycleOps(CatalogOps):
             raise errors.Conflict(
                 f"queue {job.queue!r} of job {job_id} no longer exists; create it again to retry the job"
             )
+        was: dict[int, str] = {}  # the children that run again, with the state they leave
         if job.array_size:  # the children that run again, and what each waits for
-            rerun = [
-                int(r["id"])
+            was = {
+                int(r["id"]): r["state"]
                 for r in tx.q(
-                    "SELECT id FROM jobs WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED')"
+                    "SELECT id, state FROM jobs WHERE array_parent_id = ? AND state IN ('FAILED', 'CANCELLED')"
                     " ORDER BY id" + d.for_update,
                     (job.id,),
                 )
-            ]
-            waits = self._retry_waits(tx, job, {i: () for i in rerun})
+            }
+            waits = self._retry_waits(tx, job, {i: () for i in was})
         else:
             waits = self._retry_waits(tx, job, {job.id: job.depends_on})
         if job.unique_key:
@@ -1836,7 +1857,7 @@ class LifecycleOps(CatalogOps):
                         "job",
                         str(i),
                         "job.state",
-                        {"to": "PENDING" if i in waiting else "RUNNABLE", "reason": reason},
+                        {"from": was[i], "to": "PENDING" if i in waiting else "RUNNABLE", "reason": reason},
                     )
                     for i in sorted(waits)
                 ],
@@ -1919,6 +1940,11 @@ class LifecycleOps(CatalogOps):
         woken: set[str] = set()
         with self._write() as tx:
             for job_id, attempt in jobs:
+                # the state it leaves (STARTING or RUNNING), for its event: RETURNING gives the new one
+                was = tx.one(
+                    "SELECT state FROM jobs WHERE id = ? AND attempt = ? AND worker_id = ?" + d.for_update,
+                    (job_id, attempt, worker_id),
+                )
                 row = tx.one(
                     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, updated_at = ?, lease_expires_at = NULL,"
                     f" attempts_counted = attempts_counted - 1 WHERE id = ? AND attempt = ? AND worker_id = ? AND state IN {ACTIVE}"
@@ -1937,7 +1963,18 @@ class LifecycleOps(CatalogOps):
                 _end_attempt(tx, job_id, attempt, worker_id, row, ts, None, f"requeued: {reason}", False)
                 self._events(
                     tx,
-                    [("job", str(job_id), "job.state", {"to": "RUNNABLE", "reason": f"requeued: {reason}"})],
+                    [
+                        (
+                            "job",
+                            str(job_id),
+                            "job.state",
+                            {
+                                "from": None if was is None else was["state"],
+                                "to": "RUNNABLE",
+                                "reason": f"requeued: {reason}",
+                            },
+                        )
+                    ],
                     now,
                 )
             if released:

@@ -458,6 +458,15 @@ class ScheduleOps(LifecycleOps):
         d = self.d
         ts = d.ts(now)
         for job_id, reason in items:
+            # the states they leave, for their events (RETURNING gives the new one), as _stop_where
+            was = {
+                int(r["id"]): r["state"]
+                for r in tx.q(
+                    "SELECT id, state FROM jobs WHERE (id = ? OR array_parent_id = ?)"
+                    f" AND state IN {WAITING} AND array_size IS NULL ORDER BY id" + d.for_update,
+                    (job_id, job_id),
+                )
+            }
             rows = tx.q(
                 "UPDATE jobs SET state = 'CANCELLED', status_reason = ?, updated_at = ?, finished_at = ?"
                 f" WHERE (id = ? OR array_parent_id = ?) AND state IN {WAITING} AND array_size IS NULL"
@@ -466,7 +475,15 @@ class ScheduleOps(LifecycleOps):
             )
             self._events(
                 tx,
-                [("job", str(r["id"]), "job.state", {"to": "CANCELLED", "reason": reason}) for r in rows],
+                [
+                    (
+                        "job",
+                        str(r["id"]),
+                        "job.state",
+                        {"from": was.get(int(r["id"])), "to": "CANCELLED", "reason": reason},
+                    )
+                    for r in rows
+                ],
                 now,
             )
             self._settle(tx, [_done(r, "CANCELLED") for r in rows], now, woken)

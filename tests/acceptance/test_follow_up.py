@@ -49,5 +49,8 @@ def test_command_and_function_jobs_submit_follow_ups_only_to_allowed_queues(tmp_
         assert "may not submit follow-up jobs to queue 'other'" in state[fn_no].status_reason
         children = sorted((j.parent_id, j.queue, j.state) for j in state.values() if j.parent_id is not None)
         assert children == [(cmd_ok, "reports", JobState.SUCCEEDED), (fn_ok, "reports", JobState.SUCCEEDED)]
+        child = next(j.id for j in state.values() if j.parent_id == cmd_ok)
     finally:
         store.close()
+    shown = ok("jobs", "show", str(child), db=None, cwd=tmp_path)  # it was in --json only
+    assert f"job {cmd_ok} (a follow-up job)" in shown

@@ -402,6 +402,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                     "array parent",
                     f"{job.array_parent_id} index {job.array_index}" if job.array_parent_id else None,
                 ),
+                ("submitted by", f"job {job.parent_id} (a follow-up job)" if job.parent_id else None),
                 ("unique key", job.unique_key),
                 ("tags", ", ".join(job.tags) if job.tags else None),
                 ("created", render.when(job.created_at)),

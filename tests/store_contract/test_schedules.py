@@ -129,6 +129,21 @@ def test_overlap_replace_cancels_the_previous_fire_first(store: Store, clock: Fr
     assert s is not None and s.last_job_ids != (first.id,)
 
 
+def test_overlap_replace_ends_a_waiting_array_job_cancelled(store: Store, clock: FrozenClock) -> None:
+    """REPLACE cancelled the array's children directly: the array ended FAILED ("2 of 2
+    children did not succeed"), as an explicit cancel did before it was fixed."""
+    target = replace(TARGET, array_size=2)
+    create(store, clock.now(), targets=(target,), overlap=Overlap.REPLACE)
+    clock.advance(MIN)
+    store.schedule_fire_due(clock.now())
+    [first] = [j for j in store.job_list(limit=10) if j.array_size]
+    clock.advance(MIN)
+    assert store.schedule_fire_due(clock.now()).jobs == 1
+    old = store.job_get(first.id)
+    assert old is not None and old.state is JobState.CANCELLED, old
+    assert "replaced" in old.status_reason
+
+
 @pytest.mark.parametrize(
     ("policy", "jobs", "skipped"),
     [(CatchUp.SKIP, 0, 5), (CatchUp.ONCE, 1, 4), (CatchUp.ALL, 5, 0)],

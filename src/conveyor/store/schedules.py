@@ -32,7 +32,7 @@ from conveyor.scheduling import (
 )
 from conveyor.store.base import Row, Tx
 from conveyor.store.core import chunks
-from conveyor.store.lifecycle import ACTIVE, TERMINAL, WAITING, LifecycleOps, _done
+from conveyor.store.lifecycle import _CANCELLING, ACTIVE, TERMINAL, LifecycleOps
 
 _COLUMNS = (
     "name, expression, timezone, anchor_at, start_at, end_at, window_seconds, overlap, catch_up,"
@@ -454,44 +454,28 @@ class ScheduleOps(LifecycleOps):
 
     def _stop_jobs(self, tx: Tx, items: list[tuple[int, str]], now: datetime, woken: set[str]) -> None:
         """Overlap REPLACE, inside the firing transaction: the semantics of ``job_cancel`` for
-        waiting jobs (array jobs: their waiting children) and ``job_terminate`` for running ones."""
+        waiting jobs (an array job: its waiting children, and it ends CANCELLED once none of
+        them runs) and ``job_terminate`` for running ones."""
         d = self.d
         ts = d.ts(now)
         for job_id, reason in items:
-            # the states they leave, for their events (RETURNING gives the new one), as _stop_where
-            was = {
-                int(r["id"]): r["state"]
-                for r in tx.q(
-                    "SELECT id, state FROM jobs WHERE (id = ? OR array_parent_id = ?)"
-                    f" AND state IN {WAITING} AND array_size IS NULL ORDER BY id" + d.for_update,
-                    (job_id, job_id),
+            row = tx.one("SELECT array_size, state FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+            if row is None or row["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                continue
+            if row["array_size"]:
+                # as job_cancel marks it (``_stop_in``): cancelled, it ended FAILED ("n of n
+                # children did not succeed")
+                tx.x(
+                    "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
+                    " WHERE id = ? AND state = 'PENDING' AND terminate_requested = ?",
+                    (True, _CANCELLING + reason, ts, job_id, False),
                 )
-            }
-            rows = tx.q(
-                "UPDATE jobs SET state = 'CANCELLED', status_reason = ?, updated_at = ?, finished_at = ?"
-                f" WHERE (id = ? OR array_parent_id = ?) AND state IN {WAITING} AND array_size IS NULL"
-                " RETURNING id, unique_key, unique_ttl, has_dependants, array_parent_id, state",
-                (reason, ts, ts, job_id, job_id),
-            )
-            self._events(
-                tx,
-                [
-                    (
-                        "job",
-                        str(r["id"]),
-                        "job.state",
-                        {"from": was.get(int(r["id"])), "to": "CANCELLED", "reason": reason},
-                    )
-                    for r in rows
-                ],
-                now,
-            )
-            self._settle(tx, [_done(r, "CANCELLED") for r in rows], now, woken)
+            where = "array_parent_id = ?" if row["array_size"] else "id = ?"
+            self._stop_where(tx, where, job_id, reason, now, False, woken)
             flagged = tx.q(
                 "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
-                f" WHERE (id = ? OR array_parent_id = ?) AND state IN {ACTIVE} AND terminate_requested = ?"
-                " RETURNING id",
-                (True, f"terminate requested: {reason}", ts, job_id, job_id, False),
+                f" WHERE {where} AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                (True, f"terminate requested: {reason}", ts, job_id, False),
             )
             self._events(
                 tx,

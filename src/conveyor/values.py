@@ -1,6 +1,7 @@
 """Values as the store holds them, checked where they come in: Unicode text without NUL
 (``not_text``), JSON the store can hold and read back (``payload_json``), a function call's
-payload (``call_payload``), a value cut short for an error message (``shown``).
+payload (``call_payload``), a value cut short for an error message (``shown``), a follow-up
+queue pattern that is a glob (``is_glob``).
 
 Below the engine and the worker, which both check with them: a submission's payload, a job's
 result and the reasons a worker reports."""
@@ -127,3 +128,8 @@ def payload_json(field: str, value: Any) -> str:
         raise errors.ValidationError(
             field, "is nested too deeply to store", "JSON nested at most a few hundred levels deep"
         ) from None
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether ``pattern`` (a follow-up queue) is a glob rather than one queue's name."""
+    return any(ch in pattern for ch in "*?[")

@@ -114,7 +114,7 @@ class CatalogService:
         parsed = validate.definition_spec(spec)
         known = {q.name for q in self.store.queue_list()}
         for pattern in parsed.follow_up_queues:
-            if not any(ch in pattern for ch in "*?[") and pattern not in known:
+            if not values.is_glob(pattern) and pattern not in known:
                 raise errors.ValidationError(
                     "follow_up_queues",
                     f"queue {values.shown(pattern)} does not exist",

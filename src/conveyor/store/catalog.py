@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from conveyor import errors
+from conveyor import errors, values
 from conveyor.model import (
     ComputeEnvironment,
     DefinitionSpec,
@@ -163,7 +163,7 @@ class CatalogOps(SqlStoreBase):
         with self._write() as tx:
             # the lock orders this against a definition_register naming the queue (PostgreSQL;
             # SQLite's write transactions are serial)
-            if tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (name,)) is None:
+            if not self._lock_queue(tx, name):
                 raise errors.UnknownQueue(name)
             waiting = tx.one(
                 "SELECT COUNT(*) AS n FROM jobs WHERE queue = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
@@ -177,6 +177,11 @@ class CatalogOps(SqlStoreBase):
             if not tx.x("DELETE FROM queues WHERE name = ?", (name,)):
                 raise errors.UnknownQueue(name)
             self._events(tx, [("queue", name, "queue.deleted", {})], now)
+
+    def _lock_queue(self, tx: Tx, name: str) -> bool:
+        """Whether queue ``name`` exists, its row locked for ``tx`` (PostgreSQL): what deletes it
+        and what comes to depend on it (a definition, a retried job) take turns."""
+        return tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (name,)) is not None
 
     def _queue_users(self, tx: Tx, name: str) -> str:
         """What pins queue ``name``, as "schedule(s) a, b and definition(s) c" ("" for nothing):
@@ -227,9 +232,9 @@ class CatalogOps(SqlStoreBase):
         """Register ``spec`` under ``name``: a new revision when it changed. Returns (definition, created).
         The queues ``follow_up_queues`` names exactly must exist (locked: see ``queue_delete``)."""
         with self._write() as tx:
-            named = sorted({q for q in spec.follow_up_queues if not any(ch in q for ch in "*?[")})
+            named = sorted({q for q in spec.follow_up_queues if not values.is_glob(q)})
             for queue in named:
-                if tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (queue,)) is None:
+                if not self._lock_queue(tx, queue):
                     raise errors.ValidationError("follow_up_queues", f"queue {queue!r} does not exist")
             row = tx.one(
                 "SELECT * FROM job_definitions WHERE name = ? ORDER BY revision DESC LIMIT 1"

@@ -1627,16 +1627,7 @@ class LifecycleOps(CatalogOps):
             return job, False
         if job.state.active and not terminate:
             raise errors.Conflict(f"job {job_id} is {job.state.value}; use terminate to stop a running job")
-        marked = False
-        if job.array_size and not terminate:
-            # it ends CANCELLED with ``reason`` once no child runs (``_count_children``)
-            marked = bool(
-                tx.x(
-                    "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
-                    " WHERE id = ? AND state = 'PENDING' AND terminate_requested = ?",
-                    (True, _CANCELLING + reason, self.d.ts(now), job.id, False),
-                )
-            )
+        marked = bool(job.array_size) and not terminate and self._mark_cancelling(tx, job.id, reason, now)
         # an array job: its children
         where = "array_parent_id = ?" if job.array_size else "id = ?"
         changed = bool(self._stop_where(tx, where, job.id, reason, now, terminate, woken)) or marked
@@ -1686,19 +1677,35 @@ class LifecycleOps(CatalogOps):
         self._settle(tx, [_done(r, target) for r in rows], now, woken)
         changed = [int(r["id"]) for r in rows]
         if terminate:
-            flagged = sorted(
-                int(r["id"])
-                for r in tx.q(
-                    f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
-                    f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
-                    (True, f"terminate requested: {reason}", ts, param, False),
-                )
-            )
-            self._events(
-                tx, [("job", str(i), "job.terminate_requested", {"reason": reason}) for i in flagged], now
-            )
-            changed = sorted(changed + flagged)
+            changed = sorted(changed + self._flag_terminate(tx, where, param, reason, now))
         return changed
+
+    def _mark_cancelling(self, tx: Tx, array_id: int, reason: str, now: datetime) -> bool:
+        """Mark the array job ``array_id`` cancelled: it ends CANCELLED with ``reason`` once no
+        child runs (``_count_children``). Whether it was marked now."""
+        return bool(
+            tx.x(
+                "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'PENDING' AND terminate_requested = ?",
+                (True, _CANCELLING + reason, self.d.ts(now), array_id, False),
+            )
+        )
+
+    def _flag_terminate(self, tx: Tx, where: str, param: Any, reason: str, now: datetime) -> list[int]:
+        """Ask the running jobs ``where`` selects (one parameter) to stop, with their events;
+        the ids flagged now, sorted."""
+        flagged = sorted(
+            int(r["id"])
+            for r in tx.q(
+                f"UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ? WHERE {where}"
+                f" AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
+                (True, f"terminate requested: {reason}", self.d.ts(now), param, False),
+            )
+        )
+        self._events(
+            tx, [("job", str(i), "job.terminate_requested", {"reason": reason}) for i in flagged], now
+        )
+        return flagged
 
     def _locked_jobs(self, tx: Tx, ids: Sequence[int], columns: str) -> dict[int, Row]:
         """``columns`` (with ``id``) of the jobs ``ids`` (sorted), read and locked in id order,
@@ -1740,11 +1747,7 @@ class LifecycleOps(CatalogOps):
                 " AND depends_on IS NULL" + d.for_update,
                 (d.ids(job_ids),),
             )
-            live = {
-                name
-                for name in sorted({r["queue"] for r in plain})
-                if tx.one("SELECT name FROM queues WHERE name = ?" + d.for_update, (name,)) is not None
-            }
+            live = {name for name in sorted({r["queue"] for r in plain}) if self._lock_queue(tx, name)}
             plain = [r for r in plain if r["queue"] in live]  # the others are refused one by one
             if plain:
                 plain.sort(key=lambda r: int(r["id"]))
@@ -1807,7 +1810,7 @@ class LifecycleOps(CatalogOps):
                 f"array job {job_id} failed before its children were created ({job.status_reason});"
                 " submit it again"
             )
-        if tx.one("SELECT name FROM queues WHERE name = ?" + d.for_update, (job.queue,)) is None:
+        if not self._lock_queue(tx, job.queue):
             raise errors.Conflict(
                 f"queue {job.queue!r} of job {job_id} no longer exists; create it again to retry the job"
             )

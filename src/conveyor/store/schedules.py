@@ -32,7 +32,7 @@ from conveyor.scheduling import (
 )
 from conveyor.store.base import Row, Tx
 from conveyor.store.core import chunks
-from conveyor.store.lifecycle import _CANCELLING, ACTIVE, TERMINAL, LifecycleOps
+from conveyor.store.lifecycle import TERMINAL, LifecycleOps
 
 _COLUMNS = (
     "name, expression, timezone, anchor_at, start_at, end_at, window_seconds, overlap, catch_up,"
@@ -456,32 +456,15 @@ class ScheduleOps(LifecycleOps):
         """Overlap REPLACE, inside the firing transaction: the semantics of ``job_cancel`` for
         waiting jobs (an array job: its waiting children, and it ends CANCELLED once none of
         them runs) and ``job_terminate`` for running ones."""
-        d = self.d
-        ts = d.ts(now)
         for job_id, reason in items:
-            row = tx.one("SELECT array_size, state FROM jobs WHERE id = ?" + d.for_update, (job_id,))
+            row = tx.one("SELECT array_size, state FROM jobs WHERE id = ?" + self.d.for_update, (job_id,))
             if row is None or row["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
                 continue
-            if row["array_size"]:
-                # as job_cancel marks it (``_stop_in``): cancelled, it ended FAILED ("n of n
-                # children did not succeed")
-                tx.x(
-                    "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
-                    " WHERE id = ? AND state = 'PENDING' AND terminate_requested = ?",
-                    (True, _CANCELLING + reason, ts, job_id, False),
-                )
+            if row["array_size"]:  # as job_cancel marks it: it ended FAILED ("n of n did not succeed")
+                self._mark_cancelling(tx, job_id, reason, now)
             where = "array_parent_id = ?" if row["array_size"] else "id = ?"
             self._stop_where(tx, where, job_id, reason, now, False, woken)
-            flagged = tx.q(
-                "UPDATE jobs SET terminate_requested = ?, status_reason = ?, updated_at = ?"
-                f" WHERE {where} AND state IN {ACTIVE} AND terminate_requested = ? RETURNING id",
-                (True, f"terminate requested: {reason}", ts, job_id, False),
-            )
-            self._events(
-                tx,
-                [("job", str(r["id"]), "job.terminate_requested", {"reason": reason}) for r in flagged],
-                now,
-            )
+            self._flag_terminate(tx, where, job_id, reason, now)
 
     # -- rows -------------------------------------------------------------------------------
     def _require(self, tx: Tx, name: str, lock: bool = False) -> Schedule:

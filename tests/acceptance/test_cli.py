@@ -494,8 +494,8 @@ def test_bulk_cancel_and_retry_by_filter_and_by_ids(app: App, db_url: str, tmp_p
         "action": "cancel",
         "dry_run": True,
         "matched": 7,
-        "changed": [],
-        "unchanged": sorted(reports, reverse=True),
+        "changed": sorted(reports, reverse=True),
+        "unchanged": [],
         "skipped": [],
     }
     assert app.jobs.get(reports[0]).state is JobState.RUNNABLE

@@ -184,8 +184,8 @@ def test_bulk_cancel_retry_and_terminate_by_filter_and_by_ids(live: Live) -> Non
         "action": "cancel",
         "dry_run": True,
         "matched": 3,
-        "changed": [],
-        "unchanged": sorted(ids, reverse=True),
+        "changed": sorted(ids, reverse=True),
+        "unchanged": [],
         "skipped": [],
     }
     done = live.call("POST", "/v1/jobs/cancel", {"queue": "reports", "reason": "bad deploy"}).json

@@ -167,7 +167,7 @@ def test_bulk_cancel_retry_and_terminate_the_same_way_on_both_backends(client: C
     ids = [client.submit(command=["true"], delay_seconds=3600, tags=["batch"]).id for _ in range(3)]
     extra = client.submit(command=["true"], delay_seconds=3600).id
     dry = client.cancel_many(tag="batch", dry_run=True)
-    assert dry["dry_run"] and dry["unchanged"] == sorted(ids, reverse=True)
+    assert dry["dry_run"] and dry["changed"] == sorted(ids, reverse=True)
     done = client.cancel_many(tag="batch", reason="not tonight")
     assert done["changed"] == sorted(ids, reverse=True)
     assert client.get(ids[0])["status_reason"] == "not tonight"

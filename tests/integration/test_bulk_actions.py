@@ -12,7 +12,7 @@ import conveyor.engine.jobs as engine_jobs
 from conveyor import errors
 from conveyor.app import App
 from conveyor.engine.jobs import JobSelection, SubmitRequest
-from conveyor.model import JobState
+from conveyor.model import Dependency, DependencyType, JobState
 from conveyor.worker.loop import WorkerConfig
 
 
@@ -37,8 +37,8 @@ def test_a_filter_is_followed_across_windows_and_pages_and_each_job_is_taken_onc
 def test_a_dry_run_changes_nothing_and_names_the_unknown_listed_ids(app: App) -> None:
     ids = _submit(app, 3)
     out = app.jobs.act_on_many("cancel", JobSelection(ids=(ids[2], 2**70, 555_555, ids[0])), dry_run=True)
-    assert out.dry_run and out.matched == 2 and out.changed == []
-    assert out.unchanged == [ids[2], ids[0]]
+    assert out.dry_run and out.matched == 2 and out.unchanged == []
+    assert out.changed == [ids[2], ids[0]]
     # in the order listed, even the id no column can hold
     assert out.skipped == [(2**70, f"job {2**70} does not exist"), (555_555, "job 555555 does not exist")]
     assert {app.jobs.get(i).state for i in ids} == {JobState.RUNNABLE}
@@ -124,3 +124,68 @@ def test_a_filter_over_sparse_matches_skips_the_empty_windows(
     assert out.changed == sorted(rare, reverse=True) and out.matched == 2
     assert {app.jobs.get(i).state for i in [*ids, *more]} == {JobState.RUNNABLE}
     assert app.jobs.act_on_many("cancel", JobSelection(queue="rare")).matched == 0
+
+
+def _snapshot(app: App, ids: list[int]) -> list[tuple[JobState, str, int]]:
+    """Each job's state, reason and number of events: what a dry run must leave as it was."""
+    return [(app.jobs.get(i).state, app.jobs.get(i).status_reason, len(app.jobs.events(i))) for i in ids]
+
+
+def _same_answer(dry: engine_jobs.BulkOutcome, real: engine_jobs.BulkOutcome) -> None:
+    assert dry.dry_run and not real.dry_run
+    assert (dry.matched, dry.changed, dry.unchanged, dry.skipped) == (
+        real.matched,
+        real.changed,
+        real.unchanged,
+        real.skipped,
+    )
+
+
+def test_a_dry_run_cancel_answers_what_the_real_one_then_does(app: App) -> None:
+    """Jobs already stopping (an array job being cancelled while a child runs), finished ones
+    and unknown ids are foreseen, not all reported as 'would cancel'."""
+    waiting = _submit(app, 2)
+    done = app.jobs.submit(SubmitRequest(command=["true"])).job.id
+    app.jobs.cancel(done)
+    ids = (*waiting, done, 777_777)
+    before = _snapshot(app, [*waiting, done])
+    dry = app.jobs.act_on_many("cancel", JobSelection(ids=ids), "tidy", dry_run=True)
+    assert dry.changed == waiting and dry.unchanged == [done] and dry.matched == 3
+    assert dry.skipped == [(777_777, "job 777777 does not exist")]
+    assert _snapshot(app, [*waiting, done]) == before  # states, reasons and events as they were
+    _same_answer(dry, app.jobs.act_on_many("cancel", JobSelection(ids=ids), "tidy"))
+
+
+def test_a_dry_run_retry_foresees_refusals_and_dependencies_across_pages(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry's refusals (a unique key now held by another job, a dependency that ended
+    FAILED and is not retried too) are in the dry run's answer; a dependency retried on an
+    earlier page (rolled back there) lets its dependant through, as the real run does, for
+    plain jobs and for the children of N_TO_N arrays."""
+    monkeypatch.setattr(engine_jobs, "BULK_PAGE", 1)  # every job a page (a transaction) of its own
+    first = app.jobs.submit(SubmitRequest(command=["true"], delay_seconds=3600)).job.id
+    then = app.jobs.submit(SubmitRequest(command=["true"], depends_on=[first])).job.id
+    grid = app.jobs.submit(SubmitRequest(command=["true"], array_size=2, delay_seconds=3600)).job.id
+    pairs = app.jobs.submit(
+        SubmitRequest(command=["true"], array_size=2, depends_on=[Dependency(grid, DependencyType.N_TO_N)])
+    ).job.id
+    keyed = app.jobs.submit(SubmitRequest(command=["true"], unique_key="sync", delay_seconds=3600)).job.id
+    app.jobs.act_on_many("cancel", JobSelection(ids=(first, grid, keyed)))
+    holder = app.jobs.submit(SubmitRequest(command=["true"], unique_key="sync", delay_seconds=3600)).job.id
+    assert app.jobs.get(then).state is JobState.FAILED and app.jobs.get(pairs).state is JobState.FAILED
+    everything = JobSelection(states=(JobState.FAILED, JobState.CANCELLED))
+    ids = [first, then, grid, pairs, keyed]
+    before = _snapshot(app, ids)
+
+    alone = app.jobs.act_on_many("retry", JobSelection(ids=(then,)), dry_run=True)
+    assert alone.changed == [] and alone.skipped[0][0] == then
+    assert f"depends on job {first}, which ended CANCELLED" in alone.skipped[0][1]
+    dry = app.jobs.act_on_many("retry", everything, dry_run=True)
+    assert dry.changed == [pairs, grid, then, first]  # newest first, as reported
+    held = app.jobs.get(holder).state.value
+    assert dry.skipped == [(keyed, f"unique key 'sync' is held by job {holder} ({held})")]
+    assert _snapshot(app, ids) == before
+    real = app.jobs.act_on_many("retry", everything)
+    _same_answer(dry, real)
+    assert app.jobs.get(then).state is JobState.PENDING  # waits for its dependency again

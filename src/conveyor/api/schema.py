@@ -151,7 +151,7 @@ _SELECTION: dict[str, S] = {
     "queue": {**NAME, "description": "filter: jobs of this queue"},
     "tag": {"type": "string", "minLength": 1, "maxLength": 128, "description": "filter: jobs with this tag"},
     "all": {"type": "boolean", "description": "no filter: every job in the action's states"},
-    "dry_run": {"type": "boolean", "description": "answer what would be done, change nothing"},
+    "dry_run": {"type": "boolean", "description": "answer what would be done now, change nothing"},
 }
 BULK_STOP: S = {
     "type": "object",
@@ -167,13 +167,13 @@ BULK_RESULT: S = {
         "dry_run": {"type": "boolean"},
         "matched": {
             "type": "integer",
-            "description": "jobs selected (in a dry run: that the action would take)",
+            "description": "jobs selected that exist",
         },
-        "changed": {"type": "array", "items": ID},
+        "changed": {"type": "array", "items": ID, "description": "changed (in a dry run: would be)"},
         "unchanged": {
             "type": "array",
             "items": ID,
-            "description": "nothing to do (finished meanwhile); in a dry run, the jobs selected",
+            "description": "nothing to do (finished meanwhile, or already asked to stop)",
         },
         "skipped": {
             "type": "array",

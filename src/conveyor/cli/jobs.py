@@ -195,7 +195,11 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         ap.add_argument("--tag", help="every selected job with this tag")
         ap.add_argument("--all", action="store_true", help="no filter: every job in the states above")
-        ap.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        ap.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print what would be done now, job by job, and change nothing",
+        )
         if name != "retry":
             ap.add_argument("--reason", default="", help="recorded as the status reason")
         ap.set_defaults(func=cmd_action, action_name=name)
@@ -551,8 +555,12 @@ def _bulk_action(args: argparse.Namespace) -> int:
         render.emit_json(wire.bulk_to_dict(out))
     else:
         w = sys.stdout.write
-        if out.dry_run:
-            w(f"would {action} {out.matched:,} job(s){_ids(out.unchanged)}\n")
+        if out.dry_run:  # nothing changed: what the action would have done now
+            w(f"would {action} {len(out.changed):,} job(s){_ids(out.changed)}\n")
+            if out.unchanged:
+                w(
+                    f"{len(out.unchanged):,} would have nothing to do (finished, or already asked to stop){_ids(out.unchanged)}\n"
+                )
         else:
             w(f"{_DONE[action]} {len(out.changed):,} job(s){_ids(out.changed)}\n")
             if out.unchanged:
@@ -560,7 +568,7 @@ def _bulk_action(args: argparse.Namespace) -> int:
                     f"{len(out.unchanged):,} had nothing to do (finished meanwhile, or already asked to stop)\n"
                 )
         if out.skipped:
-            w(f"{len(out.skipped):,} left alone:\n")
+            w(f"{len(out.skipped):,} {'would be ' if out.dry_run else ''}left alone:\n")
             for _, why in out.skipped[:_SHOWN]:
                 w(f"  {why}\n")  # each names its job
             if len(out.skipped) > _SHOWN:

@@ -74,9 +74,9 @@ class JobSelection:
 
 @dataclass(frozen=True, slots=True)
 class BulkOutcome:
-    """What a bulk action did: the jobs it changed, those it found already done (or, in a dry
-    run, would act on), and those it left alone with why (unknown, running when cancelled,
-    not retryable)."""
+    """What a bulk action did (in a dry run: would do): the jobs it changed, those it found
+    already done, and those it left alone with why (unknown, running when cancelled, not
+    retryable); ``matched``: the jobs selected that exist."""
 
     action: str
     matched: int
@@ -914,8 +914,8 @@ class JobService:
         actions would one by one, in transactions of ``BULK_PAGE`` jobs. A filter selects the
         jobs that match it when each page is read, newest first, and none submitted after
         the call began; a job that changed meanwhile (started, finished) gets what the single
-        action would give it now. ``dry_run``: only the ids the filter matches (or the listed
-        ids that exist), nothing changed."""
+        action would give it now. ``dry_run``: the same pages through the same statements,
+        each transaction rolled back, so the answer is what the action would do now."""
         allowed = BULK_STATES.get(action)
         if allowed is None:
             raise errors.ValidationError(
@@ -929,32 +929,29 @@ class JobService:
         changed: list[int] = []
         unchanged: list[int] = []
         skipped: list[tuple[int, str]] = []
-        matched = 0
+        unknown = 0
         # listed ids outside the API's range name no job (SQLite's driver cannot even bind some)
         known = [i for i in sel.ids if 1 <= i <= MAX_ID]
         skipped.extend((i, str(errors.UnknownJob(i))) for i in sel.ids if not 1 <= i <= MAX_ID)
+        unknown += len(skipped)
         # a retry takes the oldest first: a dependency (always older than its dependants) is
         # then waiting again when a dependant on a later page is taken, which then waits for it
-        oldest_first = action == "retry" and not dry_run
+        # (in a dry run, where each page is rolled back, because it is in ``retried``)
+        oldest_first = action == "retry"
+        retried: set[int] = set()
         for ids in self._pages(sel, sorted(known) if oldest_first else known, oldest_first):
-            if dry_run:
-                if sel.ids:  # the listed ids that exist
-                    found = self.store.job_queues(ids)
-                    skipped.extend((i, str(errors.UnknownJob(i))) for i in ids if i not in found)
-                    ids = [i for i in ids if i in found]
-                matched += len(ids)
-                unchanged.extend(ids)
-                continue
-            matched += len(ids)
             if action == "retry":
-                results = self.store.job_retry_many(ids, now)
+                results = self.store.job_retry_many(ids, now, dry_run, retried)
             else:
-                results = self.store.job_stop_many(ids, reason, now, action == "terminate")
+                results = self.store.job_stop_many(ids, reason, now, action == "terminate", dry_run)
             for job_id, did, why in results:
                 if why:
                     skipped.append((job_id, why))
+                    unknown += why == str(errors.UnknownJob(job_id))
                 else:
                     (changed if did else unchanged).append(job_id)
+                    if dry_run and did and action == "retry":
+                        retried.add(job_id)
         if sel.ids and skipped:  # in the order listed
             at = {job_id: i for i, job_id in enumerate(sel.ids)}
             skipped.sort(key=lambda item: at[item[0]])
@@ -962,6 +959,7 @@ class JobService:
             at = {job_id: i for i, job_id in enumerate(sel.ids)}
             for taken in (changed, unchanged):
                 taken.sort(key=(lambda job_id: at[job_id]) if sel.ids else (lambda job_id: -job_id))
+        matched = len(changed) + len(unchanged) + len(skipped) - unknown
         return BulkOutcome(action, matched, changed, unchanged, skipped, dry_run)
 
     def _check_selection(self, action: str, sel: JobSelection, allowed: tuple[JobState, ...]) -> JobSelection:

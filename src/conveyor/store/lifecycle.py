@@ -6,9 +6,10 @@ unique constraints; nothing here trusts a leader. See docs/states.md for the dia
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -1582,18 +1583,19 @@ class LifecycleOps(CatalogOps):
         return job, changed
 
     def job_stop_many(
-        self, job_ids: Sequence[int], reason: str, now: datetime, terminate: bool
+        self, job_ids: Sequence[int], reason: str, now: datetime, terminate: bool, dry_run: bool = False
     ) -> list[tuple[int, bool, str]]:
         """``job_cancel`` (with ``terminate``: ``job_terminate``) of each of ``job_ids`` (in
         1..2**62) in one transaction. Per job, in the order given: (id, whether it changed, ""
         or why it was left alone: what ``job_cancel`` would have raised, the job unknown or
         running). A job left alone is not written at all. Jobs that are not array jobs are
-        changed by one statement for all (one job at a time cost PostgreSQL ~1 ms each)."""
+        changed by one statement for all (one job at a time cost PostgreSQL ~1 ms each).
+        ``dry_run``: the same answer from the same statements, the transaction rolled back."""
         d = self.d
         reason = reason or ("terminated by user" if terminate else "cancelled by user")
         done: dict[int, tuple[bool, str]] = {}
         woken: set[str] = set()
-        with self._write() as tx:
+        with _rolled_back(dry_run), self._write() as tx:
             stopped = self._stop_where(tx, d.id_in("id"), d.ids(job_ids), reason, now, terminate, woken)
             done.update((i, (True, "")) for i in stopped)
             # the others one by one, as the single action: array jobs, running jobs (cancel
@@ -1607,9 +1609,11 @@ class LifecycleOps(CatalogOps):
                     done[job_id] = (False, str(exc))
                 else:
                     done[job_id] = (changed, "")
+            if dry_run:
+                raise _RollBack
             if woken:
                 d.notify_jobs(tx, woken)
-        if woken:
+        if woken and not dry_run:
             self.wake()
         return [(job_id, *done[job_id]) for job_id in job_ids]
 
@@ -1728,19 +1732,23 @@ class LifecycleOps(CatalogOps):
         self.wake()
         return job
 
-    def job_retry_many(self, job_ids: Sequence[int], now: datetime) -> list[tuple[int, bool, str]]:
+    def job_retry_many(
+        self, job_ids: Sequence[int], now: datetime, dry_run: bool = False, retried: Collection[int] = ()
+    ) -> list[tuple[int, bool, str]]:
         """``job_retry`` of each of ``job_ids`` (in 1..2**62) in one transaction. Per job, in the
         order given: (id, whether it was retried, "" or why it was left alone: what
         ``job_retry`` would have raised). A job left alone is not written at all. Jobs
         without a unique key or dependencies that are not arrays are changed by one
         statement for all; the others one by one, oldest first: a dependency retried in the
-        same call is then waiting again when its dependant is taken, which then waits for it."""
+        same call is then waiting again when its dependant is taken, which then waits for it.
+        ``dry_run``: the same answer from the same statements, the transaction rolled back;
+        ``retried``: jobs an earlier dry-run page would have retried (waited for, not refused)."""
         d = self.d
         ts = d.ts(now)
         reason = "retried by user"
         done: dict[int, tuple[bool, str]] = {}
         woken: set[str] = set()
-        with self._write() as tx:
+        with _rolled_back(dry_run), self._write() as tx:
             plain = tx.q(
                 f"SELECT id, state, queue FROM jobs WHERE {d.id_in('id')} AND state IN ('FAILED', 'CANCELLED')"
                 " AND array_size IS NULL AND array_parent_id IS NULL AND unique_key IS NULL"
@@ -1772,21 +1780,24 @@ class LifecycleOps(CatalogOps):
                 if job_id in done:
                     continue
                 try:
-                    job = self._retry_in(tx, job_id, now)
+                    job = self._retry_in(tx, job_id, now, retried)
                 except (errors.NotFound, errors.Conflict) as exc:
                     done[job_id] = (False, str(exc))
                 else:
                     woken.add(job.queue)
                     done[job_id] = (True, "")
+            if dry_run:
+                raise _RollBack
             if woken:
                 d.notify_jobs(tx, woken)
-        if woken:
+        if woken and not dry_run:
             self.wake()
         return [(job_id, *done[job_id]) for job_id in job_ids]
 
-    def _retry_in(self, tx: Tx, job_id: int, now: datetime) -> Job:
+    def _retry_in(self, tx: Tx, job_id: int, now: datetime, retried: Collection[int] = ()) -> Job:
         """``job_retry`` inside ``tx`` (its queue not yet notified): the job after. Raises
-        ``UnknownJob`` or ``Conflict`` before it writes anything."""
+        ``UnknownJob`` or ``Conflict`` before it writes anything. ``retried``: as in
+        ``job_retry_many``."""
         d = self.d
         ts = d.ts(now)
         row = tx.one("SELECT * FROM jobs WHERE id = ?" + d.for_update, (job_id,))
@@ -1824,9 +1835,9 @@ class LifecycleOps(CatalogOps):
                     (job.id,),
                 )
             }
-            waits = self._retry_waits(tx, job, {i: () for i in was})
+            waits = self._retry_waits(tx, job, {i: () for i in was}, retried)
         else:
-            waits = self._retry_waits(tx, job, {job.id: job.depends_on})
+            waits = self._retry_waits(tx, job, {job.id: job.depends_on}, retried)
         if job.unique_key:
             holder = self._unique_holder(tx, job.unique_key, now)
             if holder is not None and holder.id != job.id:
@@ -1886,7 +1897,9 @@ class LifecycleOps(CatalogOps):
         assert fresh is not None
         return self._job(fresh)
 
-    def _retry_waits(self, tx: Tx, job: Job, declared: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+    def _retry_waits(
+        self, tx: Tx, job: Job, declared: Mapping[int, Sequence[int]], retried: Collection[int] = ()
+    ) -> dict[int, list[int]]:
         """For each job about to run again (the keys of ``declared``: ``job`` itself, or its
         children), the dependencies it must wait for: its declared ones and those in
         job_dependencies (every one that had not succeeded when it was created) that have not
@@ -1915,8 +1928,12 @@ class LifecycleOps(CatalogOps):
             pending: list[int] = []
             for dep in edges[i]:
                 row = found.get(dep)
-                if dep in rerun or (
-                    row is not None and row["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED")
+                if (
+                    dep in rerun
+                    or dep in retried
+                    or (row is not None and row["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"))
+                    # a failed child of an array job an earlier dry-run page would have retried
+                    or (row is not None and row["state"] != "SUCCEEDED" and row["array_parent_id"] in retried)
                 ):
                     pending.append(dep)
                 elif row is not None and row["state"] != "SUCCEEDED":
@@ -2032,6 +2049,21 @@ class LifecycleOps(CatalogOps):
 
 
 _STATES = {s.value: s for s in JobState}
+
+
+class _RollBack(Exception):
+    """Ends a dry run's transaction: everything it wrote is rolled back."""
+
+
+@contextlib.contextmanager
+def _rolled_back(dry_run: bool) -> Iterator[None]:
+    """Around a write transaction: with ``dry_run``, the ``_RollBack`` raised at its end to
+    roll it back is swallowed (the caller returns what the transaction found)."""
+    try:
+        yield
+    except _RollBack:
+        if not dry_run:
+            raise
 
 
 def _end_attempt(

@@ -16,10 +16,49 @@ from conveyor import errors
 
 
 def shown(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` for an error message, cut to about ``limit`` characters (a
-    5,000-digit number is not repeated back whole)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else "a number"
+    """A value for an error message, cut to about ``limit`` characters (a 5,000-digit number
+    or a megabyte of text is not repeated back whole). ``true``, ``false`` and ``null`` are
+    written as JSON writes them, also inside lists and objects, on every path: the value came
+    as JSON (HTTP, --from-file) or stands for it (the SDK). Strings keep Python's quotes
+    (``'abc'``), as in every other message; tuples are written as lists."""
+    out: list[str] = []
+    _spell(value, out, limit + 1)
+    text = "".join(out)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _spell(value: Any, out: list[str], room: int) -> int:
+    """Append ``value``'s text to ``out`` until ``room`` characters are used; the room left.
+    Each level of nesting takes room, so a value that contains itself ends too."""
+    if room <= 0:
+        return room
+    if value is True or value is False or value is None:
+        text = "true" if value is True else "false" if value is False else "null"
+    elif isinstance(value, int):
+        text = repr(value) if abs(value) < 10**room else "a number"
+    elif isinstance(value, str):
+        text = repr(value if len(value) <= room else value[:room])
+    elif isinstance(value, list | tuple | dict):
+        out.append("[" if not isinstance(value, dict) else "{")
+        room -= 1
+        for i, item in enumerate(value.items() if isinstance(value, dict) else value):
+            if room <= 0:
+                return room
+            if i:
+                out.append(", ")
+                room -= 2
+            if isinstance(value, dict):
+                room = _spell(item[0], out, room)
+                out.append(": ")
+                room = _spell(item[1], out, room - 2)
+            else:
+                room = _spell(item, out, room)
+        out.append("]" if not isinstance(value, dict) else "}")
+        return room - 1
+    else:
+        text = repr(value)
+    out.append(text)
+    return room - len(text)
 
 
 def not_text(value: str) -> str | None:

@@ -11,10 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from conveyor import errors
+from conveyor import errors, values
 from conveyor.engine import validate
-from conveyor.engine.jobs import BulkOutcome, JobSelection, SubmitRequest
+from conveyor.engine.catalog import MAX_REVISION
+from conveyor.engine.jobs import MAX_KEY, MAX_NAME, BulkOutcome, JobSelection, SubmitRequest
 from conveyor.model import (
+    MAX_ID,
     Attempt,
     ComputeEnvironment,
     Dependency,
@@ -217,93 +219,157 @@ def token_to_dict(t: Token) -> JSONObject:
 # -- submissions ------------------------------------------------------------------------------
 
 SUBMIT_FIELDS = frozenset(f for f in SubmitRequest.__dataclass_fields__ if f != "extra")
-_STR = ("queue", "definition", "function", "unique_key", "idempotency_key", "name")
-_INT = ("definition_revision", "priority", "array_size", "parent_id", "memory_mb")
-_NUM = ("delay_seconds", "unique_ttl_seconds", "timeout_seconds", "vcpus")
+# the bounds of the Submission schema (api/schema.py), checked here in its words: a submission
+# refused by the schema over HTTP is refused the same way by the SDK on the database and in
+# --from-file (tests/api/test_error_uniformity.py holds the two side by side)
+_STR: dict[str, tuple[int | None, int]] = {
+    "queue": (None, 512),
+    "definition": (None, 512),
+    "function": (None, 512),
+    "unique_key": (1, MAX_KEY),
+    "idempotency_key": (1, MAX_KEY),
+    "name": (1, MAX_NAME),
+    "working_dir": (None, 4096),
+}
+_INT: dict[str, tuple[int, int]] = {
+    "definition_revision": (1, MAX_REVISION),
+    "priority": validate.PRIORITY_RANGE,
+    "array_size": (validate.MIN_ARRAY, validate.MAX_ARRAY),
+    "parent_id": (1, MAX_ID),
+    "memory_mb": (0, validate.MAX_MEMORY_MB),
+}
+_NUM: dict[str, tuple[float, float, bool]] = {  # low, high, whether low itself is refused
+    "delay_seconds": (0, validate.MAX_DELAY_SECONDS, False),
+    "unique_ttl_seconds": (0, validate.MAX_DELAY_SECONDS, False),
+    "timeout_seconds": (0, validate.MAX_TIMEOUT_SECONDS, True),
+    "vcpus": (0, validate.MAX_VCPUS, True),
+}
+_MAX_TAGS, _MAX_TAG = 100, 128
+_MAX_DEPENDENCIES = 1000
+_MAX_MEMBERS = 1000  # of parameters, environment
+_TIME_LENGTH = 64
+_JOB_ID = validate.span(1, MAX_ID, whole=True)
+_DEPENDENCY = f"{_JOB_ID}, or a {{job_id, type}} object"
 
 
 def request_from_dict(data: Any, where: str = "job") -> SubmitRequest:
     """A submission object (see the OpenAPI ``Submission`` schema) as a ``SubmitRequest``."""
 
-    def fail(key: str, reason: str, allowed: str | None = None) -> errors.ValidationError:
-        return errors.ValidationError(f"{where}.{key}" if where else key, reason, allowed)
+    def at(key: str) -> str:
+        return f"{where}.{key}" if where else key
 
     if not isinstance(data, Mapping):
         raise errors.ValidationError(
-            where or "body", "must be a JSON object", '{"queue": ..., "command": [...]}'
+            where or "body", validate.not_a(data, "an object"), '{"queue": ..., "command": [...]}'
         )
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     for key, value in data.items():
         if key not in SUBMIT_FIELDS:
-            raise fail(str(key), "is not a known field", ", ".join(sorted(SUBMIT_FIELDS)))
+            raise errors.ValidationError(
+                at(str(key)), "is not a known field", ", ".join(sorted(SUBMIT_FIELDS))
+            )
         if value is None and key not in ("payload",):
             continue
         if key in _STR:
-            if not isinstance(value, str) or len(value) > 512:
-                raise fail(key, "must be a string of at most 512 characters")
+            low, high = _STR[key]
+            validate.string(at(key), value, low, high)
         elif key in _INT:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise fail(key, f"{value!r} is not a whole number")
+            validate.integer(at(key), value, *_INT[key])
         elif key in _NUM:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise fail(key, f"{value!r} is not a number")
+            low_f, high_f, low_open = _NUM[key]
+            validate.number(at(key), value, low_f, high_f, low_open=low_open)
         elif key == "command":
-            if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
-                raise fail(key, "must be a non-empty list of strings (argv)", '["echo", "hello"]')
+            validate.argv(at(key), value, validate.MAX_ARGV)
         elif key == "tags":
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise fail(key, "must be a list of strings")
+            _strings(at(key), value, _MAX_TAGS, _MAX_TAG)
         elif key in ("parameters", "environment"):
             if not isinstance(value, Mapping):
-                raise fail(key, "must be an object")
+                raise errors.ValidationError(at(key), validate.not_a(value, "an object"), validate.STRING_MAP)
+            if len(value) > _MAX_MEMBERS:
+                raise errors.ValidationError(
+                    at(key), f"has {len(value):,} members", f"at most {_MAX_MEMBERS:,} members"
+                )
         elif key == "array_sequential":
-            if not isinstance(value, bool):
-                raise fail(key, "must be true or false")
+            validate.boolean(at(key), value)
         elif key == "retry":
-            if isinstance(value, bool) or not isinstance(value, int | Mapping):
-                raise fail(key, "must be a number of attempts or a retry strategy object")
-            if isinstance(value, Mapping) and not isinstance(value.get("evaluate_on_exit", []), list):
-                raise fail(f"{key}.evaluate_on_exit", "must be a list of rules")
+            if isinstance(value, int) and not isinstance(value, bool):
+                validate.integer(at(key), value, 1, validate.MAX_ATTEMPTS)
+            elif not isinstance(value, Mapping):
+                raise errors.ValidationError(
+                    at(key),
+                    validate.not_a(value, "a whole number or an object"),
+                    f"{validate.span(1, validate.MAX_ATTEMPTS, whole=True)}, or {validate.RETRY_FORM}",
+                )
+            elif not isinstance(value.get("evaluate_on_exit", []), list):
+                raise errors.ValidationError(
+                    at(f"{key}.evaluate_on_exit"),
+                    validate.not_a(value["evaluate_on_exit"], "a list"),
+                    f"a list of {validate.RULE.removeprefix('a ')}s",
+                )
         elif key == "run_at":
-            value = _time(f"{where}.run_at" if where else "run_at", value)
+            value = _time(at("run_at"), value)
         elif key == "depends_on":
-            value = _dependencies(f"{where}.depends_on" if where else "depends_on", value)
-        values[key] = value
-    return SubmitRequest(**values)
+            value = _dependencies(at("depends_on"), value)
+        given[key] = value
+    return SubmitRequest(**given)
+
+
+def _strings(field: str, value: Any, most: int, longest: int) -> None:
+    """A list of at most ``most`` strings of at most ``longest`` characters (tags)."""
+    if not isinstance(value, list):
+        raise errors.ValidationError(field, validate.not_a(value, "a list"), "a list of strings")
+    if len(value) > most:
+        raise errors.ValidationError(field, validate.count(len(value)), f"at most {most:,} items")
+    for i, item in enumerate(value):
+        validate.string(f"{field}[{i}]", item, None, longest)
 
 
 def _time(field: str, value: Any) -> datetime:
     if not isinstance(value, str):
-        raise errors.ValidationError(
-            field, "must be an ISO-8601 time string", "e.g. 2026-05-01T12:00:00+00:00"
-        )
+        raise errors.ValidationError(field, validate.not_a(value, "a string"), validate.ISO_TIME)
+    if len(value) > _TIME_LENGTH:
+        raise errors.ValidationError(field, validate.length(value), validate.characters(None, _TIME_LENGTH))
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise errors.ValidationError(
-            field, f"{value!r} is not an ISO-8601 time", "e.g. 2026-05-01T12:00:00+00:00"
+            field, f"{values.shown(value)} is not an ISO-8601 time", validate.ISO_TIME
         ) from None
     if parsed.tzinfo is None:
-        raise errors.ValidationError(field, f"{value!r} has no UTC offset", "e.g. 2026-05-01T12:00:00Z")
+        raise errors.ValidationError(field, f"{values.shown(value)} has no UTC offset", validate.ISO_TIME)
     return parsed
 
 
 def _dependencies(field: str, value: Any) -> list[int | Dependency]:
+    """Job ids, or ``{job_id, type}`` objects (the type in any case)."""
     if not isinstance(value, list):
-        raise errors.ValidationError(field, "must be a list of job ids or {job_id, type} objects")
+        raise errors.ValidationError(
+            field, validate.not_a(value, "a list"), "a list of whole numbers or {job_id, type} objects"
+        )
+    if len(value) > _MAX_DEPENDENCIES:
+        raise errors.ValidationError(
+            field, validate.count(len(value)), f"at most {_MAX_DEPENDENCIES:,} items"
+        )
     deps: list[int | Dependency] = []
     for i, d in enumerate(value):
+        where = f"{field}[{i}]"
         if isinstance(d, Mapping):
-            job_id, kind = d.get("job_id"), str(d.get("type", "STANDARD")).upper()
-            if isinstance(job_id, bool) or not isinstance(job_id, int):
-                raise errors.ValidationError(f"{field}[{i}].job_id", f"{job_id!r} is not a job id")
-            if kind not in DependencyType.__members__:
+            if "job_id" not in d:
+                raise errors.ValidationError(f"{where}.job_id", "is required", _JOB_ID)
+            for key in d:
+                if key not in ("job_id", "type"):
+                    raise errors.ValidationError(f"{where}.{key}", "is not a known field", "job_id, type")
+            job_id = validate.integer(f"{where}.job_id", d["job_id"], 1, MAX_ID)
+            kind = d.get("type", "STANDARD")
+            if not isinstance(kind, str):
                 raise errors.ValidationError(
-                    f"{field}[{i}].type", f"{kind!r} is not a dependency type", "STANDARD, N_TO_N"
+                    f"{where}.type", validate.not_a(kind, "a string"), "STANDARD, N_TO_N"
                 )
-            deps.append(Dependency(job_id, DependencyType(kind)))
+            if kind.upper() not in DependencyType.__members__:
+                raise errors.ValidationError(f"{where}.type", validate.not_a_choice(kind), "STANDARD, N_TO_N")
+            deps.append(Dependency(job_id, DependencyType(kind.upper())))
         elif isinstance(d, int) and not isinstance(d, bool):
-            deps.append(d)
+            deps.append(validate.integer(where, d, 1, MAX_ID))
         else:
-            raise errors.ValidationError(f"{field}[{i}]", f"{d!r} is not a job id")
+            raise errors.ValidationError(where, validate.not_a(d, "a whole number or an object"), _DEPENDENCY)
     return deps

@@ -158,6 +158,16 @@ def call(port: int, method: str, path: str, token: str, body: Any = None) -> tup
         conn.close()
 
 
+def stop_server(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL after 20 s; the exit code (0 when it stopped gracefully)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def start_server(tmp_path: Path, db: str, *options: str) -> tuple[subprocess.Popen[bytes], int, Path]:
     """``conveyor server --port FREE OPTIONS`` in ``tmp_path``, ready (``/readyz`` answers 200):
     (process, port, log file)."""

@@ -384,7 +384,7 @@ def test_submit_from_stdin_with_one_bad_line_stores_none(db_url: str, tmp_path: 
         stdin='{"command": ["echo", "one"]}\n{"command": ["echo"], "queue": "nope"}\n',
     )
     assert done.returncode == 2
-    assert "jobs[1].queue" in one_line_error(done.stderr)
+    assert "line 2.queue" in one_line_error(done.stderr)
     assert store.job_list() == []
 
 

@@ -5,13 +5,11 @@ CONVEYOR_URL and a job token; SIGTERM stops it cleanly."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.acceptance.helpers import call, conveyor, start_server
+from tests.acceptance.helpers import call, conveyor, start_server, stop_server
 
 
 def test_server_runs_http_submissions_on_its_embedded_worker(tmp_path: Path) -> None:
@@ -40,10 +38,5 @@ def test_server_runs_http_submissions_on_its_embedded_worker(tmp_path: Path) -> 
         assert [t["name"] for t in json.loads(listed.stdout)] == ["first"]
         assert conveyor("tokens", "revoke", "1", db=db, cwd=tmp_path).returncode == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     assert proc.returncode == 0, log.read_text()

@@ -195,6 +195,33 @@ def test_async_client_runs_the_same_methods(live: Live) -> None:
     assert asyncio.run(main()) == ("SUCCEEDED", "async\n")
 
 
+def test_an_async_clients_handles_are_awaitable_and_leave_the_loop_free(live: Live) -> None:
+    """``await ac.submit()`` answers a handle whose wait/result/logs are awaited: a tick on
+    the same event loop goes on while the job runs (a blocking wait would stop it)."""
+    live.worker()
+
+    async def main() -> tuple[str, object, str, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        async with conveyor.AsyncClient(live.url, live.admin) as ac:
+            ticker = asyncio.create_task(tick())
+            handle = await ac.submit(command=["sh", "-c", "sleep 0.5; echo done"])
+            job = await handle.wait(timeout=20)
+            ticker.cancel()
+            many = await ac.submit_many([{"function": "builtins:abs", "payload": {"args": [-3]}}])
+            return job["state"], await many[0].result(timeout=20), await handle.logs(), ticks
+
+    state, result, logs, ticks = asyncio.run(main())
+    assert (state, result, logs) == ("SUCCEEDED", 3, "done\n")
+    assert ticks >= 10  # ~50 in the half second the job ran
+
+
 def test_from_env_uses_url_and_token_else_the_database(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVEYOR_URL", live.url)
     monkeypatch.setenv("CONVEYOR_TOKEN", live.admin)
@@ -208,3 +235,27 @@ def test_from_env_uses_url_and_token_else_the_database(live: Live, monkeypatch: 
     with Client.from_env() as on_db:
         assert on_db.parent_id == 12
         assert on_db.queues()[0]["name"] == "default"
+
+
+def test_logs_of_an_attempt_never_had_or_of_an_array_job_are_refused_alike(client: Client) -> None:
+    """Over HTTP and on the database: the field, why, and what is allowed."""
+    job = client.submit(command=["true"], delay_seconds=3600).id
+    with pytest.raises(errors.ValidationError) as caught:
+        client.logs(job, attempt=1)
+    assert (caught.value.field, caught.value.allowed) == ("attempt", "none yet: the job has not started")
+    array = client.submit(command=["true"], array_size=2, delay_seconds=3600).id
+    with pytest.raises(errors.ValidationError) as caught:
+        client.logs(array)
+    assert caught.value.field == "job_id" and f"jobs list --array {array}" in str(caught.value.allowed)
+    assert client.logs(job) == ""  # all attempts: none yet, nothing to say
+
+
+def test_a_submission_names_its_working_directory_on_both_transports(client: Client, tmp_path: Any) -> None:
+    job = client.submit(command=["./run.sh"], working_dir=str(tmp_path)).get()
+    assert job["spec"]["working_dir"] == str(tmp_path)
+    with pytest.raises(errors.ValidationError) as caught:
+        client.submit(command=["./run.sh"], working_dir="relative/dir")
+    assert (caught.value.field, caught.value.allowed) == ("working_dir", "an absolute path, e.g. /srv/app")
+    with pytest.raises(errors.ValidationError) as caught:
+        client.submit(command=["./run.sh"], working_dir=7)
+    assert caught.value.field == "working_dir"

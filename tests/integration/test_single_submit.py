@@ -72,7 +72,7 @@ def test_a_single_submission_names_fields_without_a_batch_index(app: App) -> Non
         app.jobs.submit(SubmitRequest(command="echo hi"))
     assert (info.value.field, info.value.reason) == (
         "command",
-        "must be a non-empty list of strings (argv)",
+        "'echo hi' is not a list",
     )
     assert app.store.queue_counts().get("default", {}) == {}
 

@@ -218,6 +218,9 @@ def list_jobs(call: Call) -> Reply:
         queue=queue,
         tag=call.q_str("tag", 128),
         array_parent_id=call.q_int("array_parent_id", None, 1, MAX_ID),
+        # array children are left out unless asked for, as the CLI does: an array job stands
+        # for them (a state filter may match them alone: ?children=true)
+        include_children=call.q_bool("children"),
         before_id=call.q_int("before_id", None, 1, MAX_ID),
         created_after=wire_time(call, "created_after"),
         created_before=wire_time(call, "created_before"),
@@ -356,7 +359,8 @@ async def job_logs(request: Request) -> Response:
             state.limiter.take(principal.token_id)
             call = Call(app, config, principal, request.path_params, request.query_params)
             job = _readable(call, call.id_param("job_id"))
-            return _LogCursor(app, job, call.q_int("attempt", None, 0, 10_000)), call.q_bool("follow")
+            attempt = call.q_int("attempt", None, 1, 10_000)
+            return _LogCursor(app, app.jobs.log_job(job.id, attempt), attempt), call.q_bool("follow")
 
         cursor, follow = await run_in_threadpool(open_cursor)
         first, finished = await run_in_threadpool(cursor.read)

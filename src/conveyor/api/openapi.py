@@ -93,7 +93,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "version": version,
             "description": (
                 "Scheduled and on-demand batch jobs. Every /v1 call needs `Authorization: Bearer <token>`;"
-                " scopes: admin, read, submit:<queue-glob>, schedules:write, checks:write."
+                " scopes: admin, read, submit:<queue-glob>, schedules:write, checks:write (reserved: no heartbeat checks are served yet)."
                 " Errors are RFC 9457 problem+json. JSON members are snake_case."
             ),
         },

@@ -82,6 +82,7 @@ OPERATIONS: list[Op] = [
             q("queue", {"type": "string", "maxLength": 512}),
             q("tag", {"type": "string", "maxLength": 128}),
             q("array_parent_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+            q("children", BOOL, "list array children too (else their array job stands for them)"),
             q("created_after", TIME_Q),
             q("created_before", TIME_Q),
             q("before_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "cursor: next_before_id of the last page"),
@@ -136,7 +137,7 @@ OPERATIONS: list[Op] = [
     Op(
         "GET", "/v1/jobs/{job_id}/logs", None, "A job's captured output; follow=true streams until the job ends",
         "jobs", raw=jobs.job_logs, text=True,
-        params=(JOB_ID, q("attempt", {"type": "integer", "minimum": 0, "maximum": 10000}), q("follow", BOOL)),
+        params=(JOB_ID, q("attempt", {"type": "integer", "minimum": 1, "maximum": 10000}), q("follow", BOOL)),
     ),
     # definitions
     Op(

@@ -3,7 +3,12 @@
 The same schemas are published in ``/openapi.json``: what the document says is what the
 server checks. The checker knows the subset we use (type, properties, required,
 additionalProperties, items, enum, minimum/maximum, minLength/maxLength, minItems/maxItems,
-anyOf, $ref); each error names the field path (``jobs[3].retry.attempts``).
+anyOf, $ref); each error names the field path (``jobs[3].retry.attempts``), the value and
+what is allowed, worded from the schema alone with the engine's words (``validate.not_a``,
+``validate.span``, ...): "'echo' is not a list (allowed: a non-empty list of strings)",
+"2000 is above 1024 (allowed: a number more than 0, up to 1024)", "is 513 characters
+(allowed: 1-512 characters)". A submission refused here reads as the SDK on the database
+(``wire.request_from_dict`` and the engine) words it.
 """
 
 from __future__ import annotations
@@ -15,9 +20,20 @@ from typing import Any
 
 from conveyor import errors, values
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
+from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
 from conveyor.engine.jobs import MAX_KEY, MAX_NAME
-from conveyor.engine.validate import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MAX_VCPUS, PRIORITY_RANGE
+from conveyor.engine.validate import (
+    MAX_ARGV,
+    MAX_ATTEMPTS,
+    MAX_DELAY_SECONDS,
+    MAX_MEMORY_MB,
+    MAX_RETRY_DELAY,
+    MAX_RETRY_MAX_DELAY,
+    MAX_TIMEOUT_SECONDS,
+    MAX_VCPUS,
+    PRIORITY_RANGE,
+)
 
 S = dict[str, Any]
 
@@ -36,11 +52,13 @@ _TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECO
 _DELAY = {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS}
 _VCPUS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_VCPUS}
 _REVISION = {"type": "integer", "minimum": 1, "maximum": MAX_REVISION}
+_MEMORY = {"type": "integer", "minimum": 0, "maximum": MAX_MEMORY_MB}
+_ATTEMPTS = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS}
+_ARGV = {"type": "array", "minItems": 1, "maxItems": MAX_ARGV, "items": {"type": "string"}}
 STR = {"type": "string", "maxLength": 512}
 NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"}
 INT = {"type": "integer", "minimum": -(2**62), "maximum": 2**62}
 ID = {"type": "integer", "minimum": 1, "maximum": 2**62}
-NUM = {"type": "number", "minimum": 0, "maximum": 1e9}
 TIME = {"type": "string", "format": "date-time", "maxLength": 64}
 STR_MAP = {"type": "object", "maxProperties": 1000, "additionalProperties": {"type": ["string", "number"]}}
 STATE = {
@@ -62,11 +80,11 @@ RETRY: S = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+        "attempts": _ATTEMPTS,
         "evaluate_on_exit": {"type": "array", "maxItems": 100, "items": RETRY_RULE},
         "backoff": {"type": "string", "enum": ["fixed", "exponential"]},
-        "delay_seconds": NUM,
-        "max_delay_seconds": NUM,
+        "delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_RETRY_DELAY},
+        "max_delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_RETRY_MAX_DELAY},
         "jitter": {"type": "boolean"},
     },
 }
@@ -75,11 +93,11 @@ SPEC: S = {
     "additionalProperties": False,
     "description": "What to run: exactly one of command (argv, {param} templates) or function (module:callable).",
     "properties": {
-        "command": nullable({"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}}),
+        "command": nullable(_ARGV),
         "function": nullable({"type": "string", "maxLength": 512}),
         "parameters": STR_MAP,
         "vcpus": _VCPUS,
-        "memory_mb": {"type": "integer", "minimum": 0, "maximum": 16_777_216},
+        "memory_mb": _MEMORY,
         "timeout_seconds": nullable(_TIMEOUT),
         "retry": RETRY,
         "environment": STR_MAP,
@@ -106,7 +124,7 @@ SUBMISSION: S = {
         "queue": STR,
         "definition": nullable(STR),
         "definition_revision": nullable(_REVISION),
-        "command": nullable({"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}}),
+        "command": nullable(_ARGV),
         "function": nullable(STR),
         "parameters": nullable(STR_MAP),
         "payload": {"description": "any JSON value; function jobs: {args: [...], kwargs: {...}}"},
@@ -120,10 +138,17 @@ SUBMISSION: S = {
         "unique_ttl_seconds": nullable(_DELAY),
         "idempotency_key": nullable({"type": "string", "minLength": 1, "maxLength": MAX_KEY}),
         "timeout_seconds": nullable(_TIMEOUT),
-        "retry": nullable({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10}, RETRY]}),
+        "retry": nullable({"anyOf": [_ATTEMPTS, RETRY]}),
         "vcpus": nullable(_VCPUS),
-        "memory_mb": nullable({"type": "integer", "minimum": 0, "maximum": 16_777_216}),
+        "memory_mb": nullable(_MEMORY),
         "environment": nullable(STR_MAP),
+        "working_dir": nullable(
+            {
+                "type": "string",
+                "maxLength": 4096,
+                "description": "an absolute path (default: a fresh directory)",
+            }
+        ),
         "tags": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 128}},
         "name": nullable({"type": "string", "minLength": 1, "maxLength": MAX_NAME}),
         "parent_id": nullable(ID),
@@ -528,6 +553,101 @@ Checker = Callable[[Any, str], None]
 _COMPILED: dict[str, Checker] = {}
 
 
+class _Mismatch(errors.ValidationError):
+    """A value of another JSON type than the schema's. ``anyOf`` words those of all its
+    options as one: "True is not a whole number or an object"."""
+
+    def __init__(self, field: str, value: Any, kinds: list[str], allowed: list[str]) -> None:
+        # null is how a member is left out: named only when nothing else would be
+        self.value, self.kinds, self.alloweds = value, _unique(kinds), _unique(allowed)
+        super().__init__(field, validate.not_a(value, " or ".join(self.kinds)), ", or ".join(self.alloweds))
+
+
+def _unique(words: list[str]) -> list[str]:
+    out = [w for i, w in enumerate(words) if w not in words[:i]]
+    return [w for w in out if w != "null"] or out
+
+
+def _target(s: S) -> S:
+    """The schema ``s`` refers to (``$ref``), or ``s``."""
+    while "$ref" in s:
+        s = SCHEMAS[s["$ref"].rsplit("/", 1)[1]]
+    return s
+
+
+def describe(s: S) -> str:
+    """What schema ``s`` allows, in the engine's words: "a whole number from 1 to 10", "a
+    string of 1-512 characters", "a non-empty list of strings", "fixed, exponential"."""
+    s = _target(s)
+    if "anyOf" in s:
+        return ", or ".join(_unique([describe(option) for option in s["anyOf"]]))
+    if "enum" in s:
+        return ", ".join(map(str, s["enum"]))
+    kinds = s.get("type")
+    if kinds is None:
+        return "any JSON value"
+    names = kinds if isinstance(kinds, list) else [kinds]
+    return " or ".join(_unique([_describe_kind(kind, s) for kind in names]))
+
+
+def _describe_kind(kind: str, s: S) -> str:
+    if kind in ("integer", "number"):
+        above = s.get("exclusiveMinimum")
+        return validate.span(
+            s.get("minimum") if above is None else above,
+            s.get("maximum"),
+            whole=kind == "integer",
+            low_open=above is not None,
+        )
+    if kind == "string":
+        if s.get("format") == "date-time":
+            return validate.ISO_TIME
+        return validate.string_kind(s.get("minLength"), s.get("maxLength"))
+    if kind == "boolean":
+        return "true, false"
+    if kind == "array":
+        fewest = s.get("minItems") or 0
+        what = "a non-empty list" if fewest == 1 else f"a list of at least {fewest}" if fewest else "a list"
+        if "items" not in s:
+            return what + (" items" if fewest > 1 else "")
+        return f"{what} of {_plural(s['items'])}" if fewest <= 1 else f"{what} {_plural(s['items'])}"
+    if kind == "object":
+        shape = _shape(s)
+        if shape is not None:
+            return f"a {shape} object"
+        extra = s.get("additionalProperties")
+        return (
+            f"an object of {_plural(extra)}"
+            if isinstance(extra, dict) and not s.get("properties")
+            else "an object"
+        )
+    return validate.KINDS[kind][0]
+
+
+def _shape(s: S) -> str | None:
+    """``{job_id, type}``: the members of a closed object small enough to list."""
+    props = s.get("properties") or {}
+    if s.get("additionalProperties") is False and 0 < len(props) <= 3:
+        return "{" + ", ".join(props) + "}"
+    return None
+
+
+def _plural(s: S) -> str:
+    """What a list of ``s`` holds: "strings", "whole numbers or {job_id, type} objects"."""
+    s = _target(s)
+    if "anyOf" in s:
+        return " or ".join(_unique([_plural(option) for option in s["anyOf"]]))
+    kinds = s.get("type")
+    if kinds is None:
+        return "JSON values"
+    names = kinds if isinstance(kinds, list) else [kinds]
+    words = []
+    for kind in names:
+        shape = _shape(s) if kind == "object" else None
+        words.append(f"{shape} objects" if shape else validate.KINDS[kind][1])
+    return " or ".join(_unique(words))
+
+
 def _compile(s: S) -> Checker:
     """A schema as one function: only the rules the schema has are looked at, once per value.
 
@@ -555,8 +675,18 @@ def _compile(s: S) -> Checker:
                     return
                 except errors.ValidationError as exc:
                     failures.append(exc)
-            # the most specific failure: the one whose type matched
-            raise max(failures, key=lambda e: len(e.field))
+            where = at or "body"
+            deeper = [e for e in failures if not (isinstance(e, _Mismatch) and e.field == where)]
+            if not deeper:  # of no option's type: one message naming them all
+                mismatches = [e for e in failures if isinstance(e, _Mismatch)]
+                raise _Mismatch(
+                    where,
+                    value,
+                    [k for e in mismatches for k in e.kinds],
+                    [a for e in mismatches for a in e.alloweds],
+                )
+            # the most specific failure: of an option whose type matched
+            raise max(deeper, key=lambda e: len(e.field))
 
         return any_of
     rules: list[Checker] = []
@@ -564,22 +694,22 @@ def _compile(s: S) -> Checker:
     if kinds is not None:
         names = kinds if isinstance(kinds, list) else [kinds]
         tests = [functools.partial(_is, k) for k in names]
-        message = f"must be {' or '.join(names)}"
-        shown = _range(s) if names in (["integer"], ["number"]) else None
+        nouns = [validate.KINDS[k][0] for k in names]
+        allowed = describe(s)
 
         def typed(value: Any, at: str) -> None:
             for test in tests:
                 if test(value):
                     return
-            raise errors.ValidationError(at or "body", f"{message}, not {_json_type(value)}", shown)
+            raise _Mismatch(at or "body", value, nouns, [allowed])
 
         rules.append(typed)
     if "enum" in s:
-        allowed, listed = s["enum"], ", ".join(map(str, s["enum"]))
+        choices, listed = s["enum"], ", ".join(map(str, s["enum"]))
 
         def enum(value: Any, at: str) -> None:
-            if value not in allowed:
-                raise errors.ValidationError(at or "body", f"{value!r} is not allowed", listed)
+            if value not in choices:
+                raise errors.ValidationError(at or "body", validate.not_a_choice(value), listed)
 
         rules.append(enum)
     # a rule is left out only where it could never fire: the type rule refuses its values
@@ -614,77 +744,33 @@ def _anything(value: Any, at: str) -> None:
     return None
 
 
-def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for "must be integer, not string"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    for name, kind in (
-        ("integer", int),
-        ("number", float),
-        ("string", str),
-        ("array", list),
-        ("object", dict),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-def _n(x: float) -> str:
-    """A bound in full: 2592000, not 2.592e+06; 0.5 as it is."""
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else repr(x)
-
-
-def _range(s: S) -> str | None:
-    """What a number schema allows, in words: "0..86400", "more than 0, up to 2592000"."""
-    low, above, high = s.get("minimum"), s.get("exclusiveMinimum"), s.get("maximum")
-    kind = "a whole number" if s.get("type") == "integer" else "a number"
-    if above is not None:
-        return f"{kind} more than {_n(above)}" + (f", up to {_n(high)}" if high is not None else "")
-    if low is not None and high is not None:
-        return f"{kind} from {_n(low)} to {_n(high)}"
-    if low is not None:
-        return f"{kind} from {_n(low)}"
-    return f"{kind} up to {_n(high)}" if high is not None else None
-
-
 def _number_rules(s: S) -> list[Checker]:
-    low, above, high = s.get("minimum"), s.get("exclusiveMinimum"), s.get("maximum")
-    allowed = _range(s)
+    above = s.get("exclusiveMinimum")
+    low, high = s.get("minimum") if above is None else above, s.get("maximum")
+    whole = s.get("type") == "integer"
+    allowed = validate.span(low, high, whole=whole, low_open=above is not None)
 
     def number(value: Any, at: str) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return
-        where = at or "body"
-        if low is not None and value < low:
-            raise errors.ValidationError(where, f"{values.shown(value)} is below {_n(low)}", allowed)
-        if above is not None and value <= above:
-            raise errors.ValidationError(
-                where, f"{values.shown(value)} must be more than {_n(above)}", allowed
-            )
-        if high is not None and value > high:
-            raise errors.ValidationError(where, f"{values.shown(value)} is above {_n(high)}", allowed)
-        if isinstance(value, float) and value != value:
-            raise errors.ValidationError(where, "is not a number", allowed)
+        why = validate.beyond(value, low, high, low_open=above is not None)
+        if why is not None:
+            raise errors.ValidationError(at or "body", why, allowed)
 
     return [number]
 
 
 def _string_rules(s: S) -> list[Checker]:
     longest, shortest = s.get("maxLength"), s.get("minLength")
-    allowed = f"{shortest or 0}-{longest} characters" if longest is not None else f"{shortest}+ characters"
+    allowed = validate.characters(shortest, longest)
 
     def string(value: Any, at: str) -> None:
         if not isinstance(value, str):
             return
-        if longest is not None and len(value) > longest:
-            raise errors.ValidationError(at or "body", f"is longer than {longest} characters", allowed)
-        if shortest is not None and len(value) < shortest:
-            raise errors.ValidationError(at or "body", f"is shorter than {shortest} characters", allowed)
+        if (longest is not None and len(value) > longest) or (shortest is not None and len(value) < shortest):
+            raise errors.ValidationError(at or "body", validate.length(value), allowed)
         if "\x00" in value:
-            raise errors.ValidationError(at or "body", "contains a NUL character")
+            raise errors.ValidationError(at or "body", "contains a NUL character", "Unicode text without NUL")
 
     return [string]
 
@@ -692,14 +778,15 @@ def _string_rules(s: S) -> list[Checker]:
 def _array_rules(s: S) -> list[Checker]:
     fewest, most = s.get("minItems"), s.get("maxItems")
     item_check = _compile(s["items"]) if "items" in s else None
+    allowed = describe(s) if "type" in s else f"at least {fewest} items"
 
     def array(value: Any, at: str) -> None:
         if not isinstance(value, list):
             return
         if fewest is not None and len(value) < fewest:
-            raise errors.ValidationError(at or "body", f"needs at least {fewest} item(s)")
+            raise errors.ValidationError(at or "body", validate.count(len(value)), allowed)
         if most is not None and len(value) > most:
-            raise errors.ValidationError(at or "body", f"has more than {most} items")
+            raise errors.ValidationError(at or "body", validate.count(len(value)), f"at most {most:,} items")
         if item_check is not None:
             for i, item in enumerate(value):
                 item_check(item, f"{at}[{i}]")
@@ -710,7 +797,9 @@ def _array_rules(s: S) -> list[Checker]:
 def _object_rules(s: S) -> list[Checker]:
     most = s.get("maxProperties")
     props = {key: _compile(sub) for key, sub in s.get("properties", {}).items()}
-    required = tuple(s.get("required", ()))
+    required = {
+        key: describe(s["properties"][key]) if key in props else None for key in s.get("required", ())
+    }
     extra = s.get("additionalProperties", True)
     extra_check = _compile(extra) if isinstance(extra, dict) else None
     known = ", ".join(sorted(props))
@@ -719,13 +808,17 @@ def _object_rules(s: S) -> list[Checker]:
         if not isinstance(value, dict):
             return
         if most is not None and len(value) > most:
-            raise errors.ValidationError(at or "body", f"has more than {most} members")
-        for key in required:
+            raise errors.ValidationError(
+                at or "body", f"has {len(value):,} members", f"at most {most:,} members"
+            )
+        for key, allowed in required.items():
             if key not in value:
-                raise errors.ValidationError(_path(at, key), "is required")
+                raise errors.ValidationError(_path(at, key), "is required", allowed)
         for key, item in value.items():
             if "\x00" in key:
-                raise errors.ValidationError(at or "body", "a member name contains a NUL character")
+                raise errors.ValidationError(
+                    at or "body", "a member name contains a NUL character", "Unicode text without NUL"
+                )
             prop = props.get(key)
             if prop is not None:
                 prop(item, f"{at}.{key}" if at else key)

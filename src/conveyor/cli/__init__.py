@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="on SIGTERM, wait this long for running jobs",
+        help="on SIGTERM, wait this long for running jobs (default 30)",
     )
     w.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]

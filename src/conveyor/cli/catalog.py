@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from conveyor import errors
+from conveyor import errors, values
 from conveyor.cli import render
 from conveyor.cli.common import (
     Formatter,
@@ -19,6 +20,7 @@ from conveyor.cli.common import (
     open_app,
     whole,
 )
+from conveyor.engine.catalog import UNLIMITED
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +44,10 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = qs.add_parser(
             name,
             help=f"{name} a queue",
-            epilog="example: conveyor queues create speedy --priority 10 --environments spot,ondemand",
+            epilog="example: conveyor queues create speedy --priority 10 --environments spot,ondemand"
+            if name == "create"
+            else "example: conveyor queues update speedy --priority 20 --environments ondemand\n"
+            "only the settings given change",
             formatter_class=Formatter,
         )
         add_db(p)
@@ -51,12 +56,23 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--priority",
             type=whole,
             default=None if name == "update" else 0,
-            help="higher runs first (-1000..1000)",
+            help="higher runs first (-1000..1000" + ("; default 0)" if name == "create" else ")"),
         )
         p.add_argument(
-            "--environments", metavar="A,B", help="compute environments in fallback order (default: default)"
+            "--environments",
+            metavar="A,B",
+            help="compute environments in fallback order (default: default)"
+            if name == "create"
+            else "compute environments in fallback order (replaces the list)",
         )
-        p.add_argument("--disabled", action="store_true", default=None, help="create disabled (jobs wait)")
+        p.add_argument(
+            "--disabled",
+            action="store_true",
+            default=None,
+            help="create disabled (jobs wait)"
+            if name == "create"
+            else "disable it (jobs wait; `conveyor queues enable` enables it again)",
+        )
         p.set_defaults(func=queues_put, action_name=name)
     for name in ("enable", "disable", "delete"):
         p = qs.add_parser(
@@ -88,19 +104,34 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = es.add_parser(
             name,
             help=f"{name} a compute environment",
-            epilog="example: conveyor environments create gpu --max-vcpus 8 --max-memory 32768",
+            epilog="example: conveyor environments create gpu --max-vcpus 8 --max-memory 32768"
+            if name == "create"
+            else "example: conveyor environments update gpu --max-vcpus 16\nonly the settings given change",
             formatter_class=Formatter,
         )
         add_db(p)
         p.add_argument("name")
-        p.add_argument("--max-vcpus", type=float, help="vCPUs of running jobs at most (default: unlimited)")
+        p.add_argument(
+            "--max-vcpus",
+            type=_limit(float),
+            help="vCPUs of running jobs at most, or 'unlimited'"
+            + (" (default: unlimited)" if name == "create" else ""),
+        )
         p.add_argument(
             "--max-memory",
-            type=whole,
+            type=_limit(whole),
             metavar="MB",
-            help="memory of running jobs at most (default: unlimited)",
+            help="memory of running jobs at most, or 'unlimited'"
+            + (" (default: unlimited)" if name == "create" else ""),
         )
-        p.add_argument("--disabled", action="store_true", default=None)
+        p.add_argument(
+            "--disabled",
+            action="store_true",
+            default=None,
+            help="create disabled (no job starts in it)"
+            if name == "create"
+            else "disable it (no job starts in it; `conveyor environments enable` enables it again)",
+        )
         p.set_defaults(func=envs_put, action_name=name)
     for name in ("enable", "disable", "delete"):
         p = es.add_parser(
@@ -234,6 +265,12 @@ def queues_list(args: argparse.Namespace) -> int:
 def queues_put(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         envs = csv(args.environments)
+        if envs == ():  # "" or ",": not the default, silently
+            raise errors.ValidationError(
+                "environments",
+                f"{values.shown(args.environments)} names no environment",
+                "names in fallback order, e.g. spot,ondemand",
+            )
         enabled = None if args.disabled is None else not args.disabled
         if args.action_name == "create":
             if app.store.queue_get(args.name) is not None:  # create never overwrites
@@ -297,6 +334,20 @@ def envs_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A capacity flag: a number, or ``unlimited`` (``UNLIMITED``)."""
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() == "unlimited":
+            return UNLIMITED
+        try:
+            return kind(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'unlimited'") from None
+
+    return parse
+
+
 def envs_put(args: argparse.Namespace) -> int:
     with open_app(args) as app:
         enabled = None if args.disabled is None else not args.disabled
@@ -308,8 +359,8 @@ def envs_put(args: argparse.Namespace) -> int:
                 )
             env = app.catalog.put_environment(
                 args.name,
-                max_vcpus=args.max_vcpus,
-                max_memory_mb=args.max_memory,
+                max_vcpus=None if args.max_vcpus is UNLIMITED else args.max_vcpus,
+                max_memory_mb=None if args.max_memory is UNLIMITED else args.max_memory,
                 enabled=enabled if enabled is not None else True,
             )
         else:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -51,6 +52,16 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line in the CLI's own form (its usage block ran to a
     dozen lines before the message): ``conveyor: limit: 'abc' is not a whole number (see
     conveyor jobs list --help)``."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's; a command (a parser without subcommands) refuses what it does not
+        know itself, so the message points at its own --help, not at ``conveyor --help``."""
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            self.error("unrecognized arguments: " + " ".join(extras))
+        return ns, extras
 
     def error(self, message: str) -> NoReturn:
         named = re.match(r"argument ([^:]+): (.*)", message, re.DOTALL)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from conveyor import errors, wire
@@ -33,9 +35,9 @@ SUBMIT_EPILOG = """examples:
   conveyor submit -- echo hello                         an ad-hoc command on the default queue
   conveyor submit --queue reports --definition nightly-report --param day=2026-05-01
   conveyor submit --function myapp.jobs:resize --payload '{"args": [42]}' --attempts 3
-  conveyor submit --array-size 100 -- python shard.py   CONVEYOR_ARRAY_INDEX is 0..99
-  conveyor submit --depends-on 41 --depends-on 42 -- ./report.sh
-  conveyor submit --unique-key sync:client-7 --queue speedy --wait -- ./sync.sh 7
+  conveyor submit --array-size 100 -- python3 /opt/jobs/shard.py   CONVEYOR_ARRAY_INDEX is 0..99
+  conveyor submit --depends-on 41 --depends-on 42 -- /opt/jobs/report.sh
+  conveyor submit --unique-key sync:client-7 --queue speedy --wait -- /opt/jobs/sync.sh 7
   conveyor submit --from-file jobs.jsonl                many jobs in one transaction
 """
 
@@ -95,6 +97,11 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--env", "-e", action="append", metavar="NAME=VALUE", help="environment variable for the job (repeat)"
     )
+    p.add_argument(
+        "--working-dir",
+        metavar="DIR",
+        help="absolute directory the command runs in on the worker (default: a fresh one per attempt)",
+    )
     p.add_argument("--tag", action="append", help="tag (repeat)")
     p.add_argument("--name", help="a name to recognise the job by")
     p.add_argument(
@@ -118,7 +125,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lp = js.add_parser(
         "list",
         help="jobs, newest first",
-        epilog="example: conveyor jobs list --state FAILED --queue reports",
+        description=textwrap.fill(
+            "Jobs, newest first. An array job stands for its children, which are listed only with"
+            " --children (with the other jobs) or --array ID (one array job's); the table says when"
+            " a state filter left children out (an array job is PENDING while its children run)."
+        ),
+        epilog="examples:\n  conveyor jobs list --state FAILED --queue reports"
+        "\n  conveyor jobs list --state RUNNABLE --children    array children too",
         formatter_class=Formatter,
     )
     add_db(lp)
@@ -126,6 +139,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lp.add_argument("--queue", help="filter by queue")
     lp.add_argument("--tag", help="filter by tag")
     lp.add_argument("--array", type=whole, metavar="ID", help="the children of this array job")
+    lp.add_argument(
+        "--children", action="store_true", help="list array children too (default: their array jobs only)"
+    )
     lp.add_argument("--limit", type=whole, default=50)
     lp.add_argument("--before", type=whole, metavar="ID", help="page on: jobs with a smaller id")
     lp.set_defaults(func=cmd_list)
@@ -239,6 +255,7 @@ def _request(args: argparse.Namespace) -> SubmitRequest:
         vcpus=args.vcpus,
         memory_mb=args.memory,
         environment=key_values("env", args.env),
+        working_dir=args.working_dir,
         tags=args.tag or (),
         name=args.name,
     )
@@ -248,8 +265,47 @@ def _job_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The flags that shape one job, as given (None: not given)."""
     names = ("queue", "definition", "revision", "function", "param", "payload", "priority", "delay",
              "run_at", "depends_on", "array_size", "unique_key", "unique_ttl", "idempotency_key",
-             "timeout", "attempts", "retry", "vcpus", "memory", "env", "tag", "name")  # fmt: skip
+             "timeout", "attempts", "retry", "vcpus", "memory", "env", "working_dir", "tag", "name")  # fmt: skip
     return [("--" + name.replace("_", "-"), getattr(args, name, None)) for name in names]
+
+
+_BATCH_ITEM = re.compile(r"jobs\[(\d+)\]")
+_JOB_NAMED = re.compile(r"\bjob (\d+)\b")
+
+
+def _on_line(
+    exc: errors.ValidationError, reqs: Sequence[SubmitRequest], numbers: Sequence[int]
+) -> errors.ValidationError:
+    """``exc`` naming the line of the file as ``line N.field``, as the file's own checks do.
+
+    The engine names a submission of a batch by its place (``jobs[1].run_at``, 0-based),
+    one submitted alone not at all (``command``), and the store names the field only
+    (``depends_on: job 9 does not exist``): that one is the first line whose field it is."""
+    field = exc.field
+    if field.startswith("line "):
+        return exc
+    match = _BATCH_ITEM.match(field)
+    if match is not None and int(match.group(1)) < len(numbers):
+        where = f"line {numbers[int(match.group(1))]}{field[match.end() :]}"
+    elif field == "jobs":  # the batch as a whole: too many jobs
+        where = "from_file"
+    elif len(numbers) == 1:
+        where = f"line {numbers[0]}.{field}"
+    else:
+        top = re.split(r"[.\[]", field, maxsplit=1)[0]
+        named = _JOB_NAMED.search(exc.reason) if top == "depends_on" else None
+        lines = [
+            n
+            for n, req in zip(numbers, reqs, strict=True)
+            if getattr(req, top, None)
+            and (named is None or int(named.group(1)) in {_job_id(d) for d in req.depends_on})
+        ]
+        where = f"line {lines[0]}.{field}" if lines else field
+    return errors.ValidationError(where, exc.reason, exc.allowed)
+
+
+def _job_id(dependency: int | Dependency) -> int:
+    return dependency.job_id if isinstance(dependency, Dependency) else dependency
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -271,7 +327,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                     "a JSON-lines file, or - for stdin",
                 ) from None
             with fh:
-                reqs = []
+                reqs, numbers = [], []  # numbers[i]: the line of reqs[i]
                 try:
                     lines = list(fh)
                 except UnicodeDecodeError as exc:
@@ -289,7 +345,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
                                 f"line {n}", f"malformed JSON: {exc.msg} at column {exc.colno}"
                             ) from None
                         reqs.append(wire.request_from_dict(data, f"line {n}"))
-            results = app.jobs.submit_many(reqs)
+                        numbers.append(n)
+            try:
+                results = app.jobs.submit_many(reqs)
+            except errors.ValidationError as exc:
+                raise _on_line(exc, reqs, numbers) from None
             if args.json:
                 render.emit_json(
                     [{"id": r.job.id, "existing": r.existing, "state": r.job.state} for r in results]
@@ -332,12 +392,33 @@ def cmd_list(args: argparse.Namespace) -> int:
             queue=args.queue,
             tag=args.tag,
             array_parent_id=args.array,
+            include_children=args.children,
             before_id=args.before,
             limit=args.limit,
         )
         if args.json:
             render.emit_json(jobs)
             return 0
+        # An array job is PENDING while its children are RUNNABLE or RUNNING: a state filter
+        # can match children and not their array job (without one, the array job matches
+        # whenever a child does). Say so, --json aside (scripts get what they always got).
+        # One row is looked for among the ids this page spans (all those below it when it is
+        # not full): no more of the index than the listing itself read.
+        if states and args.array is None and not args.children:
+            left_out = app.store.job_list(
+                states=states,
+                queue=args.queue,
+                tag=args.tag,
+                only_children=True,
+                before_id=args.before,
+                from_id=jobs[-1].id if len(jobs) == args.limit else None,
+                limit=1,
+            )
+            if left_out:
+                sys.stderr.write(
+                    "conveyor: array children also match and are not listed (their array job"
+                    " stands for them): add --children, or --array ID for one array job's\n"
+                )
         render.table(
             ["id", "state", "queue", "what", "attempt", "created", "reason"],
             [
@@ -455,8 +536,13 @@ def _event_row(e: Event) -> tuple[str, str, str]:
         change = f"{data.get('from', 'new') or '?'} -> {data.get('to')}"
     else:
         change = e.type.removeprefix("job.").replace("_", " ")
-    details = [str(data["reason"])] if data.get("reason") else []
-    details += [f"{key.replace('_', ' ')} {data[key]}" for key in _EVENT_DETAILS if data.get(key) is not None]
+    reason = str(data["reason"]) if data.get("reason") else ""
+    details = [reason] if reason else []
+    for key in _EVENT_DETAILS:
+        if data.get(key) is not None:
+            detail = f"{key.replace('_', ' ')} {data[key]}"
+            if detail not in reason:  # "exit code 3" is often the reason itself
+                details.append(detail)
     return render.when(e.at), change, "; ".join(details)
 
 
@@ -464,10 +550,8 @@ _EVENT_DETAILS = ("worker", "attempt", "exit_code")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    if args.attempt is not None:
-        validate.integer("attempt", args.attempt, 0, 10_000)
     with open_app(args) as app:
-        job = app.jobs.get(args.id)
+        job = app.jobs.log_job(args.id, args.attempt)
         pos = (0, -1)
         out = sys.stdout.buffer
         if args.json and not args.follow:

@@ -29,11 +29,11 @@ from conveyor.engine.schedules import SchedulerConfig, ScheduleRequest
 from conveyor.scheduling import Schedule, ScheduleState
 
 CREATE_EPILOG = """examples:
-  conveyor schedules create nightly --expression 'cron(0 2 * * ? *)' --tz Europe/Berlin -- ./backup.sh {scheduled_time}
+  conveyor schedules create nightly --expression 'cron(0 2 * * ? *)' --tz Europe/Berlin -- /opt/jobs/backup.sh {scheduled_time}
   conveyor schedules create sync --expression 'rate(15 minutes)' --queue speedy --definition sync --param client=7
   conveyor schedules create report --expression '0 * * * *' --window 10 --overlap SKIP --definition report
-  conveyor schedules create once --expression 'at(2026-12-24T18:00:00)' --tz Europe/Paris --delete-after -- ./gifts.sh
-  conveyor schedules create multi --expression @daily --target-json '{"queue": "a", "command": ["./a.sh"]}' \\
+  conveyor schedules create once --expression 'at(2026-12-24T18:00:00)' --tz Europe/Paris --delete-after -- /opt/jobs/gifts.sh
+  conveyor schedules create multi --expression @daily --target-json '{"queue": "a", "command": ["/opt/jobs/a.sh"]}' \\
       --target-json '{"queue": "b", "definition": "b", "parameters": {"day": "{scheduled_time}"}}'
 {scheduled_time} (the nominal time, ISO-8601 in the schedule's zone) and {schedule} (its
 name) can be used in the command, parameters and the unique key.
@@ -46,7 +46,7 @@ UPDATE_EPILOG = """examples:
   conveyor schedules update nightly --expression 'cron(30 2 * * ? *)'
   conveyor schedules update report --window 15 --overlap SKIP
   conveyor schedules update sync --end none --tag clients --tag hourly
-  conveyor schedules update nightly --queue slow -- ./backup.sh --full {scheduled_time}
+  conveyor schedules update nightly --queue slow -- /opt/jobs/backup.sh --full {scheduled_time}
 Only the settings given change; next fire times are recomputed from now. Any target flag
 replaces all the targets. --start, --end and --deadline take 'none' to clear them.
 """

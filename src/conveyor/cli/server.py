@@ -63,7 +63,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=1000.0,
         metavar="PER_SECOND",
-        help="requests per second per token (0: off)",
+        help="requests per second per token in each HTTP process"
+        " (default 1000, bursts up to twice that; 0: off)",
     )
     p.add_argument(
         "--max-body", type=whole, default=20 * 1024 * 1024, metavar="BYTES", help="largest request body"

@@ -23,7 +23,8 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "create",
         help="create a token and print its secret (only this once)",
         epilog=(
-            "scopes: admin, read, submit:<queue-glob>, schedules:write, checks:write\n"
+            "scopes: admin, read, submit:<queue-glob>, schedules:write,\n"
+            "  checks:write (reserved for heartbeat checks, not served yet)\n"
             "examples:\n"
             "  conveyor tokens create --scope admin --name ops\n"
             "  conveyor tokens create --scope submit:reports-* --scope read --expires 30d --name webapp"

@@ -1,7 +1,7 @@
 """The Python SDK: ``Client`` over HTTP or straight on the database, ``AsyncClient``, ``@task``.
 
     client = conveyor.Client("http://127.0.0.1:8080", token)      # or Client.from_database(url)
-    job = client.submit(queue="reports", command=["./report.sh", "{day}"], parameters={"day": "mon"})
+    job = client.submit(queue="reports", command=["/opt/jobs/report.sh", "{day}"], parameters={"day": "mon"})
     job.wait(timeout=60)
 
 Inside a running job, ``Client.from_env()`` uses the job's own ``CONVEYOR_URL`` and short-lived
@@ -23,7 +23,7 @@ from conveyor.app import App
 from conveyor.client.backends import Backend, HttpBackend, LocalBackend
 from conveyor.client.tasks import MapHandle, Task, task
 
-__all__ = ["AsyncClient", "Client", "JobFailed", "JobHandle", "MapHandle", "Task", "task"]
+__all__ = ["AsyncClient", "AsyncJobHandle", "Client", "JobFailed", "JobHandle", "MapHandle", "Task", "task"]
 
 JSONObject = dict[str, Any]
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -170,13 +170,25 @@ class Client:
         state: str | Iterable[str] | None = None,
         queue: str | None = None,
         tag: str | None = None,
+        array_parent_id: int | None = None,
+        children: bool = False,
         before_id: int | None = None,
         limit: int = 50,
     ) -> JSONObject:
-        """One page of jobs, newest first: ``{"jobs": [...], "next_before_id": ...}``."""
+        """One page of jobs, newest first: ``{"jobs": [...], "next_before_id": ...}``. Array
+        children are listed with ``children=True`` (with the other jobs) or ``array_parent_id``
+        (one array job's); otherwise their array job stands for them."""
         states = state if isinstance(state, str) or state is None else ",".join(state)
         return self.backend.list_jobs(
-            {"state": states, "queue": queue, "tag": tag, "before_id": before_id, "limit": limit}
+            {
+                "state": states,
+                "queue": queue,
+                "tag": tag,
+                "array_parent_id": array_parent_id,
+                "children": children,
+                "before_id": before_id,
+                "limit": limit,
+            }
         )
 
     def cancel(self, job_id: int, reason: str = "") -> JSONObject:
@@ -275,6 +287,39 @@ class Client:
         return self.backend.catalog("workers")
 
 
+class AsyncJobHandle:
+    """A job submitted through ``AsyncClient``: ``JobHandle``'s methods, awaitable."""
+
+    def __init__(self, client: AsyncClient, job_id: int, existing: bool = False, reason: str = "") -> None:
+        self.client, self.id, self.existing, self.reason = client, job_id, existing, reason
+
+    def __repr__(self) -> str:
+        return f"AsyncJobHandle(id={self.id}{', existing' if self.existing else ''})"
+
+    async def get(self) -> JSONObject:
+        return await self.client.get(self.id)
+
+    async def status(self) -> str:
+        return str((await self.get())["state"])
+
+    async def wait(self, timeout: float | None = None) -> JSONObject:
+        """Until the job has finished (``TimeoutError`` after ``timeout`` seconds), without
+        blocking the event loop."""
+        return await self.client.wait(self.id, timeout)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        job = await self.wait(timeout)
+        if job["state"] != "SUCCEEDED":
+            raise JobFailed(job)
+        return job["result"]
+
+    async def logs(self) -> str:
+        return await self.client.logs(self.id)
+
+    async def cancel(self, reason: str = "") -> JSONObject:
+        return await self.client.cancel(self.id, reason)
+
+
 class AsyncClient:
     """The same methods as ``Client``, awaitable: each runs the sync client in a thread."""
 
@@ -300,11 +345,13 @@ class AsyncClient:
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
 
-    async def submit(self, queue: str = "default", **fields: Any) -> JobHandle:
-        return await asyncio.to_thread(self.sync.submit, queue, **fields)
+    async def submit(self, queue: str = "default", **fields: Any) -> AsyncJobHandle:
+        h = await asyncio.to_thread(self.sync.submit, queue, **fields)
+        return AsyncJobHandle(self, h.id, h.existing, h.reason)
 
-    async def submit_many(self, submissions: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
-        return await asyncio.to_thread(self.sync.submit_many, list(submissions))
+    async def submit_many(self, submissions: Iterable[Mapping[str, Any]]) -> list[AsyncJobHandle]:
+        handles = await asyncio.to_thread(self.sync.submit_many, list(submissions))
+        return [AsyncJobHandle(self, h.id, h.existing, h.reason) for h in handles]
 
     async def get(self, job_id: int, explain: bool = False) -> JSONObject:
         return await asyncio.to_thread(self.sync.get, job_id, explain)

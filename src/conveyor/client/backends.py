@@ -175,7 +175,10 @@ class HttpBackend:
         return out
 
     def list_jobs(self, query: Mapping[str, Any]) -> JSONObject:
-        out: JSONObject = self.request("GET", "/v1/jobs", query=query)
+        sent = dict(query)
+        if sent.get("children") is not None:  # checked here: the server also takes "yes", "1"
+            sent["children"] = "true" if validate.boolean("children", sent["children"]) else None
+        out: JSONObject = self.request("GET", "/v1/jobs", query=sent)
         return out
 
     def job_action(self, job_id: int, action: str, reason: str = "") -> JSONObject:
@@ -271,11 +274,13 @@ class LocalBackend:
             name: None if query.get(name) is None else validate.integer(name, query[name], 1, MAX_ID)
             for name in ("array_parent_id", "before_id")
         }
+        children = query.get("children")
         jobs = self.app.store.job_list(
             states=list(wire.job_states("state", [state] if state else [])),
             queue=query.get("queue"),
             tag=query.get("tag"),
             array_parent_id=ids["array_parent_id"],
+            include_children=children is not None and validate.boolean("children", children),
             before_id=ids["before_id"],
             limit=limit,
         )
@@ -321,9 +326,11 @@ class LocalBackend:
         return b"".join(out), pos, job.state.terminal
 
     def logs(self, job_id: int, attempt: int | None = None) -> bytes:
+        self.app.jobs.log_job(job_id, attempt)
         return self._read(job_id, attempt, (0, -1))[0]
 
     def follow_logs(self, job_id: int, attempt: int | None = None) -> Iterator[bytes]:
+        self.app.jobs.log_job(job_id, attempt)
         pos = (0, -1)
         while True:
             data, pos, done = self._read(job_id, attempt, pos)

@@ -14,6 +14,10 @@ from conveyor.store import Store
 MAX_REVISION = 2**31 - 1  # definition revisions: PostgreSQL's INTEGER
 
 
+# update_environment: a limit lifted (None there means "unchanged")
+UNLIMITED: Any = object()
+
+
 class CatalogService:
     """``changed``: called after each change, so that this process's submissions see it at
     once (``CatalogCache.forget``); other processes see it within their cache's ttl."""
@@ -50,6 +54,7 @@ class CatalogService:
         self.changed()
 
     def update_environment(self, name: str, **changes: Any) -> ComputeEnvironment:
+        """Change the settings given (None: unchanged; ``UNLIMITED`` lifts a limit)."""
         env = self.store.environment_get(name)
         if env is None:
             raise errors.NotFound("compute environment", name)
@@ -58,7 +63,7 @@ class CatalogService:
             "max_memory_mb": env.max_memory_mb,
             "enabled": env.enabled,
         }
-        values.update({k: v for k, v in changes.items() if v is not None})
+        values.update({k: None if v is UNLIMITED else v for k, v in changes.items() if v is not None})
         return self.put_environment(name, **values)
 
     def put_queue(

@@ -142,6 +142,7 @@ def _lean_key(req: SubmitRequest) -> tuple[Any, ...] | None:
         or req.vcpus is not None
         or req.memory_mb is not None
         or req.environment
+        or req.working_dir is not None
         or req.tags
         or req.name is not None
         or req.parent_id is not None
@@ -206,6 +207,7 @@ class SubmitRequest:
     vcpus: float | None = None
     memory_mb: int | None = None
     environment: Mapping[str, str] | None = None
+    working_dir: str | None = None
     tags: Sequence[str] = ()
     name: str | None = None
     parent_id: int | None = None
@@ -506,6 +508,7 @@ class JobService:
             req.vcpus,
             req.memory_mb,
             repr(sorted(req.environment.items())) if req.environment else None,
+            req.working_dir if type(req.working_dir) is str else repr(req.working_dir),
         )
         if (
             type(req.definition_revision) is bool
@@ -593,7 +596,9 @@ class JobService:
             if "{" in unique_key:
                 unique_key = templates.render_text(f"{prefix}unique_key", unique_key, params)
             if not unique_key or len(unique_key) > MAX_KEY:
-                raise errors.ValidationError(f"{prefix}unique_key", f"must be 1-{MAX_KEY} characters")
+                raise errors.ValidationError(
+                    f"{prefix}unique_key", _length(unique_key), f"1-{MAX_KEY} characters"
+                )
         ttl = None
         if req.unique_ttl_seconds is not None:
             if unique_key is None:
@@ -743,6 +748,9 @@ class JobService:
             if req.memory_mb is None
             else validate.integer(f"{prefix}memory_mb", req.memory_mb, 0, 16_777_216),
             environment={**spec.environment, **validate.environment(f"{prefix}environment", req.environment)},
+            working_dir=spec.working_dir
+            if req.working_dir is None
+            else validate.directory(f"{prefix}working_dir", req.working_dir),
         )
         self._check_fits(prefix, spec, queue, envs)
         found = None if req.definition is None else definitions.get((req.definition, req.definition_revision))
@@ -803,6 +811,27 @@ class JobService:
     def attempts(self, job_id: int) -> list[Attempt]:
         self.get(job_id)
         return self.store.job_attempts(job_id)
+
+    def log_job(self, job_id: int, attempt: int | None = None) -> Job:
+        """The job whose log (all attempts, or ``attempt``) is asked for, checked: an array job
+        runs nothing itself (its children have the logs), and ``attempt`` is one the job has
+        had. ``UnknownJob`` as ``get``."""
+        if attempt is not None:
+            validate.integer("attempt", attempt, 1, 10_000)
+        job = self.get(job_id)
+        if job.array_size:
+            raise errors.ValidationError(
+                "job_id",
+                f"job {job.id} is an array job: it runs nothing itself, its {job.array_size} children have the logs",
+                f"a child's id (conveyor jobs list --array {job.id})",
+            )
+        if attempt is not None and attempt > job.attempt:
+            raise errors.ValidationError(
+                "attempt",
+                f"job {job.id} has had no attempt {attempt}",
+                f"1..{job.attempt}" if job.attempt else "none yet: the job has not started",
+            )
+        return job
 
     def events(self, job_id: int, after_id: int = 0, limit: int = MAX_EVENTS_PAGE) -> list[Event]:
         """The job's history (state changes, terminate requests), oldest first: up to ``limit``

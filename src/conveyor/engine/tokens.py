@@ -7,7 +7,7 @@ Scopes (like IAM actions on AWS Batch):
 - ``submit:<queue-glob>``: submit jobs to matching queues, and read, cancel, terminate and retry
   jobs in those queues.
 - ``schedules:write``: create, change, pause and delete schedules.
-- ``checks:write``: manage heartbeat checks.
+- ``checks:write``: reserved for heartbeat checks (not served yet).
 
 A *job token* is minted by a worker for one running job: its scopes are ``submit:<glob>`` for
 each of the job definition's ``follow_up_queues``; it reads only its own job and the jobs it

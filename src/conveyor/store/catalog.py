@@ -170,7 +170,20 @@ class CatalogOps(SqlStoreBase):
                 (name,),
             )
             if waiting and int(waiting["n"]):
-                raise errors.Conflict(f"queue {name!r} still has {waiting['n']} unfinished job(s)")
+                some = [
+                    str(r["id"])
+                    for r in tx.q(
+                        "SELECT id FROM jobs WHERE queue = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
+                        " ORDER BY id LIMIT 5",
+                        (name,),
+                    )
+                ]
+                n = int(waiting["n"])
+                raise errors.Conflict(
+                    f"queue {name!r} still has {n} unfinished job(s): {', '.join(some)}"
+                    + (f" and {n - len(some)} more" if n > len(some) else "")
+                    + f"; stop them (conveyor jobs terminate --queue {name}), or let them finish"
+                )
             users = self._queue_users(tx, name)
             if users:
                 raise errors.Conflict(f"queue {name!r} is used by {users}; remove it there first")

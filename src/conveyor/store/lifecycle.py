@@ -38,16 +38,26 @@ from conveyor.store.core import _req, _spec, chunks
 ACTIVE = "('STARTING', 'RUNNING')"
 WAITING = "('SUBMITTED', 'PENDING', 'RUNNABLE')"
 # a FAILED or CANCELLED job run again with fresh attempts; parameters: the reason, the time,
-# False (terminate_requested), then the WHERE clause's
+# False (terminate_requested), then the WHERE clause's. It looks like a fresh submission until
+# it starts: no start (the claim sets started_at only when NULL), no run time (it may run now:
+# a run_at left from a retry delay or a cancelled delayed submission told nothing true, and
+# claim order is priority then id, never run_at), no worker, lease or environment, and no
+# running attempt on the row. The runs before stay in ``attempts`` (each failed or cancelled
+# attempt's row was written when it ended) and in the events.
 _RERUN = (
     "UPDATE jobs SET state = 'RUNNABLE', status_reason = ?, attempts_counted = 0, finished_at = NULL,"
-    " updated_at = ?, terminate_requested = ?, deps_pending = 0 WHERE "
+    " updated_at = ?, terminate_requested = ?, deps_pending = 0, started_at = NULL, run_at = NULL,"
+    " worker_id = NULL, lease_expires_at = NULL, compute_environment = NULL, attempt_host = NULL,"
+    " attempt_pid = NULL, attempt_started_at = NULL WHERE "
 )
-# a FAILED or CANCELLED job run again once its unfinished dependencies succeed; parameters:
-# the reason, deps_pending, the time, False (terminate_requested), the id
+# a FAILED or CANCELLED job run again once its unfinished dependencies succeed (as _RERUN:
+# released, it is RUNNABLE at once, not SUBMITTED until an old run_at); parameters: the
+# reason, deps_pending, the time, False (terminate_requested), the id
 _REWAIT = (
     "UPDATE jobs SET state = 'PENDING', status_reason = ?, deps_pending = ?, attempts_counted = 0,"
-    " finished_at = NULL, updated_at = ?, terminate_requested = ? WHERE id = ?"
+    " finished_at = NULL, updated_at = ?, terminate_requested = ?, started_at = NULL, run_at = NULL,"
+    " worker_id = NULL, lease_expires_at = NULL, compute_environment = NULL, attempt_host = NULL,"
+    " attempt_pid = NULL, attempt_started_at = NULL WHERE id = ?"
 )
 # the status reason of an array job being cancelled while children still run (its
 # terminate_requested marks it: an array job never runs itself); it ends CANCELLED with the
@@ -699,14 +709,28 @@ class LifecycleOps(CatalogOps):
         tag: str | None = None,
         array_parent_id: int | None = None,
         include_children: bool = False,
+        only_children: bool = False,
         before_id: int | None = None,
+        from_id: int | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        """Jobs, newest first; ``before_id`` pages on."""
+        """Jobs, newest first; ``before_id`` pages on, ``from_id``: ids from it on. Array
+        children only with ``array_parent_id`` (that array's), ``include_children`` (with the
+        other jobs) or ``only_children`` (theirs alone: ``limit=1`` tells cheaply whether a
+        listing without them left some out)."""
         where, params = self._list_where(
-            states, queue, tag, array_parent_id, include_children, before_id, created_after, created_before
+            states,
+            queue,
+            tag,
+            array_parent_id,
+            include_children,
+            before_id,
+            created_after,
+            created_before,
+            only_children=only_children,
+            from_id=from_id,
         )
         with self._read() as tx:
             return [
@@ -764,6 +788,9 @@ class LifecycleOps(CatalogOps):
         before_id: int | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        *,
+        only_children: bool = False,
+        from_id: int | None = None,
     ) -> tuple[str, list[Any]]:
         sql = " WHERE 1 = 1"
         params: list[Any] = []
@@ -776,11 +803,16 @@ class LifecycleOps(CatalogOps):
         if array_parent_id is not None:
             sql += " AND array_parent_id = ?"
             params.append(array_parent_id)
+        elif only_children:
+            sql += " AND array_parent_id IS NOT NULL"
         elif not include_children:
             sql += " AND array_parent_id IS NULL"
         if before_id is not None:
             sql += " AND id < ?"
             params.append(before_id)
+        if from_id is not None:
+            sql += " AND id >= ?"
+            params.append(from_id)
         if created_after is not None:
             sql += " AND created_at >= ?"
             params.append(self.d.ts(created_after))
@@ -1903,10 +1935,14 @@ class LifecycleOps(CatalogOps):
         """For each job about to run again (the keys of ``declared``: ``job`` itself, or its
         children), the dependencies it must wait for: its declared ones and those in
         job_dependencies (every one that had not succeeded when it was created) that have not
-        succeeded, the jobs run again here among them. A dependency pruned since counts as
-        succeeded (only finished jobs are pruned; its end is no longer known). Raises
-        ``Conflict`` naming a dependency that ended FAILED or CANCELLED: retry that one first,
-        or both in one call (``job_retry_many`` takes dependencies first)."""
+        succeeded, the jobs run again here among them. Raises ``Conflict`` naming a dependency
+        that ended FAILED or CANCELLED: retry that one first, or both in one call
+        (``job_retry_many`` takes dependencies first).
+
+        A dependency pruned since (only jobs long finished are) had succeeded if the job ever
+        ran: a job starts only once all it depends on has succeeded, and a succeeded job never
+        changes again. A job that never ran (failed or cancelled while it waited) may have
+        been failed by that very dependency: its retry is refused, the end being unknown."""
         d = self.d
         rerun = set(declared)
         edges = {i: list(dict.fromkeys(declared[i])) for i in declared}
@@ -1923,11 +1959,28 @@ class LifecycleOps(CatalogOps):
         # read and locked, as a submission does: one that ends meanwhile is seen ended
         targets = sorted({dep for deps in edges.values() for dep in deps} - rerun)
         found = self._locked_jobs(tx, targets, "id, state, array_parent_id, array_index")
+        ran: dict[int, bool] | None = None  # whether each job run again here has run before
         waits: dict[int, list[int]] = {}
         for i in sorted(edges):
             pending: list[int] = []
             for dep in edges[i]:
                 row = found.get(dep)
+                if row is None and dep not in rerun and dep not in retried:  # pruned since
+                    if ran is None:
+                        ran = {}
+                        for part in chunks(sorted(rerun), 500):
+                            ran.update(
+                                (int(r["id"]), int(r["attempt"]) > 0)
+                                for r in tx.q(
+                                    f"SELECT id, attempt FROM jobs WHERE {d.id_in('id')}", (d.ids(part),)
+                                )
+                            )
+                    if not ran.get(i):
+                        raise errors.Conflict(
+                            f"job {i} depends on job {dep}, which has been pruned since; whether it succeeded"
+                            f" is no longer known, and job {i} never ran: submit it again"
+                        )
+                    continue  # it had succeeded
                 if (
                     dep in rerun
                     or dep in retried

@@ -93,8 +93,10 @@ class ScheduleOps(LifecycleOps):
 
     # -- changes ----------------------------------------------------------------------------
     def schedule_create(self, s: Schedule, now: datetime) -> Schedule:
-        """Store a validated schedule; ``errors.Conflict`` when the name is taken."""
+        """Store a validated schedule; ``errors.Conflict`` when the name is taken,
+        ``errors.UnknownQueue`` when a target's queue is gone (see ``_lock_target_queues``)."""
         with self._write() as tx:
+            self._lock_target_queues(tx, (s,))
             row = tx.one(_INSERT + " ON CONFLICT (name) DO NOTHING RETURNING *", self._values(s, now, now))
             if row is None:
                 raise errors.Conflict(f"schedule {s.name!r} already exists")
@@ -105,9 +107,12 @@ class ScheduleOps(LifecycleOps):
         """The bulk path: insert many validated schedules, ``batch`` per transaction.
 
         A name that is taken fails its whole batch with ``errors.Conflict``; earlier batches
-        stay. One summary event per batch instead of one per schedule. Rows are built with
-        as little per-row work as possible (shared targets and times are encoded once);
-        PostgreSQL receives each batch as one JSON parameter, SQLite by ``executemany``.
+        stay. A target queue that is gone fails with ``errors.UnknownQueue``: the first batch
+        checks the queues of all (nothing is written), each later one those of its own, each
+        under the queues' locks (``_lock_target_queues``). One summary event per batch instead
+        of one per schedule. Rows are built with as little per-row work as possible (shared
+        targets and times are encoded once); PostgreSQL receives each batch as one JSON
+        parameter, SQLite by ``executemany``.
         """
         done = 0
         pg = self.d.name == "postgres"
@@ -123,7 +128,7 @@ class ScheduleOps(LifecycleOps):
             return got
 
         stamp = t(now)
-        for part in chunks(items, batch):
+        for n, part in enumerate(chunks(items, batch)):
             rows = []
             for s in part:
                 key = id(s.targets)
@@ -141,6 +146,7 @@ class ScheduleOps(LifecycleOps):
                      _ids_json(s.last_job_ids), stamp, stamp)
                 )  # fmt: skip
             with self._write() as tx:
+                self._lock_target_queues(tx, items if n == 0 else part)
                 if pg:
                     tx.x(
                         f"INSERT INTO schedules ({_COLUMNS}) SELECT * FROM ({_rows_sql(_CREATE_TYPES)}) AS v",
@@ -157,8 +163,10 @@ class ScheduleOps(LifecycleOps):
         return done
 
     def schedule_update(self, s: Schedule, now: datetime) -> Schedule:
-        """Replace a schedule's settings and next times (the engine recomputed them)."""
+        """Replace a schedule's settings and next times (the engine recomputed them);
+        ``errors.UnknownQueue`` when a target's queue is gone (see ``_lock_target_queues``)."""
         with self._write() as tx:
+            self._lock_target_queues(tx, (s,))
             row = tx.one(
                 "UPDATE schedules SET expression = ?, timezone = ?, anchor_at = ?, start_at = ?, end_at = ?,"
                 " window_seconds = ?, overlap = ?, catch_up = ?, deadline_seconds = ?, state = ?,"
@@ -467,6 +475,18 @@ class ScheduleOps(LifecycleOps):
             self._flag_terminate(tx, where, job_id, reason, now)
 
     # -- rows -------------------------------------------------------------------------------
+    def _lock_target_queues(self, tx: Tx, schedules: Sequence[Schedule]) -> None:
+        """Lock the queues these schedules target, in name order (two writers never wait on
+        each other crosswise), or raise ``errors.UnknownQueue`` for one that is gone. As
+        ``queue_delete`` locks the queue before it looks for schedules using it, a schedule is
+        never left targeting a deleted queue (PostgreSQL; SQLite's writes are serial). Only
+        create and update need it: resume makes active a PAUSED schedule, which held its
+        queues already."""
+        shared = {id(s.targets): s.targets for s in schedules}  # bulk schedules share theirs
+        for name in sorted({t.queue for targets in shared.values() for t in targets}):
+            if not self._lock_queue(tx, name):
+                raise errors.UnknownQueue(name)
+
     def _require(self, tx: Tx, name: str, lock: bool = False) -> Schedule:
         row = tx.one("SELECT * FROM schedules WHERE name = ?" + (self.d.for_update if lock else ""), (name,))
         if row is None:

@@ -400,6 +400,18 @@ def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
     return env
 
 
+def _cannot(program: str, why: str, own_dir: bool) -> str:
+    """Why a command did not start; a relative program in the fresh directory made for the
+    attempt (which holds nothing) is explained: ``./backup.sh`` is not the submitter's."""
+    reason = f"cannot start {program!r}: {why}"
+    if own_dir and "/" in program and not program.startswith("/"):
+        reason += (
+            " (a relative program is looked up in the job's working directory, a fresh empty one"
+            " here: give its absolute path, or a working directory)"
+        )
+    return reason
+
+
 # The address-space limit (RLIMIT_AS) is set by the child on itself before it runs the job's
 # command: ``/bin/sh`` sets it (``ulimit -v``, KiB) and then execs the command in its place
 # (same pid, same process group; a limit survives exec). Set from the worker with prlimit
@@ -456,7 +468,7 @@ def run_process(
         if missing is not None:
             if own_dir:
                 shutil.rmtree(workdir, ignore_errors=True)
-            return finish(OutcomeKind.FAILED, f"cannot start {argv[0]!r}: {missing}", exit_code=127)
+            return finish(OutcomeKind.FAILED, _cannot(argv[0], missing, own_dir), exit_code=127)
         launch = memory_limited(argv, job.spec.memory_mb)
     try:
         try:
@@ -471,7 +483,7 @@ def run_process(
             )
         except OSError as exc:
             return finish(
-                OutcomeKind.FAILED, f"cannot start {argv[0]!r}: {exc.strerror or exc}", exit_code=127
+                OutcomeKind.FAILED, _cannot(argv[0], str(exc.strerror or exc), own_dir), exit_code=127
             )
         with ex._lock:
             ex._proc, ex.pid = proc, proc.pid

@@ -1,0 +1,111 @@
+"""Small CLI answers a walk through the README found wanting: logs of what has none, the
+history's details, an empty environment list, unknown options, a queue that still has jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .helpers import conveyor, ok, ok_json
+
+
+def _fails(*args: str, db: str, cwd: Path) -> str:
+    done = conveyor(*args, db=db, cwd=cwd)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    return done.stderr
+
+
+def test_logs_of_an_attempt_the_job_never_had_or_of_an_array_job_are_refused(
+    db_url: str, tmp_path: Path
+) -> None:
+    job = ok_json("submit", "--", "sh", "-c", "echo hi; exit 3", db=db_url, cwd=tmp_path)["id"]
+    assert "has not started" in _fails("jobs", "logs", str(job), "--attempt", "1", db=db_url, cwd=tmp_path)
+    ok("worker", "--burst", db=db_url, cwd=tmp_path)
+    assert ok("jobs", "logs", str(job), "--attempt", "1", db=db_url, cwd=tmp_path) == "hi\n"
+    assert _fails("jobs", "logs", str(job), "--attempt", "2", db=db_url, cwd=tmp_path) == (
+        f"conveyor: attempt: job {job} has had no attempt 2 (allowed: 1..1)\n"
+    )
+    assert "attempt: 0 is" in _fails("jobs", "logs", str(job), "--attempt", "0", db=db_url, cwd=tmp_path)
+    array = ok_json("submit", "--array-size", "2", "--", "true", db=db_url, cwd=tmp_path)["id"]
+    said = _fails("jobs", "logs", str(array), db=db_url, cwd=tmp_path)
+    assert f"job {array} is an array job" in said and f"jobs list --array {array}" in said
+    # the history does not say the exit code twice (it is the reason already)
+    out = ok("jobs", "show", str(job), "--events", db=db_url, cwd=tmp_path)
+    failed = next(line for line in out.splitlines() if "-> FAILED" in line)
+    assert failed.count("exit code 3") == 1, failed
+
+
+def test_an_empty_environment_list_is_refused_not_taken_for_the_default(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    said = _fails("queues", "create", "q3", "--environments", "", db=sqlite_url, cwd=tmp_path)
+    assert said == (
+        "conveyor: environments: '' names no environment (allowed: names in fallback order, e.g. spot,ondemand)\n"
+    )
+    assert "q3" not in ok("queues", "list", db=sqlite_url, cwd=tmp_path)
+    _fails("queues", "update", "default", "--environments", " , ", db=sqlite_url, cwd=tmp_path)
+
+
+def test_an_unknown_option_points_at_its_own_commands_help(sqlite_url: str, tmp_path: Path) -> None:
+    for args, where in (
+        (("submit", "--bogus", "--", "true"), "conveyor submit"),
+        (("jobs", "list", "--bogus"), "conveyor jobs list"),
+        (("schedules", "list", "--bogus"), "conveyor schedules list"),
+    ):
+        said = _fails(*args, db=sqlite_url, cwd=tmp_path)
+        assert said == f"conveyor: unrecognized arguments: --bogus (see {where} --help)\n"
+
+
+def test_deleting_a_queue_with_jobs_names_some_of_them(db_url: str, tmp_path: Path) -> None:
+    ok("queues", "create", "render", db=db_url, cwd=tmp_path)
+    ids = [
+        ok_json("submit", "--queue", "render", "--", "true", db=db_url, cwd=tmp_path)["id"] for _ in range(7)
+    ]
+    said = _fails("queues", "delete", "render", db=db_url, cwd=tmp_path)
+    shown = ", ".join(str(i) for i in ids[:5])
+    assert said == (
+        f"conveyor: queue 'render' still has 7 unfinished job(s): {shown} and 2 more;"
+        " stop them (conveyor jobs terminate --queue render), or let them finish\n"
+    )
+
+
+def test_an_environment_limit_can_be_lifted_again(sqlite_url: str, tmp_path: Path) -> None:
+    ok(
+        "environments",
+        "create",
+        "gpu",
+        "--max-vcpus",
+        "8",
+        "--max-memory",
+        "1024",
+        db=sqlite_url,
+        cwd=tmp_path,
+    )
+    ok("environments", "update", "gpu", "--max-vcpus", "unlimited", db=sqlite_url, cwd=tmp_path)
+    [gpu] = [e for e in ok_json("environments", "list", db=sqlite_url, cwd=tmp_path) if e["name"] == "gpu"]
+    assert (gpu["max_vcpus"], gpu["max_memory_mb"]) == (None, 1024)  # the other limit unchanged
+    said = _fails("environments", "update", "gpu", "--max-memory", "lots", db=sqlite_url, cwd=tmp_path)
+    assert said.startswith("conveyor: max_memory: 'lots' is not a number or 'unlimited'")
+
+
+def test_submit_runs_a_command_in_the_working_directory_given(db_url: str, tmp_path: Path) -> None:
+    """``./script`` runs from ``--working-dir``; without one, the job's fresh directory holds
+    nothing, and the reason says so; a relative directory is refused at submission."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "hello.sh").write_text("#!/bin/sh\necho hello from $(pwd)\n")
+    (scripts / "hello.sh").chmod(0o755)
+    there = ok_json("submit", "--working-dir", str(scripts), "--", "./hello.sh", db=db_url, cwd=tmp_path)[
+        "id"
+    ]
+    lost = ok_json("submit", "--", "./hello.sh", db=db_url, cwd=tmp_path)["id"]
+    said = _fails("submit", "--working-dir", "scripts", "--", "./hello.sh", db=db_url, cwd=tmp_path)
+    assert said.startswith("conveyor: working_dir: 'scripts' is a relative path (allowed: an absolute path")
+    ok("worker", "--burst", db=db_url, cwd=tmp_path)
+    assert ok("jobs", "logs", str(there), db=db_url, cwd=tmp_path) == f"hello from {scripts}\n"
+    failed = ok_json("jobs", "show", str(lost), db=db_url, cwd=tmp_path)["job"]
+    assert failed["state"] == "FAILED"
+    assert failed["status_reason"].startswith("cannot start './hello.sh': No such file or directory")
+    assert "a fresh empty one here: give its absolute path, or a working directory" in failed["status_reason"]
+    shown = ok_json("jobs", "show", str(there), db=db_url, cwd=tmp_path)["job"]
+    assert shown["spec"]["working_dir"] == str(scripts)

@@ -109,3 +109,14 @@ def test_submit_runs_a_command_in_the_working_directory_given(db_url: str, tmp_p
     assert "a fresh empty one here: give its absolute path, or a working directory" in failed["status_reason"]
     shown = ok_json("jobs", "show", str(there), db=db_url, cwd=tmp_path)["job"]
     assert shown["spec"]["working_dir"] == str(scripts)
+
+
+def test_a_job_waiting_for_its_next_attempt_names_no_worker(sqlite_url: str, tmp_path: Path) -> None:
+    """The worker of the failed attempt is in the attempts table, not shown as the job's."""
+    retry = '{"attempts": 2, "delay_seconds": 3600}'
+    job = ok_json("submit", "--retry", retry, "--", "false", db=sqlite_url, cwd=tmp_path)["id"]
+    ok("worker", "--burst", db=sqlite_url, cwd=tmp_path)
+    shown = ok("jobs", "show", str(job), db=sqlite_url, cwd=tmp_path)
+    head, _, attempts = shown.partition("\n\n")
+    assert "SUBMITTED" in head and not any(line.startswith("worker") for line in head.splitlines()), head
+    assert "ATTEMPT" in attempts and "exit code 1" in attempts

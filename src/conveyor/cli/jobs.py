@@ -494,7 +494,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 ("run at", render.when(job.run_at) if job.state is JobState.SUBMITTED else None),
                 ("started", render.when(job.started_at)),
                 ("finished", render.when(job.finished_at)),
-                ("worker", job.worker_id),
+                # a job waiting for its next attempt keeps the last one's worker on its row: the
+                # attempts table below says where that ran
+                ("worker", job.worker_id if job.state.active or job.state.terminal else None),
                 ("result", json.dumps(job.result) if job.result is not None else None),
             ]
         )

@@ -508,7 +508,9 @@ class JobService:
             req.vcpus,
             req.memory_mb,
             repr(sorted(req.environment.items())) if req.environment else None,
-            req.working_dir if type(req.working_dir) is str else repr(req.working_dir),
+            req.working_dir
+            if req.working_dir is None or type(req.working_dir) is str
+            else ("not a path", repr(req.working_dir)),
         )
         if (
             type(req.definition_revision) is bool

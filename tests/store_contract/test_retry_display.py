@@ -137,6 +137,15 @@ def test_the_children_of_a_retried_array_job_look_fresh(store: Store, clock: Fro
         assert store.job_attempts(kid.id) == before[kid.id]
 
 
+def test_a_delayed_array_job_retried_shows_no_earlier_run_time(store: Store, clock: FrozenClock) -> None:
+    parent = insert_one(store, clock.now(), new(array_size=2, run_at=clock.now() + timedelta(seconds=60)))
+    clock.advance(120)
+    store.job_cancel(parent.id, "", clock.now())
+    assert get(store, parent.id).run_at is not None
+    again = store.job_retry(parent.id, clock.now())
+    assert again.state is JobState.PENDING and again.run_at is None
+
+
 def test_jobs_show_of_a_retried_job_shows_no_start_or_worker(
     store: Store, clock: FrozenClock, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

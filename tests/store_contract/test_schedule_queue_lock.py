@@ -159,3 +159,47 @@ def test_a_schedule_written_during_a_queue_delete_waits_for_it_and_is_refused(
     [raised] = outcome
     assert isinstance(raised, errors.UnknownQueue), raised
     assert store.schedule_get("s") == before
+
+
+def test_users_of_a_queue_do_not_wait_for_each_other_or_for_a_change_of_its_settings(
+    store: Store, clock: FrozenClock
+) -> None:
+    """PostgreSQL: what comes to depend on a queue takes a shared lock (FOR KEY SHARE): a
+    schedule written while another transaction holds one, or changes the queue's priority,
+    goes through at once; a delete of the queue waits for the holder."""
+    if store.d.name != "postgres":
+        pytest.skip("row locks between transactions (SQLite writes one at a time)")
+    import psycopg
+
+    now = clock.now()
+    store.queue_put(Queue("shared"), now)
+    with psycopg.connect(store.url) as conn:
+        assert conn.execute("SELECT name FROM queues WHERE name = 'shared' FOR KEY SHARE").fetchone()
+        with psycopg.connect(store.url) as other:
+            other.execute("UPDATE queues SET priority = 5 WHERE name = 'shared'")  # not committed yet
+            writer = threading.Thread(
+                target=store.schedule_create, args=(_schedule(now, "first", "shared"), now)
+            )
+            writer.start()
+            writer.join(3)
+            waited = writer.is_alive()
+            other.commit()
+            conn.commit()
+            writer.join(10)
+            assert not waited, "the schedule waited for another user of the queue"
+        assert conn.execute("SELECT name FROM queues WHERE name = 'shared' FOR KEY SHARE").fetchone()
+        refused: list[BaseException] = []
+
+        def delete() -> None:
+            try:
+                store.queue_delete("shared", now)
+            except errors.Conflict as exc:  # the schedule uses it
+                refused.append(exc)
+
+        deleted = threading.Thread(target=delete)
+        deleted.start()
+        time.sleep(0.3)
+        assert deleted.is_alive(), "the delete did not wait for the queue's holder"
+    deleted.join(10)
+    assert len(refused) == 1 and "schedule(s) first" in str(refused[0]), refused
+    assert store.queue_get("shared") is not None

@@ -38,6 +38,7 @@ SUBMIT_EPILOG = """examples:
   conveyor submit --array-size 100 -- python3 /opt/jobs/shard.py   CONVEYOR_ARRAY_INDEX is 0..99
   conveyor submit --depends-on 41 --depends-on 42 -- /opt/jobs/report.sh
   conveyor submit --unique-key sync:client-7 --queue speedy --wait -- /opt/jobs/sync.sh 7
+  conveyor submit --working-dir /srv/app -- ./run.sh     ./run.sh of /srv/app on the worker
   conveyor submit --from-file jobs.jsonl                many jobs in one transaction
 """
 

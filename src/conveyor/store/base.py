@@ -53,6 +53,7 @@ class Dialect(Protocol):
     name: str
     skip_locked: str  # " FOR UPDATE SKIP LOCKED" or ""
     for_update: str  # " FOR UPDATE" or ""
+    for_key_share: str  # " FOR KEY SHARE" or "": the row may not be deleted meanwhile
     # after "FROM jobs" in the due-job queries: SQLite, without statistics, prefers
     # jobs_state_id's equality on state and reads every SUBMITTED row; PostgreSQL picks jobs_due
     due_index: str

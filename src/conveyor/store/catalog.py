@@ -163,7 +163,7 @@ class CatalogOps(SqlStoreBase):
         with self._write() as tx:
             # the lock orders this against a definition_register naming the queue (PostgreSQL;
             # SQLite's write transactions are serial)
-            if not self._lock_queue(tx, name):
+            if not self._lock_queue(tx, name, shared=False):
                 raise errors.UnknownQueue(name)
             waiting = tx.one(
                 "SELECT COUNT(*) AS n FROM jobs WHERE queue = ? AND state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
@@ -191,10 +191,13 @@ class CatalogOps(SqlStoreBase):
                 raise errors.UnknownQueue(name)
             self._events(tx, [("queue", name, "queue.deleted", {})], now)
 
-    def _lock_queue(self, tx: Tx, name: str) -> bool:
+    def _lock_queue(self, tx: Tx, name: str, shared: bool = True) -> bool:
         """Whether queue ``name`` exists, its row locked for ``tx`` (PostgreSQL): what deletes it
-        and what comes to depend on it (a definition, a retried job) take turns."""
-        return tx.one("SELECT name FROM queues WHERE name = ?" + self.d.for_update, (name,)) is not None
+        (``shared=False``: FOR UPDATE) and what comes to depend on it (a definition, a schedule,
+        a retried job: FOR KEY SHARE, which those take together, and which a change of the
+        queue's settings does not wait for) take turns."""
+        lock = self.d.for_key_share if shared else self.d.for_update
+        return tx.one("SELECT name FROM queues WHERE name = ?" + lock, (name,)) is not None
 
     def _queue_users(self, tx: Tx, name: str) -> str:
         """What pins queue ``name``, as "schedule(s) a, b and definition(s) c" ("" for nothing):

@@ -1892,7 +1892,7 @@ class LifecycleOps(CatalogOps):
         if job.array_size:
             n = len(waits)
             tx.x(
-                "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, updated_at = ?,"
+                "UPDATE jobs SET state = 'PENDING', status_reason = ?, finished_at = NULL, run_at = NULL, updated_at = ?,"
                 " array_done = array_done - ?, array_failed = 0, terminate_requested = ? WHERE id = ?",
                 (f"array job: {n} children retried", ts, n, False, job.id),
             )

@@ -92,6 +92,7 @@ class PostgresDialect:
     name = "postgres"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
+    for_key_share = " FOR KEY SHARE"
     due_index = ""
 
     def ts(self, value: datetime | None) -> Any:

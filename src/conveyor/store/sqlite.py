@@ -40,6 +40,7 @@ class SQLiteDialect:
     name = "sqlite"
     skip_locked = ""
     for_update = ""
+    for_key_share = ""
     due_index = " INDEXED BY jobs_due"
 
     def ts(self, value: datetime | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from conveyor.clock import FrozenClock
@@ -197,6 +198,39 @@ def test_fallback_environment_takes_the_job_when_the_first_worker_stopped(
     store.worker_stop("spot-1", clock.now())
     job = insert_one(store, clock.now(), new("q"))
     assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
+
+
+def test_fallback_environment_takes_the_job_when_no_worker_of_the_first_serves_its_queue(
+    store: Store, clock: FrozenClock
+) -> None:
+    """The spot worker serves another queue only: it would never take the job."""
+    _fallback_setup(store, clock)
+    _queue(store, clock, "other", "spot")
+    store.worker_register(replace(worker("spot-1", "spot", clock.now()), queues=("other",)))
+    job = insert_one(store, clock.now(), new("q"))
+    assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
+
+
+def test_fallback_environment_takes_the_job_when_the_first_workers_slots_are_all_taken(
+    store: Store, clock: FrozenClock
+) -> None:
+    """Spot has vCPUs to spare, but its one worker runs as many jobs as it may (concurrency 1)."""
+    _fallback_setup(store, clock, spot_vcpus=8)
+    store.worker_register(replace(worker("spot-1", "spot", clock.now()), concurrency=1))
+    first, second = insert(store, clock.now(), new("q"), new("q"))
+    assert [j.id for j in claim(store, clock.now(), "spot-1", env="spot", limit=1)] == [first.id]
+    got = claim_one(store, clock.now(), "od-1", env="ondemand")
+    assert got.id == second.id and got.compute_environment == "ondemand"
+
+
+def test_fractional_vcpus_fill_an_environment_exactly(store: Store, clock: FrozenClock) -> None:
+    """0.3 - 0.1 - 0.1 is 0.09999999999999998 in floating point: the third job of 0.1 fits."""
+    _env(store, clock, "tenths", 0.3)
+    _queue(store, clock, "q", "tenths")
+    jobs = insert(store, clock.now(), *(new("q", _spec(0.1)) for _ in range(4)))
+    got = [j.id for j in claim(store, clock.now(), env="tenths", limit=2)]
+    got += [j.id for j in claim(store, clock.now(), "w-2", env="tenths", limit=2)]
+    assert got == [j.id for j in jobs[:3]]
 
 
 def test_function_jobs_go_straight_to_running(store: Store, clock: FrozenClock) -> None:
@@ -406,3 +440,18 @@ def test_a_claim_tells_when_the_next_delayed_job_of_another_store_falls_due(
         assert store.next_due() is None
     finally:
         other.close()
+
+
+def test_jobs_left_to_the_first_environment_do_not_hide_one_only_the_fallback_takes(
+    store: Store, clock: FrozenClock
+) -> None:
+    """40 jobs of a queue that spot (with room and a live worker) should take are ahead in
+    line of a job of a queue only on-demand serves: on-demand reads past them and takes it."""
+    _env(store, clock, "spot", 100)
+    _env(store, clock, "ondemand", 4)
+    _queue(store, clock, "fb", "spot", "ondemand")
+    _queue(store, clock, "od", "ondemand")
+    store.worker_register(worker("spot-1", "spot", clock.now()))
+    insert(store, clock.now(), *(new("fb") for _ in range(40)))
+    mine = insert_one(store, clock.now(), new("od"))
+    assert [j.id for j in claim(store, clock.now(), "od-1", env="ondemand", limit=1)] == [mine.id]

@@ -906,8 +906,9 @@ class JobService:
                     f" start one: conveyor worker --environment {name} --queues {queue.name})"
                 )
                 continue
-            if env.max_vcpus is not None and job.spec.vcpus > env.max_vcpus - u.used_vcpus:
-                free = max(0.0, env.max_vcpus - u.used_vcpus)
+            # rounded as the claim does: 0.3 - 0.1 - 0.1 leaves room for 0.1
+            if env.max_vcpus is not None and job.spec.vcpus > round(env.max_vcpus - u.used_vcpus, 6):
+                free = max(0.0, round(env.max_vcpus - u.used_vcpus, 6))
                 reasons.append(
                     f"waiting for {job.spec.vcpus:g} vCPUs in environment `{name}` ({free:g} of {env.max_vcpus:g} free)"
                 )

@@ -1016,7 +1016,7 @@ class LifecycleOps(CatalogOps):
             )
             assert used is not None
             if env.max_vcpus is not None:
-                free_v = env.max_vcpus - float(used["v"])
+                free_v = _vcpus(env.max_vcpus - float(used["v"]))
             if env.max_memory_mb is not None:
                 free_m = env.max_memory_mb - float(used["m"])
         earlier = self._earlier_capacity(tx, queues, env.name, now)
@@ -1056,24 +1056,40 @@ class LifecycleOps(CatalogOps):
             if free_m != float("inf"):
                 fits += " AND memory_mb <= ?"
                 fit_params.append(free_m)
-            rows = tx.q(
-                f"SELECT id, queue, vcpus, memory_mb FROM jobs WHERE {in_queues}{fits}"
-                " ORDER BY priority DESC, id LIMIT ?" + d.skip_locked,
-                (*names, *fit_params, remaining * 4 + 16),
-            )
             picked: list[int] = []
-            for r in rows:
-                v, m = float(r["vcpus"]), int(r["memory_mb"])
-                if v > free_v or m > free_m:
-                    continue
-                if any(fv >= v and fm >= m for fv, fm in earlier.get(r["queue"], ())):
-                    continue  # an earlier environment of this queue has room: leave it there
-                picked.append(int(r["id"]))
-                free_v -= v
-                free_m -= m
-                remaining -= 1
-                if remaining <= 0:
+            after: tuple[int, int] | None = None  # (priority, id) of the last row read
+            # pages on while jobs left to an earlier environment fill them: those queued ahead
+            # cannot hide a job only this environment takes (a few pages; what is still
+            # hidden waits for the next claim, when the earlier environment has taken some)
+            for _ in range(_CLAIM_PAGES):
+                page = remaining * 4 + 16
+                beyond: str = ""
+                beyond_params: tuple[int, ...] = ()
+                if after is not None:
+                    beyond = " AND (priority < ? OR (priority = ? AND id > ?))"
+                    beyond_params = (after[0], after[0], after[1])
+                rows = tx.q(
+                    f"SELECT id, queue, priority, vcpus, memory_mb FROM jobs WHERE {in_queues}{fits}{beyond}"
+                    " ORDER BY priority DESC, id LIMIT ?" + d.skip_locked,
+                    (*names, *fit_params, *beyond_params, page),
+                )
+                left = False  # a job of this page was left to an earlier environment
+                for r in rows:
+                    v, m = float(r["vcpus"]), int(r["memory_mb"])
+                    if v > free_v or m > free_m:
+                        continue
+                    if any(fv >= v and fm >= m for fv, fm in earlier.get(r["queue"], ())):
+                        left = True
+                        continue  # an earlier environment of this queue has room: leave it there
+                    picked.append(int(r["id"]))
+                    free_v = _vcpus(free_v - v)
+                    free_m -= m
+                    remaining -= 1
+                    if remaining <= 0:
+                        break
+                if remaining <= 0 or len(rows) < page or not left:
                     break
+                after = (int(rows[-1]["priority"]), int(rows[-1]["id"]))
             if picked:
                 jobs.extend(self._start_jobs(tx, d.id_in("id"), (d.ids(picked),), req, env.name, now))
         return jobs
@@ -1178,7 +1194,10 @@ class LifecycleOps(CatalogOps):
     def _earlier_capacity(
         self, tx: Tx, queues: list[Any], env_name: str, now: datetime
     ) -> dict[str, list[tuple[float, float]]]:
-        """For queues where ``env_name`` is a fallback: free (vcpus, memory) of each earlier live environment."""
+        """For queues where ``env_name`` is a fallback: free (vcpus, memory) of each earlier
+        environment that can take the queue's jobs now: enabled, with a live worker that
+        serves the queue, and with a worker slot free (its workers' concurrency is not all
+        taken). A job that fits one of them is left there; otherwise it falls back here."""
         need: dict[str, list[str]] = {}
         for q in queues:
             position = q.environments.index(env_name)
@@ -1187,18 +1206,19 @@ class LifecycleOps(CatalogOps):
         if not need:
             return {}
         envs = {r["name"]: self._env(r) for r in tx.q("SELECT * FROM compute_environments")}
-        live = {
-            r["environment"]
-            for r in tx.q(
-                "SELECT DISTINCT environment FROM workers WHERE stopped_at IS NULL AND heartbeat_at > ?",
-                (self.d.ts(now - WORKER_LIVENESS),),
-            )
-        }
+        serving: dict[str, list[tuple[str, ...]]] = {}  # environment: the queues of each live worker
+        slots: dict[str, int] = {}  # environment: its live workers' concurrency
+        for r in tx.q(
+            "SELECT environment, queues, concurrency FROM workers WHERE stopped_at IS NULL AND heartbeat_at > ?",
+            (self.d.ts(now - WORKER_LIVENESS),),
+        ):
+            serving.setdefault(r["environment"], []).append(tuple(self.d.unjs(r["queues"])))
+            slots[r["environment"]] = slots.get(r["environment"], 0) + int(r["concurrency"])
         used = {
-            r["compute_environment"]: (float(r["v"] or 0), float(r["m"] or 0))
+            r["compute_environment"]: (float(r["v"] or 0), float(r["m"] or 0), int(r["n"]))
             for r in tx.q(
-                f"SELECT compute_environment, SUM(vcpus) AS v, SUM(memory_mb) AS m FROM jobs WHERE state IN {ACTIVE}"
-                " GROUP BY compute_environment"
+                "SELECT compute_environment, SUM(vcpus) AS v, SUM(memory_mb) AS m, COUNT(*) AS n FROM jobs"
+                f" WHERE state IN {ACTIVE} GROUP BY compute_environment"
             )
         }
         out: dict[str, list[tuple[float, float]]] = {}
@@ -1206,10 +1226,15 @@ class LifecycleOps(CatalogOps):
             caps = []
             for name in names:
                 e = envs.get(name)
-                if e is None or not e.enabled or name not in live:
+                if e is None or not e.enabled:
                     continue
-                uv, um = used.get(name, (0.0, 0.0))
-                fv = float("inf") if e.max_vcpus is None else e.max_vcpus - uv
+                # a worker serves the queue when it names it or serves every queue (no --queues)
+                if not any(not served or qname in served for served in serving.get(name, ())):
+                    continue
+                uv, um, running = used.get(name, (0.0, 0.0, 0))
+                if running >= slots.get(name, 0):
+                    continue  # every slot of its workers is taken: capacity left there waits for nobody
+                fv = float("inf") if e.max_vcpus is None else _vcpus(e.max_vcpus - uv)
                 fm = float("inf") if e.max_memory_mb is None else e.max_memory_mb - um
                 caps.append((fv, fm))
             out[qname] = caps
@@ -2102,6 +2127,14 @@ class LifecycleOps(CatalogOps):
 
 
 _STATES = {s.value: s for s in JobState}
+# pages a claim in a fallback environment reads past jobs left to an earlier one (``_claim``)
+_CLAIM_PAGES = 8
+
+
+def _vcpus(free: float) -> float:
+    """Free vCPUs, rounded to a millionth: 0.3 - 0.1 - 0.1 is 0.09999999999999998, which would
+    not fit a job of 0.1 (vCPUs are given with at most a few decimals)."""
+    return round(free, 6)
 
 
 class _RollBack(Exception):

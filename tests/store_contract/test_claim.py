@@ -455,3 +455,34 @@ def test_jobs_left_to_the_first_environment_do_not_hide_one_only_the_fallback_ta
     insert(store, clock.now(), *(new("fb") for _ in range(40)))
     mine = insert_one(store, clock.now(), new("od"))
     assert [j.id for j in claim(store, clock.now(), "od-1", env="ondemand", limit=1)] == [mine.id]
+
+
+def test_a_job_waiting_for_capacity_is_not_overtaken_by_jobs_of_lower_priority(
+    store: Store, clock: FrozenClock
+) -> None:
+    """A 2-vCPU job of a higher-priority queue waits for both vCPUs of its environment: as one
+    frees, a 1-vCPU job of a lower-priority queue does not take it (it would, again and again,
+    with a steady stream of small jobs); the big job starts once both are free. A job of the
+    same priority still fits into what is free."""
+    _env(store, clock, "e", 2)
+    _queue(store, clock, "lo", "e")
+    _queue(store, clock, "hi", "e", priority=10)
+    first, second, *more = insert(store, clock.now(), *(new("lo", _spec(1)) for _ in range(5)))
+    running = claim(store, clock.now(), env="e", limit=2)
+    assert [j.id for j in running] == [first.id, second.id]
+    first, second = running
+    big = insert_one(store, clock.now(), new("hi", _spec(2)))
+    finish(store, clock.now(), first)
+    assert claim(store, clock.now(), env="e", limit=2) == []  # one vCPU free: kept for the big job
+    finish(store, clock.now(), second)
+    [started] = claim(store, clock.now(), env="e", limit=2)
+    assert started.id == big.id
+    # within one line (queues of equal priority): job priority; the same priority fills in
+    _queue(store, clock, "one", "e")
+    finish(store, clock.now(), started)
+    filler = insert_one(store, clock.now(), new("one", _spec(1), priority=9))
+    assert [j.id for j in claim(store, clock.now(), env="e", limit=1)] == [filler.id]
+    urgent = insert_one(store, clock.now(), new("one", _spec(2), priority=5))
+    peer = insert_one(store, clock.now(), new("one", _spec(1), priority=5))
+    assert [j.id for j in claim(store, clock.now(), env="e", limit=3)] == [peer.id]
+    assert state_is(store, urgent.id, JobState.RUNNABLE) and state_is(store, more[0].id, JobState.RUNNABLE)

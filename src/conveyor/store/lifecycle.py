@@ -18,6 +18,7 @@ from conveyor import errors, retry
 from conveyor.model import (
     Attempt,
     ClaimRequest,
+    ComputeEnvironment,
     DefinitionSpec,
     DependencyType,
     Finish,
@@ -1026,8 +1027,9 @@ class LifecycleOps(CatalogOps):
         groups: dict[int, list[str]] = {}
         for q in queues:
             groups.setdefault(q.priority, []).append(q.name)
+        held = False  # a job waits here for capacity to free: nothing of lower priority starts
         for names in groups.values():
-            if remaining <= 0:
+            if remaining <= 0 or held:
                 break
             in_queues = f"queue IN ({', '.join('?' * len(names))}) AND state = 'RUNNABLE'"
             if not limited and not any(n in earlier for n in names):
@@ -1056,6 +1058,16 @@ class LifecycleOps(CatalogOps):
             if free_m != float("inf"):
                 fits += " AND memory_mb <= ?"
                 fit_params.append(free_m)
+            hold = self._held_for(
+                tx, env, [n for n in names if not earlier.get(n)], free_v, free_m, remaining
+            )
+            if hold is not None:
+                # a job near the head of the line that only this environment takes is too big
+                # for what is free now: what frees is kept for it, not taken by jobs of lower
+                # priority (job priority here, queue priority after); equal priority still fits in
+                fits += " AND priority >= ?"
+                fit_params.append(hold)
+                held = True
             picked: list[int] = []
             after: tuple[int, int] | None = None  # (priority, id) of the last row read
             # pages on while jobs left to an earlier environment fill them: those queued ahead
@@ -1190,6 +1202,27 @@ class LifecycleOps(CatalogOps):
                 )
             )
         return jobs
+
+    def _held_for(
+        self, tx: Tx, env: ComputeEnvironment, names: list[str], free_v: float, free_m: float, remaining: int
+    ) -> int | None:
+        """The job priority of the first job among the next few in line of queues ``names``
+        that fits environment ``env`` but not its free capacity (None: none does). Only the
+        head of the line is read (the jobs a claim looks at), so the cost stays flat however
+        many are queued."""
+        if not names or (free_v == float("inf") and free_m == float("inf")):
+            return None
+        cap_v = 1e18 if env.max_vcpus is None else env.max_vcpus
+        cap_m = 2**62 if env.max_memory_mb is None else env.max_memory_mb
+        row = tx.one(
+            "SELECT h.priority FROM (SELECT priority, id, vcpus, memory_mb FROM jobs"
+            f" WHERE queue IN ({', '.join('?' * len(names))}) AND state = 'RUNNABLE'"
+            " ORDER BY priority DESC, id LIMIT ?) AS h"
+            " WHERE (h.vcpus > ? OR h.memory_mb > ?) AND h.vcpus <= ? AND h.memory_mb <= ?"
+            " ORDER BY h.priority DESC, h.id LIMIT 1",
+            (*names, remaining * 4 + 16, min(free_v, 1e18), min(free_m, 2**62), cap_v, cap_m),
+        )
+        return None if row is None else int(row["priority"])
 
     def _earlier_capacity(
         self, tx: Tx, queues: list[Any], env_name: str, now: datetime

@@ -120,3 +120,14 @@ def test_a_job_waiting_for_its_next_attempt_names_no_worker(sqlite_url: str, tmp
     head, _, attempts = shown.partition("\n\n")
     assert "SUBMITTED" in head and not any(line.startswith("worker") for line in head.splitlines()), head
     assert "ATTEMPT" in attempts and "exit code 1" in attempts
+
+
+def test_a_worker_for_a_queue_that_does_not_run_in_its_environment_says_so(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ok("environments", "create", "e", db=sqlite_url, cwd=tmp_path)
+    done = conveyor(
+        "worker", "--environment", "e", "--queues", "default", "--burst", db=sqlite_url, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "queue 'default' does not run in environment 'e' (its environments: default)" in done.stderr

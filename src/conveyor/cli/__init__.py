@@ -143,8 +143,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise errors.ValidationError(
                 "environment", f"compute environment {args.environment!r} does not exist", known
             )
-        names = {q.name for q in app.store.queue_list()}
+        queues = {q.name: q for q in app.store.queue_list()}
+        names = set(queues)
         missing = [q for q in config.queues or () if q not in names]
+        elsewhere = [
+            q for q in config.queues or () if q in names and args.environment not in queues[q].environments
+        ]
+        if elsewhere:  # served only once the queue lists the environment
+            logging.getLogger("conveyor.worker").warning(
+                "queue %r does not run in environment %r (its environments: %s): this worker takes none"
+                " of its jobs until it does (conveyor queues update %s --environments ...)",
+                elsewhere[0],
+                args.environment,
+                ", ".join(queues[elsewhere[0]].environments),
+                elsewhere[0],
+            )
         if missing:
             what = f"queue {missing[0]!r} does not exist"
             if args.burst:  # nothing to drain: a typo, not a queue made later

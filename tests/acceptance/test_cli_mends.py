@@ -131,3 +131,10 @@ def test_a_worker_for_a_queue_that_does_not_run_in_its_environment_says_so(
     )
     assert done.returncode == 0, done.stderr
     assert "queue 'default' does not run in environment 'e' (its environments: default)" in done.stderr
+
+
+def test_a_job_a_hair_too_big_is_told_apart_from_the_limit(sqlite_url: str, tmp_path: Path) -> None:
+    ok("environments", "create", "e", "--max-vcpus", "2", db=sqlite_url, cwd=tmp_path)
+    ok("queues", "create", "q", "--environments", "e", db=sqlite_url, cwd=tmp_path)
+    said = _fails("submit", "--queue", "q", "--vcpus", "2.0000001", "--", "true", db=sqlite_url, cwd=tmp_path)
+    assert said.startswith("conveyor: vcpus: 2.0000001 vCPUs / 0 MB fits no compute environment")

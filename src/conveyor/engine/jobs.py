@@ -768,14 +768,14 @@ class JobService:
             ):
                 return
         biggest = ", ".join(
-            f"{e.name}: {'any' if e.max_vcpus is None else format(e.max_vcpus, 'g')} vCPUs"
+            f"{e.name}: {'any' if e.max_vcpus is None else format(e.max_vcpus, '.12g')} vCPUs"
             f" / {e.max_memory_mb or 'any'} MB"
             for e in candidates
         )
         vcpus_fit = any(e.max_vcpus is None or spec.vcpus <= e.max_vcpus for e in candidates)
         raise errors.ValidationError(
             f"{prefix}{'memory_mb' if vcpus_fit else 'vcpus'}",
-            f"{spec.vcpus:g} vCPUs / {spec.memory_mb} MB fits no compute environment of queue {queue.name!r}",
+            f"{spec.vcpus:.12g} vCPUs / {spec.memory_mb} MB fits no compute environment of queue {queue.name!r}",
             biggest or "the queue has no environments",
         )
 
@@ -882,7 +882,7 @@ class JobService:
             # after it was submitted), which "0 of 2 free" did not say
             if env.max_vcpus is not None and job.spec.vcpus > env.max_vcpus:
                 reasons.append(
-                    f"needs {job.spec.vcpus:g} vCPUs, more than environment `{name}` has ({env.max_vcpus:g})"
+                    f"needs {job.spec.vcpus:.12g} vCPUs, more than environment `{name}` has ({env.max_vcpus:.12g})"
                 )
                 continue
             if env.max_memory_mb is not None and job.spec.memory_mb > env.max_memory_mb:
@@ -910,7 +910,7 @@ class JobService:
             if env.max_vcpus is not None and job.spec.vcpus > round(env.max_vcpus - u.used_vcpus, 6):
                 free = max(0.0, round(env.max_vcpus - u.used_vcpus, 6))
                 reasons.append(
-                    f"waiting for {job.spec.vcpus:g} vCPUs in environment `{name}` ({free:g} of {env.max_vcpus:g} free)"
+                    f"waiting for {job.spec.vcpus:.12g} vCPUs in environment `{name}` ({free:.12g} of {env.max_vcpus:.12g} free)"
                 )
                 continue
             if env.max_memory_mb is not None and job.spec.memory_mb > env.max_memory_mb - u.used_memory_mb:

@@ -111,11 +111,18 @@ def test_postgres_listeners_after_the_first_return_a_stagger_later(pg_url: str, 
     stores = [open_store(pg_url) for _ in range(2)]
     woke: dict[int, tuple[int, float]] = {}
     ready = threading.Barrier(3)
+    # the listeners connect one after the other: two connecting at the same moment can both
+    # rank 0 until their next idle re-rank (a backend is not listed until its start-up is
+    # done, and the rank orders by when it began), which only costs one extra claim
+    ranked = [threading.Event() for _ in range(2)]
 
     def wait(i: int) -> None:
         store = stores[i]
+        if i:
+            ranked[i - 1].wait(10)
         store.wait_for_jobs(0.01)  # LISTEN, and the rank among the listeners
         rank: int = store._local.rank  # type: ignore[attr-defined]
+        ranked[i].set()
         ready.wait(10)
         assert store.wait_for_jobs(30.0)
         woke[i] = (rank, time.monotonic())

@@ -186,7 +186,10 @@ def test_fallback_environment_takes_the_job_when_the_first_worker_went_silent(
     store.worker_register(worker("spot-1", "spot", clock.now()))
     job = insert_one(store, clock.now(), new("q"))
     assert claim(store, clock.now(), "od-1", env="ondemand") == []
-    clock.advance(600)  # no heartbeat for ten minutes: the spot worker is not live any more
+    # a worker beats every 5 s at most: three beats missed is still live, four is gone
+    clock.advance(15)
+    assert claim(store, clock.now(), "od-1", env="ondemand") == []
+    clock.advance(5.5)
     assert claim_one(store, clock.now(), "od-1", env="ondemand").id == job.id
 
 

@@ -22,7 +22,10 @@ from conveyor.model import (
 from conveyor.store.base import Tx
 from conveyor.store.core import SqlStoreBase
 
-WORKER_LIVENESS = timedelta(seconds=60)
+# a worker that has not beaten for this long counts as gone (a killed spot worker no longer
+# holds its queues' jobs back from the fallback environment). A worker beats every
+# min(lease / 4, 5) s, at least every 0.5 s (worker/loop.py): four beats missed
+WORKER_LIVENESS = timedelta(seconds=20)
 
 
 # every queue and every environment, as the lists and the catalog snapshot read them

@@ -78,7 +78,9 @@ _INDEXED = ("SET enable_seqscan = off", "SET jit = off")
 # listeners name themselves, so that each can count those ahead of it (connected earlier)
 _LISTENER_NAME = "conveyor listener"
 # ordered by connection start, then pid: a listener that connects while another is ranking
-# itself ranks after it (by pid alone, two connecting at once could both count none lower)
+# itself ranks after it (by pid alone, two connecting at once could both count none lower).
+# Two whose start-ups overlap can still both rank 0 (a backend is listed once its start-up is
+# done) until a wait times out and re-ranks: one extra claim per wake-up meanwhile
 _LISTENER_RANK = (
     "SELECT count(*) FROM pg_stat_activity a, pg_stat_activity me"
     " WHERE me.pid = pg_backend_pid() AND a.datname = me.datname"

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conveyor.client import AsyncClient, Client, task
-    from conveyor.outcomes import Cancel, Retry, Snooze
+    from conveyor.outcomes import Cancel, Interrupted, Retry, Snooze
 
-__all__ = ["AsyncClient", "Cancel", "Client", "Retry", "Snooze", "task"]
+__all__ = ["AsyncClient", "Cancel", "Client", "Interrupted", "Retry", "Snooze", "task"]
 
 _HOMES = {
     "AsyncClient": "conveyor.client",
@@ -26,6 +26,7 @@ _HOMES = {
     "Retry": "conveyor.outcomes",
     "Cancel": "conveyor.outcomes",
     "Snooze": "conveyor.outcomes",
+    "Interrupted": "conveyor.outcomes",
 }
 
 

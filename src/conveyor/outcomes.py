@@ -51,3 +51,11 @@ class Snooze(Outcome):
         super().__init__(f"snoozed for {seconds:g} s")
         self.delay = seconds
         self.reason = f"snoozed for {seconds:g} s"
+
+
+class Interrupted(BaseException):
+    """Raised inside a synchronous function whose attempt timed out or was terminated (as
+    Dramatiq's time limit does): a ``BaseException``, so the function's ``except Exception``
+    does not swallow it; catch it to clean up, and let it go on. It lands at the next Python
+    instruction; a call blocked in C code (``time.sleep``, a read without a timeout) sees it
+    only when that call returns."""

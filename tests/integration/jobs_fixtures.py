@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import conveyor
 from conveyor.outcomes import Cancel, Outcome, Retry, Snooze
 from conveyor.worker.context import current_job
 
@@ -171,3 +172,37 @@ def printer(text: str) -> str:
     print(f"out: {text}")
     print(f"err: {text}", file=sys.stderr)
     return text
+
+
+def spin(seconds: str, marker: str) -> str:
+    """Busy Python for ``seconds`` (no blocking call); writes how it ended to ``marker``."""
+    end = time.monotonic() + float(seconds)
+    try:
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+    except conveyor.Interrupted:  # what the README tells a job to catch to clean up
+        Path(marker).write_text("Interrupted")
+        raise
+    Path(marker).write_text("returned")
+    return "spun"
+
+
+def spin_swallowing(seconds: str) -> str:
+    """Busy Python that catches ``Exception`` around its work (which must not hide a timeout)."""
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        try:
+            sum(range(100))
+        except Exception:  # what a careless job does around its work
+            continue
+    return "spun"
+
+
+def near_deadline(seconds: str) -> float:
+    """Busy Python for about ``seconds``: with a timeout of about the same, the interruption
+    lands inside, just after, or never."""
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        pass
+    return float(seconds)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +145,61 @@ def test_sync_function_past_its_timeout_is_reported_timed_out(app: App) -> None:
     job = app.jobs.get(job_id)
     assert job.state is JobState.FAILED
     assert job.status_reason == "timed out after 0.3 s"
+
+
+def test_a_busy_sync_function_past_its_timeout_is_interrupted_and_frees_its_slot(
+    app: App, tmp_path: Path
+) -> None:
+    """Before, the thread ran on for the function's 30 s, holding the worker's only slot."""
+    marker = tmp_path / "ended"
+    slow = submit(app, "spin", parameters={"seconds": "30", "marker": str(marker)}, timeout_seconds=0.3)
+    quick = submit(app, "add", payload={"args": [1, 2]})
+    started = time.monotonic()
+    with WorkerThread(app, config(burst=False, concurrency=1)):
+        wait_for_state(app, quick, JobState.SUCCEEDED, timeout=10)
+    assert time.monotonic() - started < 10
+    job = app.jobs.get(slow)
+    assert (job.state, job.status_reason) == (JobState.FAILED, "timed out after 0.3 s")
+    assert marker.read_text() == "Interrupted"
+
+
+def test_an_except_exception_in_the_function_does_not_hide_its_timeout(app: App) -> None:
+    slow = submit(app, "spin_swallowing", parameters={"seconds": "30"}, timeout_seconds=0.3)
+    quick = submit(app, "add", payload={"args": [1, 2]})
+    with WorkerThread(app, config(burst=False, concurrency=1)):
+        wait_for_state(app, quick, JobState.SUCCEEDED, timeout=10)
+    assert app.jobs.get(slow).status_reason == "timed out after 0.3 s"
+
+
+def test_terminate_interrupts_a_busy_sync_function(app: App, tmp_path: Path) -> None:
+    marker = tmp_path / "ended"
+    job_id = submit(app, "spin", parameters={"seconds": "30", "marker": str(marker)})
+    with WorkerThread(app, config(burst=False, concurrency=1)):
+        wait_for_state(app, job_id, JobState.RUNNING)
+        app.jobs.terminate(job_id, "no longer needed")
+        job = wait_for_state(app, job_id, JobState.FAILED, timeout=10)
+        after = submit(app, "add", payload={"args": [1, 2]})
+        wait_for_state(app, after, JobState.SUCCEEDED, timeout=10)
+    assert job.status_reason.startswith("terminated"), job.status_reason
+    assert marker.read_text() == "Interrupted"
+
+
+def test_an_interruption_near_the_deadline_never_reaches_the_next_job(app: App) -> None:
+    """Timeouts about as long as the work (the worker acts 50 ms after a deadline; here about a
+    quarter time out): the interruption lands inside the function, just after it returned, or
+    not at all; never in the worker or in the thread's next job."""
+    ids = [
+        submit(app, "near_deadline", parameters={"seconds": f"{0.08 + i * 0.006:.3f}"}, timeout_seconds=0.06)
+        for i in range(20)
+    ]
+    after = [submit(app, "add", payload={"args": [i, 1]}) for i in range(40)]
+    run_burst(app, concurrency=2)
+    for job_id in ids:
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.SUCCEEDED or job.status_reason == "timed out after 0.06 s", job
+    for i, job_id in enumerate(after):
+        job = app.jobs.get(job_id)
+        assert (job.state, job.result) == (JobState.SUCCEEDED, i + 1), job.status_reason
 
 
 def test_result_that_is_not_json_fails_the_job(app: App) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import inspect
 import io
@@ -47,6 +48,12 @@ class ExecutorConfig:
 LogSink = Callable[[int, int, list[tuple[int, bytes]]], None]
 
 
+# PyThreadState_SetAsyncExc(thread id, exception class or NULL to clear a pending one)
+_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
+
+
 @dataclass(eq=False, slots=True)
 class Execution:
     """One attempt in progress; other threads may ask it to stop."""
@@ -60,17 +67,23 @@ class Execution:
     stop_kind: OutcomeKind | None = None
     abandoned: bool = False
     reported: bool = False
+    _thread: int | None = None  # the thread running a sync function, while it runs it
+    _interrupted: bool = False
     _proc: subprocess.Popen[bytes] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _task: asyncio.Future[Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stop(self, reason: str, kind: OutcomeKind) -> None:
-        """Ask the attempt to stop: a child process group gets SIGTERM; an async function is cancelled."""
+        """Ask the attempt to stop: a child process group gets SIGTERM; an async function is
+        cancelled; a sync function gets ``outcomes.Interrupted`` raised in its thread (once)."""
         with self._lock:
             if self.stop_reason is None:
                 self.stop_reason, self.stop_kind = reason, kind
             proc, loop, task = self._proc, self._loop, self._task
+            if self._thread is not None and not self._interrupted:
+                self._interrupted = True
+                _set_async_exc(self._thread, ctypes.py_object(outcomes.Interrupted))
         if proc is not None and proc.poll() is None:
             signal_group(proc.pid, signal.SIGTERM)
         if loop is not None and task is not None:
@@ -277,9 +290,11 @@ def run_function(
         if is_async:
             value = _run_async(ex, fn(*args, **kwargs))
         else:
-            value = fn(*args, **kwargs)
+            value = _call_sync(ex, fn, args, kwargs)
             if value is not None and inspect.isawaitable(value):
                 value = _run_async(ex, value)
+    except outcomes.Interrupted:
+        return finish(ex.stop_kind or OutcomeKind.FAILED, ex.stop_reason or "stopped")
     except outcomes.Outcome as raised:
         return _outcome_finish(raised, finish)
     except (asyncio.CancelledError, TimeoutError) as exc:
@@ -330,6 +345,26 @@ def bad_result(value: Any) -> str | None:
     if len(text) > MAX_RESULT_BYTES:  # ASCII: characters are bytes
         return f"result is {len(text):,} bytes of JSON, more than {MAX_RESULT_BYTES:,}"
     return None
+
+
+def _call_sync(ex: Execution, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` where ``Execution.stop`` can interrupt it. The interruption is
+    set only while ``ex._thread`` names this thread, and cleared on the way out if it has not
+    landed yet, so it never reaches the worker's code or the thread's next job."""
+    with ex._lock:
+        ex._thread = threading.get_ident()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        while True:
+            try:  # an interruption pending may land here: clear the mark and go round again
+                with ex._lock:
+                    ex._thread = None
+                    if ex._interrupted:
+                        _set_async_exc(threading.get_ident(), ctypes.py_object())
+                break
+            except outcomes.Interrupted:
+                continue
 
 
 def _run_async(ex: Execution, awaitable: Any) -> Any:

@@ -530,10 +530,11 @@ class Worker:
             self._abandoned.add(ex)
             held = sum(1 for e in self._abandoned if not e.reported)
         if ex.job.spec.function is not None and not _is_async(ex):
-            # it cannot be killed: its thread keeps the slot until the function returns
+            # interrupted (outcomes.Interrupted), but it cannot be killed: its thread keeps
+            # the slot until the function returns, at once unless it is blocked in C code
             log.warning(
-                "job %s: %s, but its function does not return; its thread keeps one of %d slots"
-                " until it does (%d held so)",
+                "job %s: %s; its function was interrupted, and its thread keeps one of %d slots"
+                " until it returns (%d held so)",
                 ex.job.id,
                 reason,
                 self.config.concurrency,

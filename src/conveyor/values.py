@@ -68,6 +68,8 @@ def not_text(value: str) -> str | None:
     refused by PostgreSQL's jsonb."""
     if "\x00" in value:
         return "a NUL character"
+    if value.isascii():  # a flag of the string: no encoding needed
+        return None
     try:
         value.encode()
     except UnicodeEncodeError:
@@ -92,12 +94,38 @@ def is_text(value: Any) -> bool:
     return True
 
 
+NOT_TEXT = "Unicode text without NUL"  # what is allowed instead
+
+
 def text(field: str, value: Any) -> None:
-    """``is_text(value)``, or the error naming ``field``."""
-    if not is_text(value):
-        raise errors.ValidationError(
-            field, "holds a NUL or a lone surrogate (not Unicode text)", "Unicode text without NUL"
-        )
+    """``is_text(value)``, or the error naming the string at fault by its place, as the HTTP
+    schema names it on every path: ``command[1]: contains a NUL character``, ``parameters: has
+    a member name that contains a NUL character``. ``field`` names ``value``; an empty one
+    names members by their own names (a JSON body's), the value itself ``body``."""
+    if is_text(value):
+        return
+    # (where v is, v, the member name it has and where its object is): in document order
+    stack: list[tuple[str, Any, Any, str]] = [(field, value, None, "")]
+    while stack:
+        at, v, key, owner = stack.pop()
+        problem = not_text(key) if isinstance(key, str) else None
+        if problem is not None:
+            raise errors.ValidationError(
+                owner or "body", f"has a member name that contains {problem}", NOT_TEXT
+            )
+        if isinstance(v, str):
+            problem = not_text(v)
+            if problem is not None:
+                raise errors.ValidationError(at or "body", f"contains {problem}", NOT_TEXT)
+        elif isinstance(v, dict):
+            stack.extend((f"{at}.{k}" if at else str(k), item, k, at) for k, item in reversed(v.items()))
+        elif isinstance(v, list | tuple):
+            stack.extend((f"{at}[{i}]", item, None, at) for i, item in reversed(list(enumerate(v))))
+
+
+def _not_text(field: str) -> errors.ValidationError:
+    """A value (a job's result) that holds a string that is not Unicode text, as a whole."""
+    return errors.ValidationError(field, "holds a NUL or a lone surrogate (not Unicode text)", NOT_TEXT)
 
 
 # one encoder: json.dumps with options builds a new one per call (~0.7 µs of a ~2 µs payload)
@@ -142,10 +170,12 @@ def call_payload(field: str, value: Any) -> None:
         )
 
 
-def payload_json(field: str, value: Any) -> str:
+def payload_json(field: str, value: Any, *, named: bool = False) -> str:
     """The payload as compact JSON text; a clear error when it is not JSON, or holds a string
     that is not Unicode text (``is_text``: the text is ASCII, so a character outside the BMP,
-    a lone surrogate and a NUL all show as escapes: only then are the strings looked at)."""
+    a lone surrogate and a NUL all show as escapes: only then are the strings looked at).
+    ``named``: that string is named by its place (``text``: a submission's payload, as HTTP
+    names it), else the value as a whole (a job's result)."""
     try:
         if _C_ENCODER is None:
             out: str = _PAYLOAD_ENCODER.encode(value)
@@ -155,7 +185,9 @@ def payload_json(field: str, value: Any) -> str:
             except RecursionError:
                 out = "".join(_c_encoder({})(value, 0))  # ValueError when it contains itself
         if "\\u" in out and ("\\ud" in out or "\\u0000" in out) and not is_text(value):
-            text(field, value)
+            if named:
+                text(field, value)
+            raise _not_text(field)
         return out
     except (TypeError, ValueError) as exc:
         raise errors.ValidationError(

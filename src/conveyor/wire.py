@@ -246,7 +246,6 @@ _NUM: dict[str, tuple[float, float, bool]] = {  # low, high, whether low itself 
 }
 _MAX_TAGS, _MAX_TAG = 100, 128
 _MAX_DEPENDENCIES = 1000
-_MAX_MEMBERS = 1000  # of parameters, environment
 _TIME_LENGTH = 64
 _JOB_ID = validate.span(1, MAX_ID, whole=True)
 _DEPENDENCY = f"{_JOB_ID}, or a {{job_id, type}} object"
@@ -279,16 +278,11 @@ def request_from_dict(data: Any, where: str = "job") -> SubmitRequest:
             low_f, high_f, low_open = _NUM[key]
             validate.number(at(key), value, low_f, high_f, low_open=low_open)
         elif key == "command":
-            validate.argv(at(key), value, validate.MAX_ARGV)
+            validate.argv(at(key), value)
         elif key == "tags":
-            _strings(at(key), value, _MAX_TAGS, _MAX_TAG)
+            validate.strings(at(key), value, _MAX_TAGS, None, _MAX_TAG)
         elif key in ("parameters", "environment"):
-            if not isinstance(value, Mapping):
-                raise errors.ValidationError(at(key), validate.not_a(value, "an object"), validate.STRING_MAP)
-            if len(value) > _MAX_MEMBERS:
-                raise errors.ValidationError(
-                    at(key), f"has {len(value):,} members", f"at most {_MAX_MEMBERS:,} members"
-                )
+            validate.string_map(at(key), value)
         elif key == "array_sequential":
             validate.boolean(at(key), value)
         elif key == "retry":
@@ -300,7 +294,7 @@ def request_from_dict(data: Any, where: str = "job") -> SubmitRequest:
                     validate.not_a(value, "a whole number or an object"),
                     f"{validate.span(1, validate.MAX_ATTEMPTS, whole=True)}, or {validate.RETRY_FORM}",
                 )
-            elif not isinstance(value.get("evaluate_on_exit", []), list):
+            elif not isinstance(value.get("evaluate_on_exit", []), list | tuple):
                 raise errors.ValidationError(
                     at(f"{key}.evaluate_on_exit"),
                     validate.not_a(value["evaluate_on_exit"], "a list"),
@@ -312,16 +306,6 @@ def request_from_dict(data: Any, where: str = "job") -> SubmitRequest:
             value = _dependencies(at("depends_on"), value)
         given[key] = value
     return SubmitRequest(**given)
-
-
-def _strings(field: str, value: Any, most: int, longest: int) -> None:
-    """A list of at most ``most`` strings of at most ``longest`` characters (tags)."""
-    if not isinstance(value, list):
-        raise errors.ValidationError(field, validate.not_a(value, "a list"), "a list of strings")
-    if len(value) > most:
-        raise errors.ValidationError(field, validate.count(len(value)), f"at most {most:,} items")
-    for i, item in enumerate(value):
-        validate.string(f"{field}[{i}]", item, None, longest)
 
 
 def _time(field: str, value: Any) -> datetime:
@@ -341,8 +325,8 @@ def _time(field: str, value: Any) -> datetime:
 
 
 def _dependencies(field: str, value: Any) -> list[int | Dependency]:
-    """Job ids, or ``{job_id, type}`` objects (the type in any case)."""
-    if not isinstance(value, list):
+    """Job ids, or ``{job_id, type}`` objects (the type in any case, ``validate.canonical``)."""
+    if not isinstance(value, list | tuple):
         raise errors.ValidationError(
             field, validate.not_a(value, "a list"), "a list of whole numbers or {job_id, type} objects"
         )
@@ -360,14 +344,8 @@ def _dependencies(field: str, value: Any) -> list[int | Dependency]:
                 if key not in ("job_id", "type"):
                     raise errors.ValidationError(f"{where}.{key}", "is not a known field", "job_id, type")
             job_id = validate.integer(f"{where}.job_id", d["job_id"], 1, MAX_ID)
-            kind = d.get("type", "STANDARD")
-            if not isinstance(kind, str):
-                raise errors.ValidationError(
-                    f"{where}.type", validate.not_a(kind, "a string"), "STANDARD, N_TO_N"
-                )
-            if kind.upper() not in DependencyType.__members__:
-                raise errors.ValidationError(f"{where}.type", validate.not_a_choice(kind), "STANDARD, N_TO_N")
-            deps.append(Dependency(job_id, DependencyType(kind.upper())))
+            kind = validate.choice(f"{where}.type", d.get("type", "STANDARD"), validate.DEPENDENCY_TYPES)
+            deps.append(Dependency(job_id, DependencyType(kind)))
         elif isinstance(d, int) and not isinstance(d, bool):
             deps.append(validate.integer(where, d, 1, MAX_ID))
         else:

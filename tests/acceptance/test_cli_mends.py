@@ -40,7 +40,8 @@ def test_an_empty_environment_list_is_refused_not_taken_for_the_default(
 ) -> None:
     said = _fails("queues", "create", "q3", "--environments", "", db=sqlite_url, cwd=tmp_path)
     assert said == (
-        "conveyor: environments: '' names no environment (allowed: names in fallback order, e.g. spot,ondemand)\n"
+        # the words of HTTP and the SDK for an empty list
+        "conveyor: environments: is empty (allowed: a non-empty list of strings)\n"
     )
     assert "q3" not in ok("queues", "list", db=sqlite_url, cwd=tmp_path)
     _fails("queues", "update", "default", "--environments", " , ", db=sqlite_url, cwd=tmp_path)

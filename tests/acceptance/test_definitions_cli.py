@@ -110,3 +110,26 @@ def test_a_queue_a_schedule_or_a_definition_uses_is_not_deleted(sqlite_url: str,
     assert ok_json("queues", "delete", "sq", db=db, cwd=tmp_path) == {"queue": "sq", "deleted": True}
     ok("definitions", "deactivate", "d", db=db, cwd=tmp_path)
     assert ok_json("queues", "delete", "emails", db=db, cwd=tmp_path) == {"queue": "emails", "deleted": True}
+
+
+def test_the_cli_takes_and_refuses_what_http_does(sqlite_url: str, tmp_path: Path) -> None:
+    """One limit and one wording on every path: argv, enum case, the retry shorthand."""
+    db = sqlite_url
+    for args in (("submit", "--"), ("definitions", "register", "long", "--")):
+        done = conveyor(*args, *["x"] * 1001, db=db, cwd=tmp_path)
+        assert done.returncode == 2, done.stdout
+        assert error_line(done.stderr).endswith("command: has 1,001 items (allowed: at most 1,000 items)")
+    rule = '{"evaluate_on_exit": [{"action": "exit", "on_exit_code": "2"}], "backoff": "FIXED"}'
+    ok("definitions", "register", "sync", "--retry", rule, "--", "true", db=db, cwd=tmp_path)
+    retry = ok_json("definitions", "show", "sync", db=db, cwd=tmp_path)["retry"]
+    assert (retry["evaluate_on_exit"][0]["action"], retry["backoff"]) == ("EXIT", "fixed")
+    ok("definitions", "register", "three", "--retry", "3", "--", "true", db=db, cwd=tmp_path)
+    assert ok_json("definitions", "show", "three", db=db, cwd=tmp_path)["retry"]["attempts"] == 3
+    done = conveyor(
+        "definitions", "register", "code", "--retry", '{"evaluate_on_exit": [{"action": "EXIT", "on_exit_code": 2}]}',
+        "--", "true", db=db, cwd=tmp_path,
+    )  # fmt: skip
+    assert error_line(done.stderr) == (
+        "conveyor: spec.retry.evaluate_on_exit[0].on_exit_code: 2 is not a string"
+        " (allowed: a string of at most 512 characters)"
+    )

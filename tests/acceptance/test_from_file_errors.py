@@ -50,7 +50,7 @@ CASES = [
     # one line: the engine names no place at all
     pytest.param(
         '{"command": ["a\\u0000"]}\n',
-        "line 1.command: holds a NUL or a lone surrogate (not Unicode text) (allowed: Unicode text without NUL)",
+        "line 1.command[0]: contains a NUL character (allowed: Unicode text without NUL)",
         id="one-line-nul",
     ),
     pytest.param(

@@ -39,3 +39,26 @@ def test_a_job_bigger_than_its_environment_became_says_so(app: App) -> None:
     assert app.jobs.explain(job) == "needs 6 vCPUs, more than environment `mem` has (2)"
     app.catalog.update_environment("mem", max_vcpus=8, max_memory_mb=1024)
     assert app.jobs.explain(job) == "needs 3000 MB, more than environment `mem` has (1024 MB)"
+
+
+def test_jobs_of_higher_priority_queues_sharing_the_environment_count_as_ahead(app: App) -> None:
+    """It said "0 job(s) ahead in queue `low`" while 3 jobs of a priority-10 queue on the same
+    environment would all start before it."""
+    app.catalog.put_environment("shared", max_vcpus=1)
+    app.catalog.put_queue("low", priority=0, environments=["shared"])
+    app.catalog.put_queue("high", priority=10, environments=["shared"])
+    app.catalog.put_queue("elsewhere", priority=20, environments=["default"])
+    _worker(app, "shared", ())
+    for _ in range(3):
+        app.jobs.submit(SubmitRequest(queue="high", command=["true"]))
+    app.jobs.submit(SubmitRequest(queue="elsewhere", command=["true"]))
+    job = app.jobs.submit(SubmitRequest(queue="low", command=["true"])).job
+    assert app.jobs.explain(job) == (
+        "waiting for a free worker slot in environment `shared`: 0 job(s) ahead in queue `low`"
+        " and 3 in queues of higher priority (high), 0 running on 1 worker(s)"
+    )
+    app.catalog.update_queue("high", enabled=False)  # a disabled queue's jobs start nowhere
+    assert app.jobs.explain(job) == (
+        "waiting for a free worker slot in environment `shared`: 0 job(s) ahead in queue `low`,"
+        " 0 running on 1 worker(s)"
+    )

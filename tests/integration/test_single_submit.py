@@ -215,12 +215,12 @@ def test_a_job_bigger_than_every_environment_names_the_limit_it_exceeds(app: App
 @pytest.mark.parametrize(
     ("req", "field"),
     [
-        (SubmitRequest(command=["echo", "\udcff"]), "command"),  # an argument that was not UTF-8
-        (SubmitRequest(command=["echo", "a\x00b"]), "command"),
-        (SubmitRequest(function="m:f", parameters={"x": "a\x00"}), "parameters"),
-        (SubmitRequest(function="m:f", environment={"X": "\ud800"}), "environment"),
-        (SubmitRequest(function="m:f", payload={"a": ["\ud800"]}), "payload"),
-        (SubmitRequest(function="m:f", tags=["ok", "t\udc80"]), "tags"),
+        (SubmitRequest(command=["echo", "\udcff"]), "command[1]"),  # an argument that was not UTF-8
+        (SubmitRequest(command=["echo", "a\x00b"]), "command[1]"),
+        (SubmitRequest(function="m:f", parameters={"x": "a\x00"}), "parameters.x"),
+        (SubmitRequest(function="m:f", environment={"X": "\ud800"}), "environment.X"),
+        (SubmitRequest(function="m:f", payload={"a": ["\ud800"]}), "payload.a[0]"),
+        (SubmitRequest(function="m:f", tags=["ok", "t\udc80"]), "tags[1]"),
         (SubmitRequest(function="m:f", name="n\x00"), "name"),
         (SubmitRequest(function="m:f", unique_key="k\ud800"), "unique_key"),
         (SubmitRequest(function="m:f", idempotency_key="\x00"), "idempotency_key"),

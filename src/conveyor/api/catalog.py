@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from conveyor import errors, wire
 from conveyor.api.http import Call, Reply
@@ -74,14 +73,8 @@ def get_queue(call: Call) -> Reply:
 def put_queue(call: Call) -> Reply:
     """Create or update: members left out keep their value (or the default for a new queue)."""
     _admin(call, "change queues")
-    name = _name(call)
-    body = call.body
-    exists = call.app.store.queue_get(name) is not None
-    if exists:
-        queue = call.app.catalog.update_queue(name, **body)
-    else:
-        queue = call.app.catalog.put_queue(name, **body)
-    return Reply(wire.queue_to_dict(queue), 200 if exists else 201)
+    queue, created = call.app.catalog.apply_queue(_name(call), call.body)
+    return Reply(wire.queue_to_dict(queue), 201 if created else 200)
 
 
 def delete_queue(call: Call) -> Reply:
@@ -119,17 +112,8 @@ def get_environment(call: Call) -> Reply:
 def put_environment(call: Call) -> Reply:
     """Create or update: members left out keep their value; ``null`` limits mean unlimited."""
     _admin(call, "change compute environments")
-    name = _name(call)
-    body = call.body
-    current = call.app.store.environment_get(name)
-    values: dict[str, Any] = {
-        "max_vcpus": current.max_vcpus if current else None,
-        "max_memory_mb": current.max_memory_mb if current else None,
-        "enabled": current.enabled if current else True,
-    }
-    values.update(body)
-    env = call.app.catalog.put_environment(name, **values)
-    return Reply(wire.environment_to_dict(env), 200 if current else 201)
+    env, created = call.app.catalog.apply_environment(_name(call), call.body)
+    return Reply(wire.environment_to_dict(env), 201 if created else 200)
 
 
 def delete_environment(call: Call) -> Reply:

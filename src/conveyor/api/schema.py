@@ -3,7 +3,8 @@
 The same schemas are published in ``/openapi.json``: what the document says is what the
 server checks. The checker knows the subset we use (type, properties, required,
 additionalProperties, items, enum, minimum/maximum, minLength/maxLength, minItems/maxItems,
-anyOf, $ref); each error names the field path (``jobs[3].retry.attempts``), the value and
+anyOf, $ref, and ``x-case-insensitive``: an enum whose choices are taken in any case, as the
+engine takes them, ``validate.canonical``); each error names the field path (``jobs[3].retry.attempts``), the value and
 what is allowed, worded from the schema alone with the engine's words (``validate.not_a``,
 ``validate.span``, ...): "'echo' is not a list (allowed: a non-empty list of strings)",
 "2000 is above 1024 (allowed: a number more than 0, up to 1024)", "is 513 characters
@@ -22,17 +23,28 @@ from conveyor import errors, values
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
 from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
-from conveyor.engine.jobs import MAX_KEY, MAX_NAME
+from conveyor.engine.jobs import MAX_KEY, MAX_NAME, MAX_REASON
 from conveyor.engine.validate import (
+    BACKOFFS,
+    CASE_INSENSITIVE,
+    DEPENDENCY_TYPES,
     MAX_ARGV,
     MAX_ATTEMPTS,
     MAX_DELAY_SECONDS,
+    MAX_ENV_MEMORY_MB,
+    MAX_ENV_VCPUS,
+    MAX_FOLLOW_UP_QUEUES,
+    MAX_MEMBERS,
     MAX_MEMORY_MB,
+    MAX_QUEUE_ENVIRONMENTS,
     MAX_RETRY_DELAY,
     MAX_RETRY_MAX_DELAY,
+    MAX_RETRY_RULES,
     MAX_TIMEOUT_SECONDS,
     MAX_VCPUS,
     PRIORITY_RANGE,
+    QUEUE_PRIORITY,
+    RETRY_ACTIONS,
 )
 
 S = dict[str, Any]
@@ -44,6 +56,16 @@ def ref(name: str) -> S:
 
 def nullable(schema: S) -> S:
     return {"anyOf": [schema, {"type": "null"}]}
+
+
+def choices(names: tuple[str, ...]) -> S:
+    """One of ``names``, in any case (``validate.canonical``): stored and shown as listed."""
+    return {
+        "type": "string",
+        "enum": list(names),
+        CASE_INSENSITIVE: True,
+        "description": "in any case; stored as listed",
+    }
 
 
 # the engine's bounds, so that the schema (and /openapi.json) says what is enforced
@@ -60,7 +82,11 @@ NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z
 INT = {"type": "integer", "minimum": -(2**62), "maximum": 2**62}
 ID = {"type": "integer", "minimum": 1, "maximum": 2**62}
 TIME = {"type": "string", "format": "date-time", "maxLength": 64}
-STR_MAP = {"type": "object", "maxProperties": 1000, "additionalProperties": {"type": ["string", "number"]}}
+STR_MAP = {
+    "type": "object",
+    "maxProperties": MAX_MEMBERS,
+    "additionalProperties": {"type": ["string", "number"]},
+}
 STATE = {
     "type": "string",
     "enum": ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
@@ -71,7 +97,7 @@ RETRY_RULE: S = {
     "additionalProperties": False,
     "required": ["action"],
     "properties": {
-        "action": {"type": "string", "enum": ["RETRY", "EXIT"]},
+        "action": choices(RETRY_ACTIONS),
         "on_exit_code": nullable({"type": "string", "maxLength": 512}),
         "on_reason": nullable({"type": "string", "maxLength": 512}),
     },
@@ -81,8 +107,8 @@ RETRY: S = {
     "additionalProperties": False,
     "properties": {
         "attempts": _ATTEMPTS,
-        "evaluate_on_exit": {"type": "array", "maxItems": 100, "items": RETRY_RULE},
-        "backoff": {"type": "string", "enum": ["fixed", "exponential"]},
+        "evaluate_on_exit": {"type": "array", "maxItems": MAX_RETRY_RULES, "items": RETRY_RULE},
+        "backoff": choices(BACKOFFS),
         "delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_RETRY_DELAY},
         "max_delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_RETRY_MAX_DELAY},
         "jitter": {"type": "boolean"},
@@ -95,13 +121,15 @@ SPEC: S = {
     "properties": {
         "command": nullable(_ARGV),
         "function": nullable({"type": "string", "maxLength": 512}),
-        "parameters": STR_MAP,
+        "parameters": nullable(STR_MAP),
         "vcpus": _VCPUS,
         "memory_mb": _MEMORY,
         "timeout_seconds": nullable(_TIMEOUT),
-        "retry": RETRY,
-        "environment": STR_MAP,
-        "follow_up_queues": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 128}},
+        "retry": nullable({"anyOf": [_ATTEMPTS, RETRY]}),
+        "environment": nullable(STR_MAP),
+        "follow_up_queues": nullable(
+            {"type": "array", "maxItems": MAX_FOLLOW_UP_QUEUES, "items": {"type": "string", "maxLength": 128}}
+        ),
         "working_dir": nullable({"type": "string", "maxLength": 4096}),
     },
 }
@@ -112,7 +140,7 @@ DEPENDENCY: S = {
             "type": "object",
             "additionalProperties": False,
             "required": ["job_id"],
-            "properties": {"job_id": ID, "type": {"type": "string", "enum": ["STANDARD", "N_TO_N"]}},
+            "properties": {"job_id": ID, "type": choices(DEPENDENCY_TYPES)},
         },
     ]
 }
@@ -163,7 +191,7 @@ BATCH: S = {
 REASON: S = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"reason": {"type": "string", "maxLength": 1000}},
+    "properties": {"reason": {"type": "string", "maxLength": MAX_REASON}},
 }
 _SELECTION: dict[str, S] = {
     "ids": {"type": "array", "maxItems": 100_000, "items": ID, "description": "these jobs (no filter then)"},
@@ -181,7 +209,7 @@ _SELECTION: dict[str, S] = {
 BULK_STOP: S = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {**_SELECTION, "reason": {"type": "string", "maxLength": 1000}},
+    "properties": {**_SELECTION, "reason": {"type": "string", "maxLength": MAX_REASON}},
 }
 BULK_RETRY: S = {"type": "object", "additionalProperties": False, "properties": _SELECTION}
 BULK_RESULT: S = {
@@ -221,17 +249,17 @@ QUEUE_IN: S = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "priority": {"type": "integer", "minimum": -1000, "maximum": 1000},
+        "priority": {"type": "integer", "minimum": QUEUE_PRIORITY[0], "maximum": QUEUE_PRIORITY[1]},
         "enabled": {"type": "boolean"},
-        "environments": {"type": "array", "minItems": 1, "maxItems": 100, "items": NAME},
+        "environments": {"type": "array", "minItems": 1, "maxItems": MAX_QUEUE_ENVIRONMENTS, "items": NAME},
     },
 }
 ENVIRONMENT_IN: S = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "max_vcpus": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000}),
-        "max_memory_mb": nullable({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
+        "max_vcpus": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_ENV_VCPUS}),
+        "max_memory_mb": nullable({"type": "integer", "minimum": 1, "maximum": MAX_ENV_MEMORY_MB}),
         "enabled": {"type": "boolean"},
     },
 }
@@ -515,32 +543,11 @@ def check(name: str, value: Any, raw: bytes | None = None) -> None:
         checker = _COMPILED[name] = _compile(SCHEMAS[name])
     checker(value, "")
     if raw is None or b"\\u0000" in raw or b"\x00" in raw or _SURROGATE_ESCAPE.search(raw):
-        _no_nul(value, "")
+        values.text("", value)
 
 
 # a \uD800-\uDFFF escape: two of them make one character, one alone no character at all
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _no_nul(value: Any, at: str) -> None:
-    """No NUL characters anywhere (PostgreSQL text and JSONB cannot hold them), and no lone
-    surrogates (``"\\ud800"``: not a character, no database or answer can encode it), free-form
-    payloads too."""
-    if isinstance(value, str):
-        _text(value, at or "body", "contains")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _no_nul(item, _path(at, i))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _text(key, at or "body", "has a member name that contains")
-            _no_nul(item, _path(at, key))
-
-
-def _text(value: str, field: str, what: str) -> None:
-    problem = values.not_text(value)
-    if problem is not None:
-        raise errors.ValidationError(field, f"{what} {problem}", "Unicode text without NUL")
 
 
 def _path(base: str, key: str | int) -> str:
@@ -705,10 +712,11 @@ def _compile(s: S) -> Checker:
 
         rules.append(typed)
     if "enum" in s:
-        choices, listed = s["enum"], ", ".join(map(str, s["enum"]))
+        allowed_values, listed = s["enum"], ", ".join(map(str, s["enum"]))
+        any_case = bool(s.get(CASE_INSENSITIVE))
 
         def enum(value: Any, at: str) -> None:
-            if value not in choices:
+            if value not in allowed_values and not (any_case and validate.canonical(value, allowed_values)):
                 raise errors.ValidationError(at or "body", validate.not_a_choice(value), listed)
 
         rules.append(enum)
@@ -769,8 +777,9 @@ def _string_rules(s: S) -> list[Checker]:
             return
         if (longest is not None and len(value) > longest) or (shortest is not None and len(value) < shortest):
             raise errors.ValidationError(at or "body", validate.length(value), allowed)
-        if "\x00" in value:
-            raise errors.ValidationError(at or "body", "contains a NUL character", "Unicode text without NUL")
+        problem = values.not_text(value)
+        if problem is not None:
+            raise errors.ValidationError(at or "body", f"contains {problem}", values.NOT_TEXT)
 
     return [string]
 
@@ -815,9 +824,10 @@ def _object_rules(s: S) -> list[Checker]:
             if key not in value:
                 raise errors.ValidationError(_path(at, key), "is required", allowed)
         for key, item in value.items():
-            if "\x00" in key:
+            problem = values.not_text(key)
+            if problem is not None:
                 raise errors.ValidationError(
-                    at or "body", "a member name contains a NUL character", "Unicode text without NUL"
+                    at or "body", f"has a member name that contains {problem}", values.NOT_TEXT
                 )
             prop = props.get(key)
             if prop is not None:

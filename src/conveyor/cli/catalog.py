@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from conveyor import errors, values
+from conveyor import errors
 from conveyor.cli import render
 from conveyor.cli.common import (
     Formatter,
@@ -264,13 +264,7 @@ def queues_list(args: argparse.Namespace) -> int:
 
 def queues_put(args: argparse.Namespace) -> int:
     with open_app(args) as app:
-        envs = csv(args.environments)
-        if envs == ():  # "" or ",": not the default, silently
-            raise errors.ValidationError(
-                "environments",
-                f"{values.shown(args.environments)} names no environment",
-                "names in fallback order, e.g. spot,ondemand",
-            )
+        envs = csv(args.environments)  # "" or ",": none, refused as an empty list is (not the default)
         enabled = None if args.disabled is None else not args.disabled
         if args.action_name == "create":
             if app.store.queue_get(args.name) is not None:  # create never overwrites
@@ -281,7 +275,7 @@ def queues_put(args: argparse.Namespace) -> int:
                 args.name,
                 priority=args.priority,
                 enabled=enabled if enabled is not None else True,
-                environments=envs or ("default",),
+                environments=("default",) if envs is None else envs,
             )
         else:
             queue = app.catalog.update_queue(

@@ -225,11 +225,14 @@ class HttpBackend:
         return out
 
     def put(self, kind: str, name: str, body: Mapping[str, Any]) -> JSONObject:
-        out: JSONObject = self.request("PUT", f"/v1/{kind}/{quote(name, safe='')}", dict(body))
+        # checked here as the server checks its path: "" would name the list, not a queue
+        path = f"/v1/{kind}/{quote(validate.name('name', name), safe='')}"
+        out: JSONObject = self.request("PUT", path, dict(body))
         return out
 
     def register_definition(self, name: str, spec: Mapping[str, Any]) -> JSONObject:
-        out: JSONObject = self.request("POST", "/v1/definitions", {"name": name, "spec": dict(spec)})
+        sent = dict(spec) if isinstance(spec, Mapping) else spec  # the server words what is not one
+        out: JSONObject = self.request("POST", "/v1/definitions", {"name": name, "spec": sent})
         return out
 
     def close(self) -> None:
@@ -357,20 +360,11 @@ class LocalBackend:
         )
 
     def put(self, kind: str, name: str, body: Mapping[str, Any]) -> JSONObject:
-        catalog = self.app.catalog
+        """What ``PUT /v1/{kind}/{name}`` does (``CatalogService.apply_queue``, ...)."""
         if kind == "queues":
-            exists = self.app.store.queue_get(name) is not None
-            queue = catalog.update_queue(name, **body) if exists else catalog.put_queue(name, **body)
-            return wire.queue_to_dict(queue)
+            return wire.queue_to_dict(self.app.catalog.apply_queue(name, body)[0])
         if kind == "environments":
-            current = self.app.store.environment_get(name)
-            values: dict[str, Any] = {
-                "max_vcpus": current.max_vcpus if current else None,
-                "max_memory_mb": current.max_memory_mb if current else None,
-                "enabled": current.enabled if current else True,
-            }
-            values.update(body)
-            return wire.environment_to_dict(catalog.put_environment(name, **values))
+            return wire.environment_to_dict(self.app.catalog.apply_environment(name, body)[0])
         raise errors.ValidationError("kind", f"{kind!r} cannot be put", "queues, environments")
 
     def register_definition(self, name: str, spec: Mapping[str, Any]) -> JSONObject:

@@ -16,6 +16,9 @@ MAX_REVISION = 2**31 - 1  # definition revisions: PostgreSQL's INTEGER
 
 # update_environment: a limit lifted (None there means "unchanged")
 UNLIMITED: Any = object()
+# the members of a queue's and an environment's JSON body (QueueIn, EnvironmentIn)
+_QUEUE_FIELDS = ("priority", "enabled", "environments")
+_ENVIRONMENT_FIELDS = ("max_vcpus", "max_memory_mb", "enabled")
 
 
 class CatalogService:
@@ -39,15 +42,28 @@ class CatalogService:
             name=validate.name("name", name),
             max_vcpus=None
             if max_vcpus is None
-            else validate.number("max_vcpus", max_vcpus, 0, 1_000_000, low_open=True),
+            else validate.number("max_vcpus", max_vcpus, 0, validate.MAX_ENV_VCPUS, low_open=True),
             max_memory_mb=None
             if max_memory_mb is None
-            else validate.integer("max_memory_mb", max_memory_mb, 1, 2**40),
+            else validate.integer("max_memory_mb", max_memory_mb, 1, validate.MAX_ENV_MEMORY_MB),
             enabled=validate.boolean("enabled", enabled),
         )
         put = self.store.environment_put(env, self.clock.now())
         self.changed()
         return put
+
+    def apply_environment(self, name: str, body: Mapping[str, Any]) -> tuple[ComputeEnvironment, bool]:
+        """Create or update from a JSON body (``PUT /v1/environments/{name}``, the SDK on either
+        path): members left out keep their value; null limits mean unlimited. True: created."""
+        validate.members("", body, _ENVIRONMENT_FIELDS)
+        validate.name("name", name)  # before the store reads it: PostgreSQL refuses a NUL
+        current = self.store.environment_get(name)
+        settings: dict[str, Any] = {
+            "max_vcpus": current.max_vcpus if current else None,
+            "max_memory_mb": current.max_memory_mb if current else None,
+            "enabled": current.enabled if current else True,
+        }
+        return self.put_environment(name, **{**settings, **body}), current is None
 
     def delete_environment(self, name: str) -> None:
         self.store.environment_delete(name, self.clock.now())
@@ -74,29 +90,41 @@ class CatalogService:
         enabled: bool = True,
         environments: Sequence[str] = ("default",),
     ) -> Queue:
-        if isinstance(environments, str) or not isinstance(environments, Sequence):
-            raise errors.ValidationError(
-                "environments",
-                f"{values.shown(environments)} is not a list of names",
-                '["spot", "on-demand"]',
-            )
-        if not environments:
-            raise errors.ValidationError(
-                "environments", "a queue needs at least one compute environment", "e.g. default"
-            )
+        # the words of the QueueIn schema: "is empty (allowed: a non-empty list of strings)"
+        environments = validate.strings(
+            "environments", environments, validate.MAX_QUEUE_ENVIRONMENTS, 1, 128, fewest=1
+        )
         if len(set(environments)) != len(environments):
             raise errors.ValidationError(
                 "environments", "lists an environment twice", "distinct names in fallback order"
             )
         queue = Queue(
             name=validate.name("name", name),
-            priority=validate.integer("priority", priority, -1000, 1000),
+            priority=validate.integer("priority", priority, *validate.QUEUE_PRIORITY),
             enabled=validate.boolean("enabled", enabled),
             environments=tuple(environments),
         )
         put = self.store.queue_put(queue, self.clock.now())
         self.changed()
         return put
+
+    def apply_queue(self, name: str, body: Mapping[str, Any]) -> tuple[Queue, bool]:
+        """Create or update from a JSON body (``PUT /v1/queues/{name}``, the SDK on either path):
+        members left out keep their value (a new queue's defaults); null is refused, as the
+        schema refuses it (``update_queue`` takes None for "unchanged"). True: created."""
+        validate.members("", body, _QUEUE_FIELDS)
+        validate.name("name", name)  # before the store reads it: PostgreSQL refuses a NUL
+        current = self.store.queue_get(name)
+        settings: dict[str, Any] = (
+            {}
+            if current is None
+            else {
+                "priority": current.priority,
+                "enabled": current.enabled,
+                "environments": current.environments,
+            }
+        )
+        return self.put_queue(name, **{**settings, **body}), current is None
 
     def delete_queue(self, name: str) -> None:
         self.store.queue_delete(name, self.clock.now())

@@ -87,11 +87,8 @@ class BulkOutcome:
 
 
 def _reason(reason: Any) -> str:
-    if not isinstance(reason, str):
-        raise errors.ValidationError("reason", f"is a {type(reason).__name__}, not text", "text")
-    if len(reason) > MAX_REASON:
-        raise errors.ValidationError("reason", f"is {len(reason):,} characters", f"at most {MAX_REASON:,}")
-    return reason
+    """A cancel's or terminate's reason, in the words of the HTTP schema (``Reason``)."""
+    return validate.string("reason", reason, None, MAX_REASON)
 
 
 # the order of NewJob's fields, which ``JobService._build`` passes positionally (a unit test
@@ -398,7 +395,7 @@ class JobService:
         if payload is not None:
             if req.function is not None or (definition is not None and definition.spec.function is not None):
                 values.call_payload("payload", payload)
-            payload_json = values.payload_json("payload", payload)
+            payload_json = values.payload_json("payload", payload, named=True)
             size = len(payload_json)
             if size > self.limits.inline_payload_bytes or size > self.limits.max_payload_bytes:
                 return None  # too big for the row: the general path refuses it or stores a blob
@@ -582,7 +579,7 @@ class JobService:
         if payload is not None:
             if spec.function is not None:
                 values.call_payload(f"{prefix}payload", payload)
-            payload_json = values.payload_json(f"{prefix}payload", payload)
+            payload_json = values.payload_json(f"{prefix}payload", payload, named=True)
             # the JSON is ASCII (ensure_ascii), so its length is its size in bytes
             size = len(payload_json)
             if size > self.limits.max_payload_bytes:
@@ -920,9 +917,18 @@ class JobService:
                 )
                 continue
             ahead = self.store.job_queue_position(job)
+            # jobs of enabled queues of higher priority that run here start first too
+            higher = sorted(
+                q.name
+                for q in self.store.queue_list()
+                if q.enabled and q.priority > queue.priority and name in q.environments
+            )
+            above = self.store.job_count_runnable(higher)
+            named = ", ".join(higher[:3]) + (f" and {len(higher) - 3} more" if len(higher) > 3 else "")
             return (
-                f"waiting for a free worker slot in environment `{name}`: {ahead} job(s) ahead in queue `{queue.name}`,"
-                f" {u.running} running on {u.live_workers} worker(s)"
+                f"waiting for a free worker slot in environment `{name}`: {ahead} job(s) ahead in queue `{queue.name}`"
+                + (f" and {above} in queues of higher priority ({named})" if above else "")
+                + f", {u.running} running on {u.live_workers} worker(s)"
             )
         return "; ".join(reasons) if reasons else job.status_reason
 

@@ -8,7 +8,7 @@ over HTTP, from the SDK on the database and in the CLI."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from conveyor.model import (
     RetryStrategy,
 )
 from conveyor.templates import template_fields
-from conveyor.values import shown, text
+from conveyor.values import NOT_TEXT, not_text, shown, text
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -36,7 +36,21 @@ MAX_VCPUS = 1024
 MAX_MEMORY_MB = 16_777_216
 MAX_RETRY_DELAY = 86_400  # a retry strategy's delay_seconds
 MAX_RETRY_MAX_DELAY = 7 * 86_400  # and its max_delay_seconds
-MAX_ARGV = 1000  # items of a command in a JSON body (the HTTP schema's limit; wire checks it too)
+# the limits of the JSON forms, which the HTTP schema (api/schema.py) publishes and every path checks
+MAX_ARGV = 1000  # items of a command
+MAX_RETRY_RULES = 100  # a retry strategy's evaluate_on_exit
+MAX_FOLLOW_UP_QUEUES = 100  # a definition's follow_up_queues
+MAX_MEMBERS = 1000  # of parameters, environment
+MAX_QUEUE_ENVIRONMENTS = 100  # a queue's compute environments
+QUEUE_PRIORITY = (-1000, 1000)
+MAX_ENV_VCPUS = 1_000_000  # a compute environment's max_vcpus
+MAX_ENV_MEMORY_MB = 2**31 - 1  # and its max_memory_mb (an INTEGER column)
+# enum-like values are taken in any case and kept in these spellings (AWS Batch: "The values
+# aren't case sensitive"); the HTTP schema marks them with CASE_INSENSITIVE
+RETRY_ACTIONS = ("RETRY", "EXIT")
+BACKOFFS = ("fixed", "exponential")
+DEPENDENCY_TYPES = ("STANDARD", "N_TO_N")
+CASE_INSENSITIVE = "x-case-insensitive"
 # the times a submission or a schedule may name: every later step (a backoff, a lease, the next
 # fire of a schedule) stays within what Python's datetime and both databases hold
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
@@ -72,6 +86,37 @@ def not_a(value: Any, kind: str) -> str:
 
 def not_a_choice(value: Any) -> str:
     return f"{shown(value)} is not a valid choice"
+
+
+def canonical(value: Any, choices: Sequence[str]) -> str | None:
+    """The choice ``value`` names in any case of its ASCII letters (``retry``: ``RETRY``), or
+    None. The HTTP schema checker calls it too, so both paths take the same spellings."""
+    if isinstance(value, str) and value.isascii():
+        for choice in choices:
+            if value.upper() == choice.upper():
+                return choice
+    return None
+
+
+def choice(field: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` as the canonical spelling of one of ``choices`` (``canonical``)."""
+    listed = ", ".join(choices)
+    if not isinstance(value, str):
+        raise errors.ValidationError(field, not_a(value, "a string"), listed)
+    found = canonical(value, choices)
+    if found is None:
+        raise errors.ValidationError(field, not_a_choice(value), listed)
+    return found
+
+
+def members(field: str, value: Mapping[Any, Any], known: Iterable[str]) -> None:
+    """Refuse a member of ``value`` not in ``known``: ``spec.zzz: is not a known field``."""
+    names = sorted(known)
+    for key in value:
+        if key not in names:
+            raise errors.ValidationError(
+                f"{field}.{key}" if field else str(key), "is not a known field", ", ".join(names)
+            )
 
 
 def figure(x: float) -> str:
@@ -128,27 +173,38 @@ def count(n: int) -> str:
 
 
 def string(field: str, value: Any, low: int | None = None, high: int | None = None) -> str:
-    """``value`` if it is a string of ``low..high`` characters."""
+    """``value`` if it is Unicode text (``values.not_text``) of ``low..high`` characters."""
     if not isinstance(value, str):
         raise errors.ValidationError(field, not_a(value, "a string"), string_kind(low, high))
     if (low is not None and len(value) < low) or (high is not None and len(value) > high):
         raise errors.ValidationError(field, length(value), characters(low, high))
+    problem = not_text(value)
+    if problem is not None:
+        raise errors.ValidationError(field, f"contains {problem}", NOT_TEXT)
     return value
 
 
-def argv(field: str, value: Any, most: int | None = None) -> tuple[str, ...]:
-    """A command: a non-empty list of strings (a tuple too), at most ``most`` of them (the
-    JSON forms' limit; the CLI's own argv has none)."""
+def strings(
+    field: str, value: Any, most: int, low: int | None = None, high: int | None = None, *, fewest: int = 0
+) -> tuple[str, ...]:
+    """A list (a tuple too) of ``fewest..most`` strings of ``low..high`` characters: a command,
+    tags, follow-up queues, a queue's environments."""
+    kind = ARGV if fewest == 1 else "a list of strings"
     if not isinstance(value, list | tuple):
-        raise errors.ValidationError(field, not_a(value, "a list"), ARGV)
-    if not value:
-        raise errors.ValidationError(field, count(0), ARGV)
-    if most is not None and len(value) > most:
+        raise errors.ValidationError(field, not_a(value, "a list"), kind)
+    if len(value) < fewest:
+        raise errors.ValidationError(field, count(len(value)), kind)
+    if len(value) > most:
         raise errors.ValidationError(field, count(len(value)), f"at most {most:,} items")
-    for i, arg in enumerate(value):
-        if not isinstance(arg, str):
-            raise errors.ValidationError(f"{field}[{i}]", not_a(arg, "a string"), "a string")
+    for i, item in enumerate(value):
+        string(f"{field}[{i}]", item, low, high)
     return tuple(value)
+
+
+def argv(field: str, value: Any) -> tuple[str, ...]:
+    """A command: a non-empty list of strings (a tuple too), at most ``MAX_ARGV`` of them on
+    every path (HTTP, the SDK, the CLI's own argv)."""
+    return strings(field, value, MAX_ARGV, fewest=1)
 
 
 def moment(field: str, value: datetime) -> datetime:
@@ -166,13 +222,15 @@ def moment(field: str, value: datetime) -> datetime:
 
 
 def name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    """A queue's, environment's or definition's name: the schema's string, then its pattern."""
+    given = string(field, value, 1, 128)
+    if not NAME_RE.fullmatch(given):
         raise errors.ValidationError(
             field,
             f"{shown(value)} is not a valid name",
             "1-128 characters: letters, digits, _ . -, starting with a letter or digit",
         )
-    return value
+    return given
 
 
 def integer(field: str, value: Any, low: int, high: int) -> int:
@@ -209,11 +267,22 @@ def boolean(field: str, value: Any) -> bool:
     return value
 
 
-def parameters(field: str, value: Any) -> dict[str, str]:
+def string_map(field: str, value: Any) -> bool:
+    """Whether ``value`` (parameters, an environment) is given: None is not; else it must be
+    an object of at most ``MAX_MEMBERS`` members, all Unicode text."""
     if value is None:
-        return {}
+        return False
     if not isinstance(value, Mapping):
         raise errors.ValidationError(field, not_a(value, "an object"), STRING_MAP)
+    if len(value) > MAX_MEMBERS:
+        raise errors.ValidationError(field, f"has {len(value):,} members", f"at most {MAX_MEMBERS:,} members")
+    text(field, value if isinstance(value, dict) else dict(value))
+    return True
+
+
+def parameters(field: str, value: Any) -> dict[str, str]:
+    if not string_map(field, value):
+        return {}
     out: dict[str, str] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not PARAM_RE.match(k):
@@ -225,15 +294,12 @@ def parameters(field: str, value: Any) -> dict[str, str]:
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise errors.ValidationError(f"{field}.{k}", not_a(v, STRING_OR_NUMBER), STRING_OR_NUMBER)
         out[k] = str(v)
-    text(field, out)
     return out
 
 
 def environment(field: str, value: Any) -> dict[str, str]:
-    if value is None:
+    if not string_map(field, value):
         return {}
-    if not isinstance(value, Mapping):
-        raise errors.ValidationError(field, not_a(value, "an object"), STRING_MAP)
     out: dict[str, str] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
@@ -247,78 +313,64 @@ def environment(field: str, value: Any) -> dict[str, str]:
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise errors.ValidationError(f"{field}.{k}", not_a(v, STRING_OR_NUMBER), STRING_OR_NUMBER)
         out[k] = str(v)
-    text(field, out)
     return out
 
 
 def retry_strategy(field: str, value: Any, default: RetryStrategy | None = None) -> RetryStrategy:
+    """A submission's or a definition's retry: attempts alone (a whole number), or a strategy
+    (an object); null leaves ``default``."""
     base = default or RetryStrategy()
     if value is None:
         return base
     if isinstance(value, int) and not isinstance(value, bool):
-        value = {"attempts": value}
+        value = {"attempts": integer(field, value, 1, MAX_ATTEMPTS)}
     if not isinstance(value, Mapping):
-        # the words of a submission's retry (attempts, or a strategy), which a definition's takes too
         raise errors.ValidationError(
             field,
             not_a(value, "a whole number or an object"),
             f"{span(1, MAX_ATTEMPTS, whole=True)}, or {RETRY_FORM}",
         )
-    known = {"attempts", "evaluate_on_exit", "backoff", "delay_seconds", "max_delay_seconds", "jitter"}
-    for k in value:
-        if k not in known:
-            raise errors.ValidationError(f"{field}.{k}", "is not a known field", ", ".join(sorted(known)))
+    members(
+        field,
+        value,
+        ("attempts", "evaluate_on_exit", "backoff", "delay_seconds", "max_delay_seconds", "jitter"),
+    )
     rules = []
     given_rules = value.get("evaluate_on_exit")
-    if given_rules is not None and not isinstance(given_rules, list | tuple):
+    rules_kind = f"a list of {RULE.removeprefix('a ')}s"
+    if not isinstance(given_rules, list | tuple):
+        if "evaluate_on_exit" in value:
+            raise errors.ValidationError(
+                f"{field}.evaluate_on_exit", not_a(given_rules, "a list"), rules_kind
+            )
+        given_rules = []
+    if len(given_rules) > MAX_RETRY_RULES:
         raise errors.ValidationError(
-            f"{field}.evaluate_on_exit", not_a(given_rules, "a list"), f"a list of {RULE.removeprefix('a ')}s"
+            f"{field}.evaluate_on_exit", count(len(given_rules)), f"at most {MAX_RETRY_RULES:,} items"
         )
-    for i, rule in enumerate(given_rules or []):
+    for i, rule in enumerate(given_rules):
         f = f"{field}.evaluate_on_exit[{i}]"
         if not isinstance(rule, Mapping):
             raise errors.ValidationError(f, not_a(rule, "an object"), RULE)
         if "action" not in rule:
-            raise errors.ValidationError(f"{f}.action", "is required", "RETRY, EXIT")
-        for key in rule:
-            if key not in ("action", "on_exit_code", "on_reason"):
-                raise errors.ValidationError(
-                    f"{f}.{key}", "is not a known field", "action, on_exit_code, on_reason"
-                )
-        given = rule["action"]
-        if not isinstance(given, str):
-            raise errors.ValidationError(f"{f}.action", not_a(given, "a string"), "RETRY, EXIT")
-        action = given.upper()
-        if action not in ("RETRY", "EXIT"):
-            raise errors.ValidationError(f"{f}.action", not_a_choice(given), "RETRY, EXIT")
+            raise errors.ValidationError(f"{f}.action", "is required", ", ".join(RETRY_ACTIONS))
+        members(f, rule, ("action", "on_exit_code", "on_reason"))
+        action = choice(f"{f}.action", rule["action"], RETRY_ACTIONS)
         code, reason = rule.get("on_exit_code"), rule.get("on_reason")
         if reason is not None:
             string(f"{f}.on_reason", reason, None, 512)
-        if isinstance(code, str):  # a number is taken as its digits
+        if code is not None:  # a glob, as AWS Batch's onExitCode: a string, "137" not 137
             string(f"{f}.on_exit_code", code, None, 512)
         if code is None and reason is None:
             raise errors.ValidationError(
                 f, "needs on_exit_code or on_reason (globs)", 'e.g. on_exit_code: "137"'
             )
-        if code is not None and not re.match(r"^[0-9*?\[\]-]{1,512}$", str(code)):
+        if code is not None and not re.fullmatch(r"[0-9*?\[\]-]{1,512}", code):
             raise errors.ValidationError(
                 f"{f}.on_exit_code", f"{shown(code)} is not an exit code glob", "digits and * ? [ ]"
             )
-        rules.append(
-            RetryRule(
-                RetryAction(action),
-                None if code is None else str(code),
-                None if reason is None else str(reason),
-            )
-        )
-    given_backoff = value.get("backoff", base.backoff.value)
-    if not isinstance(given_backoff, str):
-        raise errors.ValidationError(
-            f"{field}.backoff", not_a(given_backoff, "a string"), "fixed, exponential"
-        )
-    backoff = given_backoff.lower()
-    if backoff not in ("fixed", "exponential"):
-        raise errors.ValidationError(f"{field}.backoff", not_a_choice(given_backoff), "fixed, exponential")
+        rules.append(RetryRule(RetryAction(action), code, reason))
+    backoff = choice(f"{field}.backoff", value.get("backoff", base.backoff.value), BACKOFFS)
     return RetryStrategy(
         attempts=integer(f"{field}.attempts", value.get("attempts", base.attempts), 1, MAX_ATTEMPTS),
         evaluate_on_exit=tuple(rules) if "evaluate_on_exit" in value else base.evaluate_on_exit,
@@ -342,7 +394,6 @@ def directory(field: str, value: Any) -> str | None:
         return None
     if not string(field, value, None, 4096):
         raise errors.ValidationError(field, f"{shown(value)} is not a directory path", "a non-empty path")
-    text(field, value)
     if not value.startswith("/"):  # relative to what? each worker's own directory
         raise errors.ValidationError(
             field, f"{shown(value)} is a relative path", "an absolute path, e.g. /srv/app"
@@ -350,18 +401,22 @@ def directory(field: str, value: Any) -> str | None:
     return str(value)
 
 
-def definition_spec(value: Mapping[str, Any], field: str = "spec") -> DefinitionSpec:
+def definition_spec(value: Any, field: str = "spec") -> DefinitionSpec:
     """Build a spec from plain data (CLI flags, JSON bodies); errors name ``field.<key>``
     (``spec.vcpus``, as the HTTP schema names the member of ``POST /v1/definitions``), or
-    ``<key>`` alone when ``field`` is empty (a single submission's own fields)."""
+    ``<key>`` alone when ``field`` is empty (a single submission's own fields). A member given
+    as null is left out, as in a submission."""
     pre = f"{field}." if field else ""
-    known = {
-        "command", "function", "parameters", "vcpus", "memory_mb", "timeout_seconds", "retry",
-        "environment", "follow_up_queues", "working_dir",
-    }  # fmt: skip
-    for k in value:
-        if k not in known:
-            raise errors.ValidationError(f"{pre}{k}", "is not a known field", ", ".join(sorted(known)))
+    if not isinstance(value, Mapping):
+        raise errors.ValidationError(field or "body", not_a(value, "an object"), "an object")
+    members(
+        field,
+        value,
+        (
+            "command", "function", "parameters", "vcpus", "memory_mb", "timeout_seconds", "retry",
+            "environment", "follow_up_queues", "working_dir",
+        ),
+    )  # fmt: skip
     command, function = value.get("command"), value.get("function")
     if (command is None) == (function is None):
         raise errors.ValidationError(
@@ -376,19 +431,15 @@ def definition_spec(value: Mapping[str, Any], field: str = "spec") -> Definition
             raise errors.ValidationError(
                 f"{pre}command", "names no program (its first item is empty)", '["python", "job.py"]'
             )
-        text(f"{pre}command", args)
         template_fields(args)
-    if function is not None and not FUNCTION_RE.match(string(f"{pre}function", function, None, 512)):
+    if function is not None and not FUNCTION_RE.fullmatch(string(f"{pre}function", function, None, 512)):
         raise errors.ValidationError(
             f"{pre}function", f"{shown(function)} is not a callable path", "module.path:callable"
         )
     timeout = value.get("timeout_seconds")
-    queues = value.get("follow_up_queues") or ()
-    if not isinstance(queues, list | tuple):
-        raise errors.ValidationError(f"{pre}follow_up_queues", not_a(queues, "a list"), "a list of strings")
-    for i, q in enumerate(queues):
-        string(f"{pre}follow_up_queues[{i}]", q, None, 128)
-    text(f"{pre}follow_up_queues", queues)
+    queues = value.get("follow_up_queues")
+    if queues is not None:
+        queues = strings(f"{pre}follow_up_queues", queues, MAX_FOLLOW_UP_QUEUES, None, 128)
     working_dir = directory(f"{pre}working_dir", value.get("working_dir"))
     return DefinitionSpec(
         command=args,
@@ -401,6 +452,6 @@ def definition_spec(value: Mapping[str, Any], field: str = "spec") -> Definition
         else number(f"{pre}timeout_seconds", timeout, 0, MAX_TIMEOUT_SECONDS, low_open=True),
         retry=retry_strategy(f"{pre}retry", value.get("retry")),
         environment=environment(f"{pre}environment", value.get("environment")),
-        follow_up_queues=tuple(str(q) for q in queues),
+        follow_up_queues=queues or (),
         working_dir=working_dir,
     )

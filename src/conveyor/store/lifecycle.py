@@ -884,6 +884,19 @@ class LifecycleOps(CatalogOps):
             )
         return int(row["n"]) if row else 0
 
+    def job_count_runnable(self, queues: Sequence[str]) -> int:
+        """How many jobs of ``queues`` are runnable (those of higher priority than a waiting
+        job's queue are ahead of it too)."""
+        if not queues:
+            return 0
+        with self._read() as tx:
+            row = tx.one(
+                "SELECT COUNT(*) AS n FROM jobs WHERE state = 'RUNNABLE'"
+                f" AND queue IN ({', '.join('?' for _ in queues)})",
+                tuple(queues),
+            )
+        return int(row["n"]) if row else 0
+
     # -- claiming ---------------------------------------------------------------------------
     def job_claim(self, req: ClaimRequest, now: datetime) -> list[Job]:
         """Claim up to ``req.limit`` runnable jobs that fit, with a lease; promote due jobs first."""

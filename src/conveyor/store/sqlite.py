@@ -474,11 +474,39 @@ class SQLiteStore(StoreOps):
                             fd = self._open_lock_file()
                         fcntl.flock(fd, fcntl.LOCK_EX)
                         try:
-                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                            row = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                         finally:
                             fcntl.flock(fd, fcntl.LOCK_UN)
+                    if row is not None and row[1] > 0 and row[1] == row[2] and self._synchronous != "OFF":
+                        if fd is None:
+                            fd = self._open_lock_file()
+                        self._start_log_over(conn, fd)
                 except (sqlite3.Error, errors.StoreUnavailable):
                     pass
+
+    @staticmethod
+    def _start_log_over(conn: sqlite3.Connection, fd: int) -> None:
+        """Start a log that a checkpoint copied entirely over now, with a write of nothing (the
+        database's user_version, as it is). The write that starts the log over writes its
+        header and syncs it (synchronous NORMAL or more): ~0.25-0.8 ms that the first
+        submission or claim after each checkpoint paid, holding the write lock (W3's tail on
+        SQLite: ~1.8% of jobs at 50/s took 0.8 ms longer). Only when the write lock is free
+        at once (``LOCK_NB``): a writer under way starts the log over itself, as before."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _open_lock_file(self) -> int:
         try:

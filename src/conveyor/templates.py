@@ -13,10 +13,11 @@ _PLACEHOLDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ALLOWED = "{name} placeholders; {{ and }} for braces"
 
 
-def template_fields(argv: tuple[str, ...], field: str = "command") -> set[str]:
+def template_fields(argv: tuple[str, ...], field: str = "command", *, indexed: bool = False) -> set[str]:
     """The ``{param}`` names an argv template uses. Only plain names: ``str.format_map``
     would also follow ``{x.attr}`` and ``{x[0]}`` and pad to any width (``{x:>999999999}``
-    is a gigabyte), so those are refused."""
+    is a gigabyte), so those are refused naming ``field``, or with ``indexed`` the item
+    (``spec.command[2]``)."""
     names: set[str] = set()
     for arg in argv:
         try:
@@ -32,12 +33,21 @@ def template_fields(argv: tuple[str, ...], field: str = "command") -> set[str]:
                         + "}"
                     )
                     raise errors.ValidationError(
-                        field, f"{arg!r}: {shown} is not a plain placeholder", _ALLOWED
+                        _item(field, argv, arg, indexed),
+                        f"{arg!r}: {shown} is not a plain placeholder",
+                        _ALLOWED,
                     )
                 names.add(name)
         except ValueError as exc:
-            raise errors.ValidationError(field, f"{arg!r}: {exc}", _ALLOWED) from None
+            raise errors.ValidationError(
+                _item(field, argv, arg, indexed), f"{arg!r}: {exc}", _ALLOWED
+            ) from None
     return names
+
+
+def _item(field: str, argv: tuple[str, ...], arg: str, indexed: bool) -> str:
+    # found when refused, not counted on the way: an equal item before it was refused first
+    return f"{field}[{argv.index(arg)}]" if indexed else field
 
 
 def render_text(field: str, text: str, params: Mapping[str, str]) -> str:

@@ -7,6 +7,7 @@ submission means the same over HTTP, from the SDK on the database and in ``--fro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 from conveyor import errors, values
 from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
-from conveyor.engine.jobs import MAX_KEY, MAX_NAME, BulkOutcome, JobSelection, SubmitRequest
+from conveyor.engine.jobs import (
+    MAX_BULK_IDS,
+    MAX_FILTER_STATES,
+    MAX_KEY,
+    MAX_NAME,
+    BulkOutcome,
+    JobSelection,
+    SubmitRequest,
+)
 from conveyor.model import (
     MAX_ID,
     Attempt,
@@ -91,29 +100,103 @@ def batch_to_dict(results: Sequence[Inserted]) -> JSONObject:
     }
 
 
-def job_states(field: str, texts: Iterable[str]) -> tuple[JobState, ...]:
-    """Job states named in ``texts`` (each may list several, comma-separated; any case)."""
+_STATES = ", ".join(validate.JOB_STATES)
+
+
+def job_states(field: str, texts: Iterable[Any]) -> tuple[JobState, ...]:
+    """Job states named in ``texts``, flags or query parameters: each may list several,
+    comma-separated, in any case of their ASCII letters (``validate.canonical``); an empty
+    text names none."""
     states: list[JobState] = []
     for text in texts:
-        for part in text.split(","):
-            try:
-                states.append(JobState(part.strip().upper()))
-            except ValueError:
-                raise errors.ValidationError(
-                    field, f"{part!r} is not a job state", ", ".join(s.value for s in JobState)
-                ) from None
+        if not isinstance(text, str):
+            raise errors.ValidationError(field, validate.not_a(text, "a string"), _STATES)
+        if text:
+            states.extend(
+                JobState(validate.choice(field, part.strip(), validate.JOB_STATES))
+                for part in text.split(",")
+            )
     return tuple(states)
 
 
 def selection_from_dict(body: Mapping[str, Any]) -> JobSelection:
-    """A bulk action's selection from its JSON body (checked against its schema by the API)."""
+    """A bulk action's selection from its JSON body, in the words of its schema (``BulkStop``):
+    ``states`` a list of job states, each in any case, never several in one string; the
+    engine checks the rest (``JobService.act_on_many``)."""
+    ids, states = body.get("ids"), body.get("states")
     return JobSelection(
-        ids=tuple(body.get("ids") or ()),
-        states=job_states("states", body.get("states") or ()),
+        ids=() if ids is None else validate.items("ids", ids, MAX_BULK_IDS, "a list of whole numbers"),
+        states=()
+        if states is None
+        else tuple(
+            JobState(validate.choice(f"states[{i}]", state, validate.JOB_STATES))
+            for i, state in enumerate(
+                validate.items("states", states, MAX_FILTER_STATES, "a list of strings")
+            )
+        ),
         queue=body.get("queue"),
         tag=body.get("tag"),
         everything=validate.boolean("all", body.get("all", False)),
     )
+
+
+def job_filters(
+    *,
+    state: Any = None,
+    queue: Any = None,
+    tag: Any = None,
+    array_parent_id: Any = None,
+    children: Any = False,
+    before_id: Any = None,
+    created_after: Any = None,
+    created_before: Any = None,
+    limit: Any = None,
+    most: int = MAX_PAGE,
+) -> dict[str, Any]:
+    """The filters of a job listing as ``Store.job_list`` takes them, each checked in the same
+    words on every path: ``GET /v1/jobs`` (its query text read by ``query_value``), the SDK
+    on either backend, ``conveyor jobs list`` (``most``: its own largest page). ``state``: a
+    text or a list of texts (``job_states``); None or an empty text: no filter."""
+    texts = () if state is None else state if isinstance(state, list | tuple) else (state,)
+    return {
+        "states": job_states("state", texts),
+        "queue": None if queue is None else validate.string("queue", queue, None, 512),
+        "tag": None if tag is None else validate.string("tag", tag, None, 128),
+        "array_parent_id": None
+        if array_parent_id is None
+        else validate.integer("array_parent_id", array_parent_id, 1, MAX_ID),
+        "include_children": False if children is None else validate.boolean("children", children),
+        "before_id": None if before_id is None else validate.integer("before_id", before_id, 1, MAX_ID),
+        "created_after": None if created_after is None else _filter_time("created_after", created_after),
+        "created_before": None if created_before is None else _filter_time("created_before", created_before),
+        "limit": validate.integer("limit", 50 if limit is None else limit, 1, most),
+    }
+
+
+_WHOLE = re.compile(r"-?[0-9]{1,1000}")
+
+
+def query_value(text: str | None, whole: bool = False) -> Any:
+    """A query parameter's text as ``job_filters`` takes it: an empty one is left out, a whole
+    number's digits are that number (other text is refused there as the SDK's would be)."""
+    if not text:
+        return None
+    return int(text) if whole and _WHOLE.fullmatch(text) else text
+
+
+def query_flag(text: str | None) -> Any:
+    """A query parameter's text as a flag (``true``, ``1``, ``yes``; ``false``, ``0``, ``no``;
+    any case), as ``job_filters`` takes it: other text is refused there, an empty one left out."""
+    if not text:
+        return None
+    return _FLAGS.get(text.lower(), text)
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _filter_time(field: str, value: Any) -> datetime:
+    return validate.moment(field, _time(field, value))
 
 
 def bulk_to_dict(out: BulkOutcome) -> JSONObject:

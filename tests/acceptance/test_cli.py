@@ -194,8 +194,8 @@ BAD_OPTIONS = [
     pytest.param(["run-job", "1", "--lease-seconds", "nan"], "lease_seconds", id="run-job-lease-nan"),
     pytest.param(["jobs", "list", "--limit", "0"], "limit", id="list-limit-0"),
     pytest.param(["jobs", "list", "--limit", str(2**64)], "limit", id="list-limit-huge"),
-    pytest.param(["jobs", "list", "--before", str(2**64)], "before", id="list-before-huge"),
-    pytest.param(["jobs", "list", "--array", str(2**64)], "array", id="list-array-huge"),
+    pytest.param(["jobs", "list", "--before", str(2**64)], "before_id", id="list-before-huge"),
+    pytest.param(["jobs", "list", "--array", str(2**64)], "array_parent_id", id="list-array-huge"),
     pytest.param(["jobs", "prune", "--older-than", "-1"], "older_than", id="prune-negative"),
     pytest.param(["jobs", "prune", "--older-than", "nan"], "older_than", id="prune-nan"),
     pytest.param(["submit", "--from-file", "/nonexistent/jobs.jsonl"], "from_file", id="from-file-missing"),
@@ -286,7 +286,7 @@ def test_unknown_state_filter_exits_2_naming_the_field(sqlite_url: str, tmp_path
     done = conveyor("jobs", "list", "--state", "DONE", db=sqlite_url, cwd=tmp_path)
     assert done.returncode == 2
     line = one_line_error(done.stderr)
-    assert line.startswith("conveyor: state: 'DONE' is not a job state")
+    assert line.startswith("conveyor: state: 'DONE' is not a valid choice")
     assert "SUCCEEDED" in line
 
 
@@ -526,6 +526,9 @@ BAD_BULK = [
     pytest.param(["jobs", "terminate", "--state", "DONE"], "state", id="unknown-state"),
     pytest.param(["jobs", "cancel", "--queue", "nope"], "queue", id="unknown-queue"),
     pytest.param(["jobs", "cancel", "--all", "--reason", "x" * 1001], "reason", id="long-reason"),
+    # refused as a name, as over HTTP (it was "queue '' does not exist")
+    pytest.param(["jobs", "cancel", "--queue", ""], "queue", id="empty-queue"),
+    pytest.param(["jobs", "cancel", "--queue", "a b"], "queue", id="queue-not-a-name"),
 ]
 
 
@@ -541,6 +544,86 @@ def test_a_bad_bulk_action_exits_2_naming_the_field_and_changes_nothing(
         field == "queue" and line == "conveyor: queue 'nope' does not exist"
     )
     assert app.jobs.get(job_id).state is JobState.RUNNABLE
+
+
+STATES = "SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED, FAILED, CANCELLED"
+# (command, refusal): the words of HTTP and the SDK (tests/api/test_bulk_parity.py)
+SAME_WORDS = [
+    pytest.param(
+        ["jobs", "list", "--state", "runnable,done"],
+        ("state", "'done' is not a valid choice", STATES),
+        id="list-state",
+    ),
+    pytest.param(
+        ["jobs", "cancel", "--state", "Done"],
+        ("state", "'Done' is not a valid choice", STATES),
+        id="bulk-state",
+    ),
+    pytest.param(
+        ["jobs", "list", "--queue", "q" * 513],
+        ("queue", "is 513 characters", "at most 512 characters"),
+        id="list-queue",
+    ),
+    pytest.param(
+        ["jobs", "cancel", "--tag", ""], ("tag", "is 0 characters", "1-128 characters"), id="bulk-tag"
+    ),
+    pytest.param(
+        ["jobs", "list", "--before", "0"],
+        ("before_id", "0 is below 1", "a whole number from 1 to 4611686018427387904"),
+        id="list-before",
+    ),
+    pytest.param(
+        ["jobs", "list", "--created-after", "2026-01-01T00:00:00"],
+        (
+            "created_after",
+            "'2026-01-01T00:00:00' has no UTC offset",
+            "an ISO-8601 time with its UTC offset, e.g. 2026-05-01T12:00:00+00:00",
+        ),
+        id="list-created-after",
+    ),
+    pytest.param(
+        [
+            "definitions",
+            "register",
+            "d",
+            "--follow-up-queue",
+            "default",
+            "--follow-up-queue",
+            "nope",
+            "--",
+            "echo",
+        ],
+        ("spec.follow_up_queues[1]", "queue 'nope' does not exist", "default"),
+        id="follow-up-queue",
+    ),
+    pytest.param(
+        ["definitions", "register", "d", "--", "echo", "{x.y}"],
+        (
+            "spec.command[1]",
+            "'{x.y}': {x.y} is not a plain placeholder",
+            "{name} placeholders; {{ and }} for braces",
+        ),
+        id="template",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "refused"), SAME_WORDS)
+def test_a_filter_or_a_definition_is_refused_in_the_words_of_http(
+    db_url: str, tmp_path: Path, args: list[str], refused: tuple[str, str, str]
+) -> None:
+    done = conveyor(*args, db=db_url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    field, reason, allowed = refused
+    assert one_line_error(done.stderr) == f"conveyor: {field}: {reason} (allowed: {allowed})"
+
+
+def test_filters_take_a_state_in_any_case(app: App, db_url: str, tmp_path: Path) -> None:
+    job_id = app.jobs.submit(SubmitRequest(command=["true"])).job.id
+    listed = ok_json("jobs", "list", "--state", "runnable,Pending", db=db_url, cwd=tmp_path)
+    assert [j["id"] for j in listed] == [job_id]
+    dry = ok_json("jobs", "cancel", "--state", "runnable", "--dry-run", db=db_url, cwd=tmp_path)
+    assert dry["changed"] == [job_id]
 
 
 def test_show_says_the_job_waits_on_a_disabled_queue(app: App, tmp_path: Path) -> None:

@@ -153,6 +153,18 @@ def wait_state(live: Live, job_id: int, *states: str, timeout: float = 20.0) -> 
         time.sleep(0.03)
 
 
+@pytest.fixture
+def both(live: Live) -> Iterator[tuple[Client, Client]]:
+    """The SDK over HTTP and on the database, on the same store."""
+    live.app.catalog.put_environment("spot")
+    over_http, on_database = Client(live.url, live.admin), Client.from_database(live.app.url)
+    try:
+        yield over_http, on_database
+    finally:
+        over_http.close()
+        on_database.close()
+
+
 @pytest.fixture(params=["http", "database"])
 def client(request: pytest.FixtureRequest, live: Live) -> Iterator[Client]:
     """The SDK over HTTP and straight on the database: tests run against both."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,21 +22,10 @@ from tests.api.conftest import Live
 from tests.api.test_error_uniformity import _bad_values
 
 NUL = "Unicode text without NUL"
+TEMPLATES = "{name} placeholders; {{ and }} for braces"
 C = ["true"]
 Refused = tuple[str, str, str]  # field, reason, allowed
 Expected = Refused | dict[str, Any]  # a refusal, or members of what is stored
-
-
-@pytest.fixture
-def both(live: Live) -> Iterator[tuple[Client, Client]]:
-    """The SDK over HTTP and on the database, on the same store."""
-    live.app.catalog.put_environment("spot")
-    over_http, on_database = Client(live.url, live.admin), Client.from_database(live.app.url)
-    try:
-        yield over_http, on_database
-    finally:
-        over_http.close()
-        on_database.close()
 
 
 def outcome(run: Callable[[], dict[str, Any]]) -> tuple[Any, ...]:
@@ -180,6 +169,19 @@ DEFINITION_CASES: list[tuple[Any, Expected]] = [
         ("spec.follow_up_queues[0]", "contains a NUL character", NUL),
     ),
     ({"command": C, "working_dir": "/a\x00"}, ("spec.working_dir", "contains a NUL character", NUL)),
+    # a bad template or an unknown follow-up queue is named at its item, not at the list
+    (
+        {"command": ["echo", "{day}", "{x.y}"]},
+        ("spec.command[2]", "'{x.y}': {x.y} is not a plain placeholder", TEMPLATES),
+    ),
+    (
+        {"command": ["echo", "a}"]},
+        ("spec.command[1]", "'a}': Single '}' encountered in format string", TEMPLATES),
+    ),
+    (
+        {"command": C, "follow_up_queues": ["default", "sync-*", "nope"]},
+        ("spec.follow_up_queues[2]", "queue 'nope' does not exist", "default"),
+    ),
 ]
 
 
@@ -256,6 +258,7 @@ SUBMISSION_CASES: list[tuple[dict[str, Any], Expected]] = [
         {"retry": _rule(on_reason="\x00")},
         ("retry.evaluate_on_exit[0].on_reason", "contains a NUL character", NUL),
     ),
+    ({"command": ["x", "{p!r}"]}, ("command[1]", "'{p!r}': {p!r} is not a plain placeholder", TEMPLATES)),
 ]
 
 

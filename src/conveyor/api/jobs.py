@@ -204,37 +204,29 @@ def _readable(call: Call, job_id: int) -> Job:
 
 def list_jobs(call: Call) -> Reply:
     p = call.principal
-    queue = call.q_str("queue")
+    queue = call.query.get("queue")
     if not p.reader:
         call.require(
             p.job_id is None and queue is not None and p.may_submit(queue),
             "list jobs (a submit token lists one of its queues: ?queue=NAME)",
         )
-    states = wire.job_states("state", call.query.getlist("state"))
-    limit = call.q_int("limit", 50, 1, MAX_PAGE)
-    assert limit is not None
-    jobs = call.app.store.job_list(
-        states=states,
+    q = call.query
+    filters = wire.job_filters(
+        state=q.getlist("state"),
         queue=queue,
-        tag=call.q_str("tag", 128),
-        array_parent_id=call.q_int("array_parent_id", None, 1, MAX_ID),
+        tag=q.get("tag"),
+        array_parent_id=wire.query_value(q.get("array_parent_id"), whole=True),
         # array children are left out unless asked for, as the CLI does: an array job stands
         # for them (a state filter may match them alone: ?children=true)
-        include_children=call.q_bool("children"),
-        before_id=call.q_int("before_id", None, 1, MAX_ID),
-        created_after=wire_time(call, "created_after"),
-        created_before=wire_time(call, "created_before"),
-        limit=limit,
+        children=wire.query_flag(q.get("children")),
+        before_id=wire.query_value(q.get("before_id"), whole=True),
+        created_after=wire.query_value(q.get("created_after")),
+        created_before=wire.query_value(q.get("created_before")),
+        limit=wire.query_value(q.get("limit"), whole=True),
     )
-    next_id = jobs[-1].id if len(jobs) == limit else None
+    jobs = call.app.store.job_list(**filters)
+    next_id = jobs[-1].id if len(jobs) == filters["limit"] else None
     return Reply({"jobs": [wire.job_to_dict(j) for j in jobs], "next_before_id": next_id})
-
-
-def wire_time(call: Call, name: str) -> Any:
-    text = call.q_str(name, 64)
-    if text is None:
-        return None
-    return wire._time(name, text)
 
 
 def get_job(call: Call) -> Reply:

@@ -23,11 +23,12 @@ from conveyor import errors, values
 from conveyor.api.schedule_schemas import SCHEDULE_SCHEMAS
 from conveyor.engine import validate
 from conveyor.engine.catalog import MAX_REVISION
-from conveyor.engine.jobs import MAX_KEY, MAX_NAME, MAX_REASON
+from conveyor.engine.jobs import MAX_BULK_IDS, MAX_FILTER_STATES, MAX_KEY, MAX_NAME, MAX_REASON
 from conveyor.engine.validate import (
     BACKOFFS,
     CASE_INSENSITIVE,
     DEPENDENCY_TYPES,
+    JOB_STATES,
     MAX_ARGV,
     MAX_ATTEMPTS,
     MAX_DELAY_SECONDS,
@@ -193,13 +194,20 @@ REASON: S = {
     "additionalProperties": False,
     "properties": {"reason": {"type": "string", "maxLength": MAX_REASON}},
 }
+# a bulk action's selection: what the engine takes on every path (wire.selection_from_dict,
+# JobService.act_on_many), in its words
 _SELECTION: dict[str, S] = {
-    "ids": {"type": "array", "maxItems": 100_000, "items": ID, "description": "these jobs (no filter then)"},
+    "ids": {
+        "type": "array",
+        "maxItems": MAX_BULK_IDS,
+        "items": ID,
+        "description": "these jobs (no filter then); one that names no job is skipped as unknown",
+    },
     "states": {
         "type": "array",
-        "maxItems": 10,
-        "items": STATE,
-        "description": "filter: jobs in these states",
+        "maxItems": MAX_FILTER_STATES,
+        "items": choices(JOB_STATES),
+        "description": "filter: jobs in these states (each in any case, one per item)",
     },
     "queue": {**NAME, "description": "filter: jobs of this queue"},
     "tag": {"type": "string", "minLength": 1, "maxLength": 128, "description": "filter: jobs with this tag"},

@@ -27,7 +27,7 @@ from conveyor.cli.common import (
 )
 from conveyor.engine import validate
 from conveyor.engine.jobs import BULK_PAGE, MAX_EVENTS_PAGE, JobSelection, SubmitRequest
-from conveyor.model import MAX_ID, Dependency, DependencyType, Event, Job, JobState
+from conveyor.model import Dependency, DependencyType, Event, Job, JobState
 
 MAX_LIST = 100_000  # jobs in one `jobs list` (page on with --before)
 
@@ -136,12 +136,18 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=Formatter,
     )
     add_db(lp)
-    lp.add_argument("--state", action="append", type=str.upper, help="filter by state (repeat)")
+    lp.add_argument(
+        "--state", action="append", help="filter by state, in any case (repeat, or comma-separated)"
+    )
     lp.add_argument("--queue", help="filter by queue")
     lp.add_argument("--tag", help="filter by tag")
     lp.add_argument("--array", type=whole, metavar="ID", help="the children of this array job")
     lp.add_argument(
         "--children", action="store_true", help="list array children too (default: their array jobs only)"
+    )
+    lp.add_argument("--created-after", metavar="ISO-TIME", help="jobs created after this time (with offset)")
+    lp.add_argument(
+        "--created-before", metavar="ISO-TIME", help="jobs created before this time (with offset)"
     )
     lp.add_argument("--limit", type=whole, default=50)
     lp.add_argument("--before", type=whole, metavar="ID", help="page on: jobs with a smaller id")
@@ -208,7 +214,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ap.add_argument("ids", type=whole, nargs="*", metavar="ID", help="the jobs (or a filter instead)")
         ap.add_argument("--queue", help="every selected job of this queue")
         ap.add_argument(
-            "--state", action="append", type=str.upper, help=f"filter by state (repeat): {states}"
+            "--state",
+            action="append",
+            help=f"filter by state, in any case (repeat, or comma-separated): {states}",
         )
         ap.add_argument("--tag", help="every selected job with this tag")
         ap.add_argument("--all", action="store_true", help="no filter: every job in the states above")
@@ -382,21 +390,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    states = wire.job_states("state", args.state or ())
-    validate.integer("limit", args.limit, 1, MAX_LIST)
-    for field, value in (("before", args.before), ("array", args.array)):
-        if value is not None:
-            validate.integer(field, value, 1, MAX_ID)
+    # the filters of GET /v1/jobs, in its words (--before is before_id, --array array_parent_id)
+    filters = wire.job_filters(
+        state=args.state,
+        queue=args.queue,
+        tag=args.tag,
+        array_parent_id=args.array,
+        children=args.children,
+        before_id=args.before,
+        created_after=args.created_after,
+        created_before=args.created_before,
+        limit=args.limit,
+        most=MAX_LIST,
+    )
+    states = filters["states"]
     with open_app(args) as app:
-        jobs = app.store.job_list(
-            states=states,
-            queue=args.queue,
-            tag=args.tag,
-            array_parent_id=args.array,
-            include_children=args.children,
-            before_id=args.before,
-            limit=args.limit,
-        )
+        jobs = app.store.job_list(**filters)
         if args.json:
             render.emit_json(jobs)
             return 0
@@ -407,13 +416,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         # not full): no more of the index than the listing itself read.
         if states and args.array is None and not args.children:
             left_out = app.store.job_list(
-                states=states,
-                queue=args.queue,
-                tag=args.tag,
+                **{**filters, "include_children": False, "limit": 1},
                 only_children=True,
-                before_id=args.before,
                 from_id=jobs[-1].id if len(jobs) == args.limit else None,
-                limit=1,
             )
             if left_out:
                 sys.stderr.write(

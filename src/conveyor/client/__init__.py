@@ -173,20 +173,27 @@ class Client:
         array_parent_id: int | None = None,
         children: bool = False,
         before_id: int | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
         limit: int = 50,
     ) -> JSONObject:
         """One page of jobs, newest first: ``{"jobs": [...], "next_before_id": ...}``. Array
         children are listed with ``children=True`` (with the other jobs) or ``array_parent_id``
-        (one array job's); otherwise their array job stands for them."""
-        states = state if isinstance(state, str) or state is None else ",".join(state)
+        (one array job's); otherwise their array job stands for them. ``state``: a state in
+        any case, several comma-separated, or a list of them; ``created_after``,
+        ``created_before``: ISO-8601 times with their offset."""
         return self.backend.list_jobs(
             {
-                "state": states,
+                "state": state
+                if isinstance(state, str | list | tuple) or not isinstance(state, Iterable)
+                else list(state),
                 "queue": queue,
                 "tag": tag,
                 "array_parent_id": array_parent_id,
                 "children": children,
                 "before_id": before_id,
+                "created_after": created_after,
+                "created_before": created_before,
                 "limit": limit,
             }
         )

@@ -17,7 +17,6 @@ from urllib.parse import quote, urlencode, urlsplit
 from conveyor import errors, wire
 from conveyor.app import App
 from conveyor.engine import validate
-from conveyor.model import MAX_ID
 
 JSONObject = dict[str, Any]
 
@@ -175,9 +174,11 @@ class HttpBackend:
         return out
 
     def list_jobs(self, query: Mapping[str, Any]) -> JSONObject:
+        # checked here, as LocalBackend checks them: a query string carries text, which the
+        # server takes in more forms ("5" for 5, "yes" for true)
+        wire.job_filters(**query)
         sent = dict(query)
-        if sent.get("children") is not None:  # checked here: the server also takes "yes", "1"
-            sent["children"] = "true" if validate.boolean("children", sent["children"]) else None
+        sent["children"] = "true" if sent.get("children") else None
         out: JSONObject = self.request("GET", "/v1/jobs", query=sent)
         return out
 
@@ -268,28 +269,12 @@ class LocalBackend:
         return out
 
     def list_jobs(self, query: Mapping[str, Any]) -> JSONObject:
-        """What ``GET /v1/jobs`` answers, checked as it checks (a limit of 0 listed every job)."""
-        limit = validate.integer(
-            "limit", 50 if query.get("limit") is None else query["limit"], 1, wire.MAX_PAGE
-        )
-        state = query.get("state")
-        ids = {
-            name: None if query.get(name) is None else validate.integer(name, query[name], 1, MAX_ID)
-            for name in ("array_parent_id", "before_id")
-        }
-        children = query.get("children")
-        jobs = self.app.store.job_list(
-            states=list(wire.job_states("state", [state] if state else [])),
-            queue=query.get("queue"),
-            tag=query.get("tag"),
-            array_parent_id=ids["array_parent_id"],
-            include_children=children is not None and validate.boolean("children", children),
-            before_id=ids["before_id"],
-            limit=limit,
-        )
+        """What ``GET /v1/jobs`` answers, checked as it checks (``wire.job_filters``)."""
+        filters = wire.job_filters(**query)
+        jobs = self.app.store.job_list(**filters)
         return {
             "jobs": [wire.job_to_dict(j) for j in jobs],
-            "next_before_id": jobs[-1].id if len(jobs) == limit else None,
+            "next_before_id": jobs[-1].id if len(jobs) == filters["limit"] else None,
         }
 
     def job_action(self, job_id: int, action: str, reason: str = "") -> JSONObject:

@@ -145,17 +145,27 @@ class CatalogService:
     def register_definition(self, name: str, spec: Mapping[str, Any]) -> tuple[JobDefinition, bool]:
         validate.name("name", name)
         parsed = validate.definition_spec(spec)
+        self._check_follow_ups(parsed.follow_up_queues)
+        try:
+            registered = self.store.definition_register(name, parsed, self.clock.now())
+        except errors.ValidationError as exc:
+            if exc.field == "follow_up_queues":  # a queue deleted since: named as above
+                self._check_follow_ups(parsed.follow_up_queues)
+            raise
+        self.changed()
+        return registered
+
+    def _check_follow_ups(self, patterns: Sequence[str]) -> None:
+        """Each queue named exactly must exist; a refusal names the item of the request body
+        (``spec.follow_up_queues[1]``), as every other check of a definition does."""
         known = {q.name for q in self.store.queue_list()}
-        for pattern in parsed.follow_up_queues:
+        for i, pattern in enumerate(patterns):
             if not values.is_glob(pattern) and pattern not in known:
                 raise errors.ValidationError(
-                    "follow_up_queues",
+                    f"spec.follow_up_queues[{i}]",
                     f"queue {values.shown(pattern)} does not exist",
                     ", ".join(sorted(known)),
                 )
-        registered = self.store.definition_register(name, parsed, self.clock.now())
-        self.changed()
-        return registered
 
     def deactivate_definition(self, name: str) -> bool:
         """No new jobs from any revision of ``name``. False: it was inactive already."""

@@ -45,6 +45,7 @@ MAX_EVENTS_PAGE = 1000  # a job's events read at once (GET /v1/jobs/{id}/events)
 BULK_PAGE = 500
 BULK_WINDOW = 5_000  # ids a filter's query covers at a time
 MAX_BULK_IDS = 100_000
+MAX_FILTER_STATES = 10  # states listed in a bulk action's filter
 # the states each bulk action applies to (a filter's states must be among them)
 BULK_STATES: dict[str, tuple[JobState, ...]] = {
     "cancel": (JobState.SUBMITTED, JobState.PENDING, JobState.RUNNABLE),
@@ -968,10 +969,7 @@ class JobService:
         unchanged: list[int] = []
         skipped: list[tuple[int, str]] = []
         unknown = 0
-        # listed ids outside the API's range name no job (SQLite's driver cannot even bind some)
-        known = [i for i in sel.ids if 1 <= i <= MAX_ID]
-        skipped.extend((i, str(errors.UnknownJob(i))) for i in sel.ids if not 1 <= i <= MAX_ID)
-        unknown += len(skipped)
+        known = list(sel.ids)  # in 1..2**62 (_check_selection)
         # a retry takes the oldest first: a dependency (always older than its dependants) is
         # then waiting again when a dependant on a later page is taken, which then waits for it
         # (in a dry run, where each page is rolled back, because it is in ``retried``)
@@ -1002,20 +1000,23 @@ class JobService:
 
     def _check_selection(self, action: str, sel: JobSelection, allowed: tuple[JobState, ...]) -> JobSelection:
         """``sel`` validated for ``action``: ids or a filter (or ``everything``), not both; its
-        states among ``allowed`` (default: all of them, FAILED for retry)."""
+        states among ``allowed`` (default: all of them, FAILED for retry). Each member is
+        refused as the HTTP schema (``BulkStop``) words it: a listed id is a whole number in
+        1..2**62, as every job id of a request body is (one that names no job is skipped)."""
+        if len(sel.ids) > MAX_BULK_IDS:
+            raise errors.ValidationError(
+                "ids", validate.count(len(sel.ids)), f"at most {MAX_BULK_IDS:,} items"
+            )
+        for i, job_id in enumerate(sel.ids):
+            validate.integer(f"ids[{i}]", job_id, 1, MAX_ID)
+        if sel.queue is not None:
+            validate.name("queue", sel.queue)
+        if sel.tag is not None:
+            validate.string("tag", sel.tag, 1, 128)
         has_filter = bool(sel.states) or sel.queue is not None or sel.tag is not None
         if sel.ids:
             if has_filter or sel.everything:
                 raise errors.ValidationError("ids", "cannot be given with a filter", "ids, or a filter")
-            if len(sel.ids) > MAX_BULK_IDS:
-                raise errors.ValidationError(
-                    "ids", f"lists {len(sel.ids):,} jobs", f"at most {MAX_BULK_IDS:,}"
-                )
-            for job_id in sel.ids:
-                if type(job_id) is not int or isinstance(job_id, bool):
-                    raise errors.ValidationError(
-                        "ids", f"{values.shown(job_id)} is not a job id", f"integers 1..{MAX_ID}"
-                    )
             return replace(sel, ids=tuple(dict.fromkeys(sel.ids)))  # each once, in the order given
         if not has_filter and not sel.everything:
             raise errors.ValidationError(
@@ -1031,8 +1032,6 @@ class JobService:
                 )
         if sel.queue is not None and self.cache.queue(sel.queue) is None:
             raise errors.UnknownQueue(sel.queue)
-        if sel.tag is not None and not 1 <= len(sel.tag) <= 128:
-            raise errors.ValidationError("tag", _length(sel.tag), "1-128 characters")
         states = sel.states or (allowed if action != "retry" else (JobState.FAILED,))
         return replace(sel, states=tuple(dict.fromkeys(states)))
 

@@ -16,6 +16,7 @@ from conveyor import errors
 from conveyor.model import (
     Backoff,
     DefinitionSpec,
+    JobState,
     RetryAction,
     RetryRule,
     RetryStrategy,
@@ -50,6 +51,7 @@ MAX_ENV_MEMORY_MB = 2**31 - 1  # and its max_memory_mb (an INTEGER column)
 RETRY_ACTIONS = ("RETRY", "EXIT")
 BACKOFFS = ("fixed", "exponential")
 DEPENDENCY_TYPES = ("STANDARD", "N_TO_N")
+JOB_STATES = tuple(s.value for s in JobState)  # of a filter: jobs list, bulk actions
 CASE_INSENSITIVE = "x-case-insensitive"
 # the times a submission or a schedule may name: every later step (a backoff, a lease, the next
 # fire of a schedule) stays within what Python's datetime and both databases hold
@@ -182,6 +184,16 @@ def string(field: str, value: Any, low: int | None = None, high: int | None = No
     if problem is not None:
         raise errors.ValidationError(field, f"contains {problem}", NOT_TEXT)
     return value
+
+
+def items(field: str, value: Any, most: int, kind: str) -> tuple[Any, ...]:
+    """``value`` if it is a list (a tuple too) of at most ``most`` items, worded as the schema
+    words an array; ``kind``: what it describes the list as ("a list of whole numbers")."""
+    if not isinstance(value, list | tuple):
+        raise errors.ValidationError(field, not_a(value, "a list"), kind)
+    if len(value) > most:
+        raise errors.ValidationError(field, count(len(value)), f"at most {most:,} items")
+    return tuple(value)
 
 
 def strings(
@@ -426,12 +438,13 @@ def definition_spec(value: Any, field: str = "spec") -> DefinitionSpec:
         )
     args: tuple[str, ...] | None = None
     if command is not None:
-        args = argv(f"{pre}command", command)
+        where = f"{pre}command"
+        args = argv(where, command)
         if not args[0].strip():
             raise errors.ValidationError(
-                f"{pre}command", "names no program (its first item is empty)", '["python", "job.py"]'
+                where, "names no program (its first item is empty)", '["python", "job.py"]'
             )
-        template_fields(args)
+        template_fields(args, where, indexed=True)
     if function is not None and not FUNCTION_RE.fullmatch(string(f"{pre}function", function, None, 512)):
         raise errors.ValidationError(
             f"{pre}function", f"{shown(function)} is not a callable path", "module.path:callable"

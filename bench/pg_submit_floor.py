@@ -11,6 +11,10 @@ parameters, autocommitted (synchronous commit), interleaved in blocks:
 - ``job+event``: the job row and its event row in one statement (INSERT_ONE);
 - ``job+event+notify``: the same with the NOTIFY that wakes the workers (INSERT_ONE_WAKE,
   what ``conveyor submit`` runs for a runnable job);
+- ``... + N us spin``: the same with N µs of client time between calls (``--think-us``, a
+  spin, no I/O): the server's CPU per call grows with the client's time between calls (its
+  backend sleeps and wakes colder), which is where a Conveyor submission's extra server CPU
+  comes from;
 
 and the same submission through Conveyor (``JobService.submit``), and ``psycopg bare``: the
 bare insert through psycopg's ``Connection.execute``, as run_peers.py's psycopg-baseline peer
@@ -58,6 +62,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--block", type=int, default=400)
+    ap.add_argument(
+        "--think-us",
+        type=float,
+        default=80.0,
+        help="also run job+event+notify with this much client time (a spin) between calls: "
+        "the server's CPU per call grows with the client's time between calls (0: skip)",
+    )
     args = ap.parse_args()
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
@@ -109,6 +120,16 @@ def main() -> None:
     calls: dict[str, Callable[[], Any]] = {
         name: run_prepared(st_name, values) for name, (st_name, _, values) in statements.items()
     }
+    if args.think_us > 0:
+        wake_call = calls["job+event+notify"]
+
+        def thinking() -> None:
+            wake_call()
+            end = time.perf_counter() + args.think_us / 1e6
+            while time.perf_counter() < end:
+                pass
+
+        calls[f"... + {args.think_us:g} us spin"] = thinking
     calls["conveyor submit"] = lambda: app.jobs.submit(request)
     baseline = psycopg.connect(url, autocommit=True)  # the psycopg-baseline peer's call
     calls["psycopg bare"] = lambda: baseline.execute("INSERT INTO bench_baseline (n) VALUES (%s)", (1,))

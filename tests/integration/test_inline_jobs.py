@@ -163,6 +163,18 @@ def test_a_busy_sync_function_past_its_timeout_is_interrupted_and_frees_its_slot
     assert marker.read_text() == "Interrupted"
 
 
+def test_a_burst_worker_whose_slots_a_timed_out_function_holds_waits_for_it_then_drains(app: App) -> None:
+    """A function blocked in C code (time.sleep) sees the interruption only when it returns:
+    its thread keeps the only slot meanwhile. The burst worker exited then, saying it had
+    drained, and left the next job RUNNABLE."""
+    slow = submit(app, "sync_sleep", parameters={"seconds": "1.5"}, timeout_seconds=0.3)
+    quick = submit(app, "add", payload={"args": [1, 2]})
+    stats = run_burst(app, concurrency=1)
+    assert app.jobs.get(slow).status_reason == "timed out after 0.3 s"
+    assert app.jobs.get(quick).state is JobState.SUCCEEDED
+    assert (stats.succeeded, stats.failed) == (1, 1)
+
+
 def test_an_except_exception_in_the_function_does_not_hide_its_timeout(app: App) -> None:
     slow = submit(app, "spin_swallowing", parameters={"seconds": "30"}, timeout_seconds=0.3)
     quick = submit(app, "add", payload={"args": [1, 2]})

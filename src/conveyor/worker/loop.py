@@ -283,7 +283,10 @@ class Worker:
             with self._lock:
                 busy = len(self._running)
             if not busy and not self._unsent and self._done.empty():
-                if self.config.burst:
+                # the claim found nothing, or had no slot to fill: threads of timed-out
+                # functions that have not returned yet hold them all (a burst worker left
+                # runnable jobs behind and said it had drained)
+                if self.config.burst and self._free_slots() > 0:
                     return
                 self._signal.wait(self._until_due(idle_wait))
                 idle_wait = min(idle_wait * 2, self.config.max_idle_wait)

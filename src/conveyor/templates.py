@@ -19,7 +19,7 @@ def template_fields(argv: tuple[str, ...], field: str = "command", *, indexed: b
     is a gigabyte), so those are refused naming ``field``, or with ``indexed`` the item
     (``spec.command[2]``)."""
     names: set[str] = set()
-    for arg in argv:
+    for i, arg in enumerate(argv):
         try:
             for _, name, spec, conversion in string.Formatter().parse(arg):
                 if name is None:
@@ -33,21 +33,15 @@ def template_fields(argv: tuple[str, ...], field: str = "command", *, indexed: b
                         + "}"
                     )
                     raise errors.ValidationError(
-                        _item(field, argv, arg, indexed),
+                        f"{field}[{i}]" if indexed else field,
                         f"{arg!r}: {shown} is not a plain placeholder",
                         _ALLOWED,
                     )
                 names.add(name)
         except ValueError as exc:
-            raise errors.ValidationError(
-                _item(field, argv, arg, indexed), f"{arg!r}: {exc}", _ALLOWED
-            ) from None
+            where = f"{field}[{i}]" if indexed else field
+            raise errors.ValidationError(where, f"{arg!r}: {exc}", _ALLOWED) from None
     return names
-
-
-def _item(field: str, argv: tuple[str, ...], arg: str, indexed: bool) -> str:
-    # found when refused, not counted on the way: an equal item before it was refused first
-    return f"{field}[{argv.index(arg)}]" if indexed else field
 
 
 def render_text(field: str, text: str, params: Mapping[str, str]) -> str:

@@ -16,8 +16,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conveyor.client import AsyncClient, Client, task
     from conveyor.outcomes import Cancel, Interrupted, Retry, Snooze
+    from conveyor.worker.context import JobContext, current_job
 
-__all__ = ["AsyncClient", "Cancel", "Client", "Interrupted", "Retry", "Snooze", "task"]
+__all__ = [
+    "AsyncClient",
+    "Cancel",
+    "Client",
+    "Interrupted",
+    "JobContext",
+    "Retry",
+    "Snooze",
+    "current_job",
+    "task",
+]
 
 _HOMES = {
     "AsyncClient": "conveyor.client",
@@ -27,6 +38,8 @@ _HOMES = {
     "Cancel": "conveyor.outcomes",
     "Snooze": "conveyor.outcomes",
     "Interrupted": "conveyor.outcomes",
+    "current_job": "conveyor.worker.context",
+    "JobContext": "conveyor.worker.context",
 }
 
 

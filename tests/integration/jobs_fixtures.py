@@ -206,3 +206,27 @@ def near_deadline(seconds: str) -> float:
     while time.monotonic() < end:
         pass
     return float(seconds)
+
+
+def _whoami() -> dict[str, Any]:
+    job = conveyor.current_job()
+    assert job is not None
+    return {
+        "job_id": job.job_id,
+        "attempt": job.attempt,
+        "queue": job.queue,
+        "array_index": job.array_index,
+        "array_parent_id": job.array_parent_id,
+        "worker_id": job.worker_id,
+    }
+
+
+def whoami() -> dict[str, Any]:
+    """``conveyor.current_job()`` as the job's result."""
+    return _whoami()
+
+
+async def async_whoami() -> dict[str, Any]:
+    """The same from an ``async`` function, after an await."""
+    await asyncio.sleep(0)
+    return _whoami()

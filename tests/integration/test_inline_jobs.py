@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import conveyor
 from conveyor.app import App
 from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import JobState
@@ -35,6 +36,29 @@ def test_async_function_result_is_stored(app: App) -> None:
     job = app.jobs.get(job_id)
     assert job.state is JobState.SUCCEEDED, job.status_reason
     assert job.result == 42
+
+
+@pytest.mark.parametrize("name", ["whoami", "async_whoami"])
+def test_a_function_knows_its_job_attempt_queue_and_array_index_from_current_job(app: App, name: str) -> None:
+    app.catalog.put_queue("reports")
+    parent_id = submit(app, name, queue="reports", array_size=3)
+    single_id = submit(app, name, queue="reports")
+    run_burst(app, queues=("reports",), concurrency=2)
+    children = sorted(app.store.job_list(array_parent_id=parent_id), key=lambda j: j.array_index or 0)
+    assert [c.array_index for c in children] == [0, 1, 2]
+    for job_id in [c.id for c in children] + [single_id]:
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.SUCCEEDED, job.status_reason
+        [attempt] = app.jobs.attempts(job_id)
+        assert job.result == {
+            "job_id": job_id,
+            "attempt": 1,
+            "queue": "reports",
+            "array_index": job.array_index,
+            "array_parent_id": parent_id if job.array_index is not None else None,
+            "worker_id": attempt.worker_id,
+        }
+    assert conveyor.current_job() is None  # outside a job (this test runs none itself)
 
 
 def test_exception_fails_the_job_with_type_and_message_and_logs_the_traceback(app: App) -> None:

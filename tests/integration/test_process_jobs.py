@@ -96,6 +96,24 @@ def test_array_children_each_get_their_array_index(app: App) -> None:
     assert seen == {"0": 0, "1": 1, "2": 2}
 
 
+def test_a_python_command_knows_its_job_from_current_job(app: App) -> None:
+    code = (
+        "import json, conveyor; c = conveyor.current_job(); "
+        "print(json.dumps([c.job_id, c.attempt, c.queue, c.array_index, c.array_parent_id, c.worker_id]))"
+    )
+    parent_id = submit(app, python(code), array_size=2)
+    single_id = submit(app, python(code))
+    run_burst(app, concurrency=2)
+    children = sorted(app.store.job_list(array_parent_id=parent_id), key=lambda j: j.array_index or 0)
+    for job_id in [c.id for c in children] + [single_id]:
+        job = app.jobs.get(job_id)
+        assert job.state is JobState.SUCCEEDED, job.status_reason
+        [attempt] = app.jobs.attempts(job_id)
+        line = [ln for ln in log_text(app, job_id).splitlines() if ln.startswith("[")][-1]
+        expected_parent = parent_id if job.array_index is not None else None
+        assert json.loads(line) == [job_id, 1, "default", job.array_index, expected_parent, attempt.worker_id]
+
+
 def test_stdout_and_stderr_are_both_captured_in_the_log(app: App) -> None:
     job_id = submit(
         app, python("import sys; print('to stdout', flush=True); print('to stderr', file=sys.stderr)")

@@ -421,10 +421,7 @@ class AsyncClient:
 
 def _current_job_id() -> int | None:
     """The running job's id: CONVEYOR_JOB_ID (process jobs) or the worker's context (inline jobs)."""
-    text = os.environ.get("CONVEYOR_JOB_ID")
-    if text and text.isdigit():
-        return int(text)
-    from conveyor.worker.context import current
+    from conveyor.worker.context import current_job
 
-    ctx = current.get(None)
-    return None if ctx is None else int(ctx.job_id)
+    ctx = current_job()
+    return None if ctx is None else ctx.job_id

@@ -280,7 +280,14 @@ def run_function(
     where = config or ExecutorConfig()
     token = current.set(
         JobContext(
-            job.id, job.attempt, job.queue, job.array_index, ex.worker_id, where.database_url, where.blob_dir
+            job.id,
+            job.attempt,
+            job.queue,
+            job.array_index,
+            ex.worker_id,
+            where.database_url,
+            where.blob_dir,
+            job.array_parent_id,
         )
     )
     _printed.sink = log.write  # print() in this thread goes to the job's log (``PrintsToLogs``)
@@ -412,13 +419,16 @@ def _reason(text: Any, limit: int = 1000) -> str:
 # -- process --------------------------------------------------------------------------------
 
 
-def job_environment(job: Job, config: ExecutorConfig) -> dict[str, str]:
-    """The child's environment: the worker's, minus anything of Conveyor's own, plus the job's."""
+def job_environment(job: Job, config: ExecutorConfig, worker_id: str = "") -> dict[str, str]:
+    """The child's environment: the worker's, minus anything of Conveyor's own, plus the job's
+    (what ``conveyor.current_job()`` reads in the child)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(job.spec.environment)
     env["CONVEYOR_JOB_ID"] = str(job.id)
     env["CONVEYOR_ATTEMPT"] = str(job.attempt)
     env["CONVEYOR_QUEUE"] = job.queue
+    if worker_id:
+        env["CONVEYOR_WORKER_ID"] = worker_id
     if config.store_id:
         env["CONVEYOR_STORE_ID"] = config.store_id
     if job.array_index is not None:
@@ -496,7 +506,7 @@ def run_process(
             exit_code=127,
         )
     workdir = job.spec.working_dir or tempfile.mkdtemp(prefix=f"conveyor-job-{job.id}-{job.attempt}-")
-    env = job_environment(job, config)
+    env = job_environment(job, config, ex.worker_id)
     launch = argv
     if config.enforce_memory and job.spec.memory_mb > 0:
         missing = _cannot_start(argv[0], workdir, env.get("PATH", os.defpath))

@@ -3,12 +3,13 @@ history's details, an empty environment list, unknown options, a queue that stil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .helpers import conveyor, ok, ok_json
 
 
-def _fails(*args: str, db: str, cwd: Path) -> str:
+def _fails(*args: str, db: str | None, cwd: Path) -> str:
     done = conveyor(*args, db=db, cwd=cwd)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
@@ -139,3 +140,27 @@ def test_a_job_a_hair_too_big_is_told_apart_from_the_limit(sqlite_url: str, tmp_
     ok("queues", "create", "q", "--environments", "e", db=sqlite_url, cwd=tmp_path)
     said = _fails("submit", "--queue", "q", "--vcpus", "2.0000001", "--", "true", db=sqlite_url, cwd=tmp_path)
     assert said.startswith("conveyor: vcpus: 2.0000001 vCPUs / 0 MB fits no compute environment")
+
+
+def test_database_and_json_may_come_before_the_command(db_url: str, tmp_path: Path) -> None:
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    # db=None: the helper adds no --database of its own; the one before the command is used
+    job = json.loads(ok("--database", db_url, "--json", "submit", "--", "true", db=None, cwd=cwd))["id"]
+    listed = json.loads(ok("--json", "--database", db_url, "jobs", "list", db=None, cwd=cwd))
+    assert [j["id"] for j in listed] == [job]
+    assert list(cwd.iterdir()) == []  # not the default ./conveyor.db
+    # the command's own --database wins over the one before it
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    listed = json.loads(
+        ok("--database", db_url, "jobs", "list", "--json", "--database", other, db=None, cwd=cwd)
+    )
+    assert listed == []
+
+
+def test_a_database_before_a_command_that_takes_none_is_refused(tmp_path: Path) -> None:
+    said = _fails(
+        "--database", "sqlite:///x.db", "schedules", "next", "rate(5 minutes)", db=None, cwd=tmp_path
+    )
+    assert said == "conveyor: --database: the command given takes none (see conveyor --help)\n"
+    assert json.loads(ok("--json", "schedules", "next", "rate(5 minutes)", db=None, cwd=tmp_path))

@@ -26,6 +26,7 @@ MAIN_EPILOG = """examples (first steps):
   conveyor jobs show 1                state, why it waits, attempts
 
 many machines: export CONVEYOR_DATABASE_URL=postgresql://user@db-host/conveyor
+  (or --database URL, before the command or after it: conveyor --database URL jobs list)
 """
 
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EPILOG,
         formatter_class=Formatter,
     )
+    # also before the command (`conveyor --database URL jobs list`); the command's own wins
+    parser.add_argument("--database", metavar="URL", dest="top_database", help="as each command's --database")
+    parser.add_argument("--json", action="store_true", dest="top_json", help="as each command's --json")
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
         dest="command", required=True, metavar="COMMAND"
     )
@@ -254,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         at = items.index("--")
         items, command = items[:at], items[at + 1 :]
     args = parser.parse_args(items)
+    for name in ("database", "json"):
+        given = getattr(args, "top_" + name)
+        if given and not hasattr(args, name):
+            parser.error(f"--{name}: the command given takes none")
+        if given and not getattr(args, name):
+            setattr(args, name, given)
     if command is not None:
         if not hasattr(args, "argv"):
             parser.error("unrecognized arguments: -- " + " ".join(command))

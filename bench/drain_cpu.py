@@ -77,6 +77,13 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=20000)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--label", default="")
+    ap.add_argument(
+        "--max-vcpus",
+        type=float,
+        default=None,
+        help="give the default environment this limit (a claim then takes the path of a limited "
+        "environment: it filters by what fits and looks for a job held at the head of the line)",
+    )
     args = ap.parse_args()
     peer = ConveyorSQLitePeer() if args.backend == "sqlite" else ConveyorPostgresPeer()
     n = args.jobs
@@ -84,6 +91,8 @@ def main() -> int:
     peer.flush()
     app = peer.app
     app.catalog.update_queue("default", enabled=False)
+    if args.max_vcpus is not None:
+        app.catalog.update_environment("default", max_vcpus=args.max_vcpus)
     ns = list(range(n))
     for i in range(0, n, 1000):
         peer.enqueue_bulk(ns[i : i + 1000])
@@ -121,6 +130,7 @@ def main() -> int:
     server_cpu = sum(v - b0.get(p, 0.0) for p, v in b1.items())
     out = {
         "label": args.label,
+        "max_vcpus": args.max_vcpus,
         "backend": args.backend,
         "jobs": n,
         "rate": round((n - 1) / (last - first)),

@@ -420,7 +420,8 @@ class AsyncClient:
 
 
 def _current_job_id() -> int | None:
-    """The running job's id: CONVEYOR_JOB_ID (process jobs) or the worker's context (inline jobs)."""
+    """The running job's id (``current_job``: the worker's context in inline jobs, else
+    CONVEYOR_JOB_ID), or None outside a job."""
     from conveyor.worker.context import current_job
 
     ctx = current_job()

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conveyor.clock import FrozenClock
-from conveyor.model import ClaimRequest, DefinitionSpec, Finish, NewJob, OutcomeKind
+from conveyor.model import ClaimRequest, ComputeEnvironment, DefinitionSpec, Finish, NewJob, OutcomeKind
 from conveyor.store import open_store
 from conveyor.store.postgres import PostgresStore
 
@@ -63,5 +63,47 @@ def test_claims_and_finishes_planned_on_a_small_table_read_no_whole_table(pg_url
         assert after - before == 0, (
             f"{after - before} sequential scans of jobs in 50 claims and 50 finish+claim calls"
         )
+    finally:
+        store.close()
+
+
+def _index_reads(store: PostgresStore, url: str, index: str) -> int:
+    """Entries read from ``index`` so far, with the store's one connection's counts flushed."""
+    with store._connection() as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    with psycopg.connect(url, autocommit=True) as reader:
+        row = reader.execute(
+            "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = %s", (index,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_limited_environment_claim_reads_the_active_jobs_not_every_job_that_ran(pg_url: str) -> None:
+    """A limited environment's claim sums the vCPUs in use over jobs_state_id's STARTING/RUNNING
+    range, where every job that ran left an entry, dead once it ended (until a vacuum). A
+    bitmap scan visits them all at every claim; the worker's plain index scans mark them,
+    and later claims skip them."""
+    store = PostgresStore(pg_url, min_size=1, max_size=1)  # one connection: its counts are flushed
+    clock = FrozenClock(START)
+    try:
+        store.environment_put(
+            ComputeEnvironment("default", max_vcpus=1000.0, max_memory_mb=None), clock.now()
+        )
+        store.job_insert_many([NewJob(queue="default", spec=SPEC) for _ in range(3300)], clock.now())
+        req = ClaimRequest("w1", "default", None, 50, 30.0, "host", 1)
+        held = store.job_claim(req, clock.now())
+        for _ in range(60):  # 3,050 jobs run and end, with no vacuum between
+            finishes = [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED, "ok") for j in held]
+            _, held = store.job_finish_and_claim(finishes, req, clock.now())
+            assert len(held) == 50
+        before = _index_reads(store, pg_url, "jobs_state_id")
+        for _ in range(5):
+            finishes = [Finish(j.id, j.attempt, "w1", OutcomeKind.SUCCEEDED, "ok") for j in held]
+            _, held = store.job_finish_and_claim(finishes, req, clock.now())
+        read = _index_reads(store, pg_url, "jobs_state_id") - before
+        # bitmap scans read ~3,100 entries a claim; plain index scans ~500 (the active
+        # jobs' and those dead but not yet marked), however many jobs ran before
+        assert read < 5 * 1000, f"5 claims read {read} entries of jobs_state_id"
     finally:
         store.close()

@@ -75,6 +75,15 @@ _GENERIC = "SET plan_cache_mode = force_generic_plan"
 # jit_above_cost, and compiling them took 1.5 s a statement; no statement of the worker's is
 # long enough to gain from JIT anyway.
 _INDEXED = ("SET enable_seqscan = off", "SET jit = off")
+# A worker's transactions (claims, finishes, lease renewals) read the active jobs through
+# jobs_state_id's STARTING/RUNNING range (a limited environment's capacity sum, the lease
+# renewal). Every job that ever ran left an entry there, dead once it ended, until a vacuum.
+# A plain index scan marks the dead entries it meets (the next scans skip them, and the
+# page can be cleaned instead of split); a bitmap scan, which the planner picks once its
+# estimate of active jobs is a few hundred, marks none and visits each one's heap page at
+# every scan: after a 60,000-job drain with no vacuum, the capacity sum read 4,400 pages
+# (12.7 ms a claim) and a limited environment drained at 2,900 jobs/s instead of 7,800
+_PLAIN_SCANS = b"; SET LOCAL enable_bitmapscan = off"
 # listeners name themselves, so that each can count those ahead of it (connected earlier)
 _LISTENER_NAME = "conveyor listener"
 # ordered by connection start, then pid: a listener that connects while another is ranking
@@ -691,10 +700,11 @@ class PostgresStore(StoreOps):
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def _tx(self, mode: str = "") -> Iterator[Tx]:
+    def _tx(self, mode: str = "", plain_scans: bool = False) -> Iterator[Tx]:
         """A transaction. The pool's connections are in autocommit mode. ``mode``: "" BEGIN ...
         COMMIT; "async": the same with ``SET LOCAL synchronous_commit = off``; "statement": one
-        statement, atomic on its own, with no BEGIN/COMMIT at all.
+        statement, atomic on its own, with no BEGIN/COMMIT at all. ``plain_scans``: no bitmap
+        scans (``_PLAIN_SCANS``).
 
         (Pipeline mode would save the BEGIN round trip, but psycopg's pipeline loop holds the
         GIL while it waits: a worker's job threads starved and drained ~25% slower.)"""
@@ -705,7 +715,8 @@ class PostgresStore(StoreOps):
                         yield _PgTx(cur)
                     return
                 with conn.cursor() as cur:
-                    cur.execute(b"BEGIN; SET LOCAL synchronous_commit = off" if mode == "async" else b"BEGIN")
+                    begin = b"BEGIN; SET LOCAL synchronous_commit = off" if mode == "async" else b"BEGIN"
+                    cur.execute(begin + _PLAIN_SCANS if plain_scans else begin)
                     try:
                         yield _PgTx(cur)
                     except BaseException:
@@ -844,7 +855,7 @@ class PostgresStore(StoreOps):
         return self._tx()
 
     def _worker_write(self) -> contextlib.AbstractContextManager[Tx]:
-        return self._tx("async" if self.async_commit else "")
+        return self._tx("async" if self.async_commit else "", plain_scans=True)
 
     # -- fast paths (see the statements above) -------------------------------------------------
     def _plain_params(

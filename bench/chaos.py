@@ -29,7 +29,10 @@ Each attempt of each job appends ``start`` / ``done`` / ``raise`` lines to a log
 - a FAILED job says why, and its retries were spent (or the failure is not retryable);
 - a dependant started only after its dependency wrote ``done``;
 - each job's last event names its final state;
-- every worker stopped with SIGTERM exited 0.
+- every worker stopped with SIGTERM exited 0;
+- with ``--max-vcpus V`` (the default environment limited to V vCPUs, jobs of 0.5, 1 or 2
+  vCPUs): the vCPUs of the jobs the store holds STARTING or RUNNING there, read every 20 ms
+  throughout, never exceed V (claims of several workers race for the same capacity).
 
 Prints a JSON summary; exits 1 if any check failed (the offending jobs are listed).
 """
@@ -149,9 +152,10 @@ class Workers:
 class Submitter(threading.Thread):
     """Submits at about ``rate`` submissions a second until stopped; records what was accepted."""
 
-    def __init__(self, app: App, rng: random.Random, rate: float) -> None:
+    def __init__(self, app: App, rng: random.Random, rate: float, sized: bool = False) -> None:
         super().__init__(daemon=True)
         self.app, self.rng, self.rate = app, rng, rate
+        self.sized = sized  # jobs of 0.5, 1 or 2 vCPUs (else the default, 1)
         self.stop = threading.Event()
         self.accepted: dict[str, int] = {}  # idempotency key -> job id
         self.kinds: dict[int, str] = {}
@@ -166,6 +170,9 @@ class Submitter(threading.Thread):
         self.n += 1
         return f"k{self.n}"
 
+    def _vcpus(self) -> dict[str, Any]:
+        return {"vcpus": self.rng.choice((0.5, 1.0, 2.0))} if self.sized else {}
+
     def _inline(self, key: str, **over: Any) -> SubmitRequest:
         rng = self.rng
         payload = {
@@ -173,13 +180,16 @@ class Submitter(threading.Thread):
             "kwargs": {"ms": rng.choice((0, 0, 5, 20, 100)), "fail_first": rng.random() < 0.1},
         }
         return SubmitRequest(
-            function="chaos_jobs:work", payload=payload, retry=3, idempotency_key=key, **over
+            function="chaos_jobs:work", payload=payload, retry=3, idempotency_key=key, **self._vcpus(), **over
         )
 
     def _command(self, key: str) -> SubmitRequest:
         seconds = self.rng.choice(("0.05", "0.2", "1"))
         return SubmitRequest(
-            command=("sh", "-c", chaos_jobs.SHELL.replace("{seconds}", seconds)), retry=3, idempotency_key=key
+            command=("sh", "-c", chaos_jobs.SHELL.replace("{seconds}", seconds)),
+            retry=3,
+            idempotency_key=key,
+            **self._vcpus(),
         )
 
     def _until_accepted(self, what: str, call: Any) -> Any:
@@ -235,6 +245,35 @@ class Submitter(threading.Thread):
                     self.cancel_refused += 1
                 self.cancels.append(victim)
             time.sleep(rng.expovariate(self.rate))
+
+
+class CapacityWatch(threading.Thread):
+    """Reads, every 20 ms, the vCPUs of the jobs the store holds STARTING or RUNNING in the
+    default environment (straight from the table: this harness checks it), and keeps the
+    largest sum seen and when. A read that fails (the database cut off) is skipped."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.stop = threading.Event()
+        self.max_seen = 0.0
+        self.reads = 0
+        self.failed = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            try:
+                with self.app.store._read() as tx:
+                    row = tx.one(
+                        "SELECT COALESCE(SUM(vcpus), 0) AS v FROM jobs"
+                        " WHERE compute_environment = 'default' AND state IN ('STARTING', 'RUNNING')"
+                    )
+            except Exception:  # a cut connection, a restarting server
+                self.failed += 1
+                continue
+            self.reads += 1
+            assert row is not None
+            self.max_seen = max(self.max_seen, float(row["v"]))
 
 
 def cut_connections(admin: str, db: str) -> int:
@@ -384,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", action="store_true", help="keep the scratch folder (worker logs, the attempt log)"
     )
     ap.add_argument("--json", type=Path, help="also write the summary here")
+    ap.add_argument(
+        "--max-vcpus",
+        type=float,
+        default=None,
+        help="limit the default environment to this many vCPUs, give jobs 0.5, 1 or 2, and check "
+        "that the vCPUs of running jobs never exceed it",
+    )
     args = ap.parse_args(argv)
     # the pool's warnings about each connection a restart broke: counted in the summary instead
     logging.disable(logging.WARNING)
@@ -403,10 +449,15 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute(f'CREATE DATABASE "{PG_DB}"')
         url = args.pg_admin.rsplit("/", 1)[0] + "/" + PG_DB
     app = App.open(url)
+    watch: CapacityWatch | None = None
+    if args.max_vcpus is not None:
+        app.catalog.update_environment("default", max_vcpus=args.max_vcpus)
+        watch = CapacityWatch(app)
+        watch.start()
     workers = Workers(url, scratch, args, env)
     for _ in range(args.workers):
         workers.start()
-    sub = Submitter(app, random.Random(args.seed + 1), args.rate)
+    sub = Submitter(app, random.Random(args.seed + 1), args.rate, sized=args.max_vcpus is not None)
     actions: Counter[str] = Counter()
     restarts: list[float] = []
     t0 = time.monotonic()
@@ -464,6 +515,19 @@ def main(argv: list[str] | None = None) -> int:
             "workers_started": workers.started,
         }
         summary.update(verify(app, sub, read_log(attempt_log)))
+        if watch is not None:
+            watch.stop.set()
+            watch.join(5)
+            summary["capacity"] = {
+                "max_vcpus": args.max_vcpus,
+                "max_in_use_seen": watch.max_seen,
+                "reads": watch.reads,
+                "reads_failed": watch.failed,
+            }
+            if watch.max_seen > args.max_vcpus + 1e-9:
+                summary["problems"].append(
+                    f"{watch.max_seen} vCPUs in use seen in an environment of {args.max_vcpus}"
+                )
         bad_exits = [(pid, code) for pid, code in codes if code != 0]
         if bad_exits:
             summary["problems"].append(f"workers stopped with SIGTERM exited {bad_exits}")
@@ -472,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["scratch"] = str(scratch) if args.keep or not summary["ok"] else None
     finally:
         sub.stop.set()
+        if watch is not None:
+            watch.stop.set()
         for p in workers.live:
             with contextlib.suppress(ProcessLookupError):
                 p.kill()

@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +250,8 @@ class Submitter(threading.Thread):
 
 class CapacityWatch(threading.Thread):
     """Reads, every 20 ms, the vCPUs of the jobs the store holds STARTING or RUNNING in the
-    default environment (straight from the table: this harness checks it), and keeps the
-    largest sum seen and when. A read that fails (the database cut off) is skipped."""
+    default environment (``environment_usage``, what `conveyor environments list` shows),
+    and keeps the largest sum seen. A read that fails (the database cut off) is skipped."""
 
     def __init__(self, app: App) -> None:
         super().__init__(daemon=True)
@@ -263,17 +264,12 @@ class CapacityWatch(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.02):
             try:
-                with self.app.store._read() as tx:
-                    row = tx.one(
-                        "SELECT COALESCE(SUM(vcpus), 0) AS v FROM jobs"
-                        " WHERE compute_environment = 'default' AND state IN ('STARTING', 'RUNNING')"
-                    )
+                used = self.app.store.environment_usage(datetime.now(UTC))["default"].used_vcpus
             except Exception:  # a cut connection, a restarting server
                 self.failed += 1
                 continue
             self.reads += 1
-            assert row is not None
-            self.max_seen = max(self.max_seen, float(row["v"]))
+            self.max_seen = max(self.max_seen, used)
 
 
 def cut_connections(admin: str, db: str) -> int:

@@ -39,10 +39,13 @@ class App:
         migrate: bool = True,
         clock: Clock | None = None,
         blob_dir: str | Path | None = None,
+        wait_for_database: bool = False,
     ) -> App:
-        """Open the store at ``url`` (default ``CONVEYOR_DATABASE_URL`` or ``./conveyor.db``), migrating it."""
+        """Open the store at ``url`` (default ``CONVEYOR_DATABASE_URL`` or ``./conveyor.db``),
+        migrating it. ``wait_for_database``: a PostgreSQL server that refuses the first
+        connection gets its whole connect timeout (10 s) to accept one, instead of failing at once."""
         resolved = database_url(url)
-        store = open_store(resolved)
+        store = open_store(resolved, **({"wait_for_server": True} if wait_for_database else {}))
         clk = clock or SystemClock()
         try:
             if migrate:

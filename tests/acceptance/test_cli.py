@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -347,7 +348,9 @@ def test_a_file_that_is_not_utf8_is_refused_naming_the_flag(sqlite_url: str, tmp
 
 
 def test_unreachable_postgresql_exits_3_with_one_line(tmp_path: Path) -> None:
+    started = time.monotonic()
     done = conveyor("jobs", "list", db="postgresql://127.0.0.1:1/x", cwd=tmp_path, timeout=60)
+    assert time.monotonic() - started < 8  # at the refusal, not after the 10 s a worker waits
     assert done.returncode == 3
     line = one_line_error(done.stderr)
     assert "cannot reach PostgreSQL at postgresql://127.0.0.1:1/x" in line

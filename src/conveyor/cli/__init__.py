@@ -141,7 +141,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         burst=args.burst,
         grace_seconds=args.grace,
     )
-    with open_app(args) as app:
+    with open_app(args, wait_for_database=True) as app:
         if app.store.environment_get(args.environment) is None:
             known = ", ".join(e.name for e in app.store.environment_list())
             raise errors.ValidationError(
@@ -217,7 +217,7 @@ def cmd_run_job(args: argparse.Namespace) -> int:
     from conveyor.worker.single import run_single
 
     prepare_process(None, None)
-    with open_app(args) as app:
+    with open_app(args, wait_for_database=True) as app:  # a container's entrypoint
         from conveyor.worker.executors import ExecutorConfig
 
         executor = ExecutorConfig(database_url=absolute_url(app.url), blob_dir=str(app.blob_dir.resolve()))

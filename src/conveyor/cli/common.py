@@ -32,8 +32,10 @@ def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
 
 
-def open_app(args: argparse.Namespace) -> App:
-    return App.open(getattr(args, "database", None))
+def open_app(args: argparse.Namespace, *, wait_for_database: bool = False) -> App:
+    """The app of ``--database``. One-shot commands fail at the first refused connection;
+    long-running ones (worker, server, scheduler) pass ``wait_for_database``."""
+    return App.open(getattr(args, "database", None), wait_for_database=wait_for_database)
 
 
 def key_values(field: str, items: list[str] | None) -> dict[str, str]:

@@ -651,7 +651,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    with open_app(args) as app:
+    with open_app(args, wait_for_database=not args.once) as app:
         scheduler = app.scheduler(SchedulerConfig(batch_size=args.batch_size))
         if args.once:
             try:

@@ -102,7 +102,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     if args.http_processes > 1:
         if not hasattr(os, "fork"):
             raise errors.ValidationError("http-processes", "needs os.fork (Linux, macOS)", "1 here")
-        with open_app(args):
+        with open_app(args, wait_for_database=True):
             pass  # migrate once, before the processes start
     # bound before anything starts: a port in use is one line and exit 2, not "serving ..."
     # and then uvicorn's error and exit 3
@@ -122,7 +122,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                     os._exit(code)  # never back into the parent's code
             children.append(pid)
     try:
-        with open_app(args) as app:
+        with open_app(args, wait_for_database=True) as app:
             if not args.no_worker and app.store.environment_get(args.environment) is None:
                 known = ", ".join(e.name for e in app.store.environment_list())
                 raise errors.ValidationError(  # as `conveyor worker` refuses it
@@ -222,7 +222,7 @@ def _serve_http_only(args: argparse.Namespace, sockets: list[socket.socket]) -> 
     import uvicorn
 
     parent = os.getppid()
-    with App.open(args.database, migrate=False) as app:
+    with App.open(args.database, migrate=False, wait_for_database=True) as app:
         server = uvicorn.Server(_uvicorn_config(args, app))
 
         def orphaned() -> None:

@@ -95,9 +95,14 @@ class Client:
         self.parent_id = parent_id  # recorded on submissions (set by from_env inside a job)
 
     @classmethod
-    def from_database(cls, url: str | None = None, *, blob_dir: str | None = None) -> Client:
-        """Straight on the store (no server): the database URL is the credential."""
-        return cls(backend=LocalBackend(App.open(url, blob_dir=blob_dir)))
+    def from_database(
+        cls, url: str | None = None, *, blob_dir: str | None = None, wait_for_database: bool = False
+    ) -> Client:
+        """Straight on the store (no server): the database URL is the credential.
+        ``wait_for_database``: a PostgreSQL server that refuses gets 10 s to accept."""
+        return cls(
+            backend=LocalBackend(App.open(url, blob_dir=blob_dir, wait_for_database=wait_for_database))
+        )
 
     @classmethod
     def from_app(cls, app: App) -> Client:
@@ -117,7 +122,8 @@ class Client:
         database = (ctx.database_url if ctx is not None else "") or os.environ.get("CONVEYOR_DATABASE_URL")
         if database:
             blob_dir = (ctx.blob_dir if ctx is not None else "") or os.environ.get("CONVEYOR_BLOB_DIR")
-            client = cls.from_database(database, blob_dir=blob_dir)
+            # a job's database was up when the job started: a refusal now is a restart
+            client = cls.from_database(database, blob_dir=blob_dir, wait_for_database=True)
             client.parent_id = parent
             return client
         raise errors.ConveyorError(

@@ -662,32 +662,46 @@ class PostgresStore(StoreOps):
         min_size: int = 1,
         max_size: int = 8,
         connect_timeout: float = 10.0,
+        wait_for_server: bool = False,
         async_commit: bool = True,
     ) -> None:
+        """``connect_timeout``: how long to wait for the first connection. A failed attempt
+        (connection refused, unknown database, bad password, server starting up) fails at once,
+        unless ``wait_for_server``: then attempts go on for the whole ``connect_timeout``, for
+        processes that start beside their database (workers, the server, the scheduler)."""
         super().__init__()
         _names_a_database(url)
         self.url = url
         self.async_commit = async_commit
         self.d = PostgresDialect()
+        connected = threading.Event()
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            _configure(conn)
+            connected.set()
+
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            configure=_configure,
+            configure=configure,
             open=False,
             name="conveyor",
         )
-        try:
-            self._pool.open(wait=True, timeout=connect_timeout)
-        except PoolTimeout as exc:
-            self._pool.close()
-            detail = ""
-            try:
-                psycopg.connect(url, connect_timeout=3).close()
-            except psycopg.Error as inner:
-                detail = f": {str(inner).strip().splitlines()[0]}"
-            raise errors.StoreUnavailable(f"cannot reach PostgreSQL at {redact(url)}{detail}") from exc
+        self._pool.open(wait=False)
+        deadline = time.monotonic() + connect_timeout
+        # (the pool tries in its own thread; a failed attempt shows in its statistics)
+        while not connected.wait(0.01):
+            failed = bool(self._pool.get_stats().get("connections_errors"))
+            if (failed and not wait_for_server) or time.monotonic() >= deadline:
+                self._pool.close()
+                detail = ""
+                try:
+                    psycopg.connect(url, connect_timeout=3).close()
+                except psycopg.Error as inner:
+                    detail = f": {str(inner).strip().splitlines()[0]}"
+                raise errors.StoreUnavailable(f"cannot reach PostgreSQL at {redact(url)}{detail}")
         self._local = threading.local()
         # _statement's connection and the names of the statements prepared on it, kept out of the
         # pool (None: not taken yet); a pool of one connection keeps no lane

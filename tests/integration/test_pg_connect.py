@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from conveyor import errors
 from conveyor.store.postgres import PostgresStore
 
-from ..acceptance.helpers import argv, child_env
+from ..acceptance.helpers import conveyor
 
 pytestmark = pytest.mark.postgres
 
@@ -137,15 +136,7 @@ def test_a_worker_started_before_its_database_waits_for_it(
 ) -> None:
     server, url = late
     server.open_after(1.5)
-    done = subprocess.run(
-        argv(["worker", "--burst"], url),
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = conveyor("worker", "--burst", db=url, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Connection refused" in done.stderr  # the pool's warning while it waited
 
@@ -153,15 +144,7 @@ def test_a_worker_started_before_its_database_waits_for_it(
 def test_a_one_shot_command_does_not_wait(late: tuple[LateServer, str], tmp_path: Path) -> None:
     server, url = late
     server.open_after(1.5)
-    done = subprocess.run(
-        argv(["queues", "list"], url),
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = conveyor("queues", "list", db=url, cwd=tmp_path, timeout=60)
     assert done.returncode == 3
     assert done.stderr.strip().splitlines() == [
         f"conveyor: cannot reach PostgreSQL at {url}: connection failed: connection to server at"

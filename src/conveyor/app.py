@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.engine.catalog import CatalogService
@@ -12,8 +13,9 @@ from conveyor.engine.schedules import Scheduler, SchedulerConfig, ScheduleServic
 from conveyor.engine.tokens import TokenService
 from conveyor.store import Store, absolute_url, database_url, open_store
 from conveyor.store.blobs import DirectoryBlobStore, default_blob_dir
-from conveyor.worker.executors import ExecutorConfig
-from conveyor.worker.loop import Worker, WorkerConfig
+
+if TYPE_CHECKING:  # imported when a worker is made: a one-shot command never loads them
+    from conveyor.worker.loop import Worker, WorkerConfig
 
 
 @dataclass
@@ -61,6 +63,8 @@ class App:
         )
 
     def worker(self, config: WorkerConfig | None = None) -> Worker:
+        from conveyor.worker.loop import Worker, WorkerConfig
+
         config = config or WorkerConfig()
         executor = config.executor
         if not executor.database_url:
@@ -85,4 +89,4 @@ class App:
         self.close()
 
 
-__all__ = ["App", "ExecutorConfig", "SchedulerConfig", "WorkerConfig"]
+__all__ = ["App", "SchedulerConfig"]

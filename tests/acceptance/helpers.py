@@ -66,6 +66,19 @@ def ok(*args: str, db: str | None, cwd: Path) -> str:
     return done.stdout
 
 
+def python_c(code: str, *args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` with the environment of ``conveyor`` subprocesses."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 def ok_json(*args: str, db: str | None, cwd: Path) -> Any:
     return json.loads(ok(*with_options(args, "--json"), db=db, cwd=cwd))
 

@@ -6,8 +6,6 @@ import argparse
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from conveyor.engine.jobs import SubmitRequest
 from conveyor.model import JobState
 from conveyor.store import Store, open_store
 
-from .helpers import WorkerProcess, child_env, conveyor, ok, ok_json
+from .helpers import WorkerProcess, conveyor, ok, ok_json, python_c
 
 
 @pytest.fixture
@@ -76,15 +74,7 @@ print(json.dumps(found))
 def test_every_command_help_exits_0_and_shows_an_example(tmp_path: Path) -> None:
     paths = command_paths(build_parser())
     assert ("jobs", "show") in paths and ("definitions", "register") in paths
-    swept = subprocess.run(
-        [sys.executable, "-c", HELP_SWEEP, json.dumps(paths)],
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    swept = python_c(HELP_SWEEP, json.dumps(paths), cwd=tmp_path, check=True)
     results: dict[str, list[Any]] = json.loads(swept.stdout)
     assert len(results) == len(paths)
     failed = [name for name, (code, _) in results.items() if code != 0]
@@ -99,6 +89,36 @@ def test_help_of_the_real_command_exits_0_and_shows_examples(tmp_path: Path, com
     done = conveyor(*command, "--help", db=None, cwd=tmp_path)
     assert done.returncode == 0
     assert "examples" in done.stdout and "conveyor submit -- echo hello" in done.stdout
+
+
+# -- start-up -----------------------------------------------------------------------------
+
+LOADED = """
+import json, sys
+from conveyor.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --help
+    code = exc.code
+print(json.dumps([code, sorted(sys.modules)]))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["queues", "list"], ["jobs", "list"], ["submit", "--", "true"], ["--help"]],
+    ids=["queues-list", "jobs-list", "submit", "help"],
+)
+def test_a_one_shot_command_loads_neither_the_http_stack_nor_the_worker(
+    sqlite_url: str, tmp_path: Path, args: list[str]
+) -> None:
+    # what a command imports is most of its start-up time (0.45 s -> 0.2 s when these went)
+    items = args if args == ["--help"] else [*args[:2], "--database", sqlite_url, *args[2:]]
+    done = python_c(LOADED, *items, cwd=tmp_path)
+    code, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, done.stderr
+    heavy = ("starlette", "uvicorn", "conveyor.api", "conveyor.worker")
+    assert [m for m in modules if m.startswith(heavy)] == []
 
 
 # -- submit -------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ import pytest
 import uvicorn
 
 from conveyor.api import ApiConfig, create_api
-from conveyor.app import App, ExecutorConfig, WorkerConfig
+from conveyor.app import App
 from conveyor.client import Client
-from conveyor.worker.loop import Worker
+from conveyor.worker.executors import ExecutorConfig
+from conveyor.worker.loop import Worker, WorkerConfig
 
 
 def free_port() -> int:

@@ -11,9 +11,10 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from conveyor.app import App, ExecutorConfig, WorkerConfig
+from conveyor.app import App
 from conveyor.model import Job, JobState
-from conveyor.worker.loop import RunStats
+from conveyor.worker.executors import ExecutorConfig
+from conveyor.worker.loop import RunStats, WorkerConfig
 
 FAST_EXECUTOR = ExecutorConfig(kill_grace_seconds=0.5, log_flush_seconds=0.1)
 

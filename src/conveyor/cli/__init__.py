@@ -130,7 +130,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from conveyor.app import WorkerConfig
+    from conveyor.worker.loop import WorkerConfig
 
     prepare_process(args.log_level, args.imports)
     config = WorkerConfig(

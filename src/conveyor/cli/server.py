@@ -14,8 +14,7 @@ import traceback
 from typing import Any
 
 from conveyor import errors
-from conveyor.api import ApiConfig, create_api
-from conveyor.app import App, ExecutorConfig, WorkerConfig
+from conveyor.app import App
 from conveyor.cli.common import Formatter, add_db, open_app, prepare_process, whole
 
 FIRST_TOKEN = """conveyor: no API token exists yet. Create the first admin token (its secret is shown once):
@@ -135,6 +134,9 @@ def cmd_server(args: argparse.Namespace) -> int:
             worker_thread: threading.Thread | None = None
             worker = None
             if not args.no_worker:
+                from conveyor.worker.executors import ExecutorConfig
+                from conveyor.worker.loop import WorkerConfig
+
                 worker = app.worker(
                     WorkerConfig(
                         environment=args.environment,
@@ -173,6 +175,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 def _uvicorn_config(args: argparse.Namespace, app: App) -> Any:
     import uvicorn
+
+    from conveyor.api import ApiConfig, create_api
 
     api = create_api(
         app,
